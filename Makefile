@@ -1,0 +1,37 @@
+# The front door. `make demo` and `make test` do all set-up themselves on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+FM_TYPE ?= sd15
+PYTEST_ARGS ?=
+
+.PHONY: venv test lint format demo serve synth bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[train,cdk,local,cli,dev]'
+	# Only the CLIP BPE vocabulary file it ships is used (tests build real tokenizers offline);
+	# --no-deps keeps torchvision out of the venv.
+	$(VENV)/bin/pip install -q --no-deps 'open-clip-torch==3.3.0'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy functions training_container local_runtime loractl infrastructure app.py
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: venv lint
+	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,72 @@
+"""The S3 key layout and SageMaker job naming: one place, so IAM policies, the API and the
+container agree.
+
+    models/<owner_key>/<model_id>/<filename>              uploaded checkpoints and registered LoRAs
+    datasets/<owner_key>/<dataset_id>/files/<rel path>     dataset files, Kohya layout under files/
+    trainings/<owner_key>/<job_id>/output/                 SageMaker OutputDataConfig (uncompressed)
+    trainings/<owner_key>/<job_id>/checkpoints/            SageMaker CheckpointConfig (synced live)
+    trainings/<owner_key>/<job_id>/checkpoints/progress.json   live progress (see training_contract)
+
+``owner_key`` is a short hash of the caller's identity (an IAM ARN is not key-safe and should not
+leak into object names).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MODELS_PREFIX = "models/"
+DATASETS_PREFIX = "datasets/"
+TRAININGS_PREFIX = "trainings/"
+DATASET_FILES_FOLDER = "files/"
+PROGRESS_FILENAME = "progress.json"
+SUMMARY_FILENAME = "summary.json"
+
+# SageMaker training job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$
+MAX_JOB_NAME_LENGTH = 63
+
+
+def owner_key(owner: str) -> str:
+    return hashlib.sha256(owner.encode("utf-8")).hexdigest()[:24]
+
+
+def model_object_key(owner: str, model_id: str, filename: str) -> str:
+    return f"{MODELS_PREFIX}{owner_key(owner)}/{model_id}/{filename}"
+
+
+def dataset_prefix(owner: str, dataset_id: str) -> str:
+    return f"{DATASETS_PREFIX}{owner_key(owner)}/{dataset_id}/{DATASET_FILES_FOLDER}"
+
+
+def dataset_file_key(owner: str, dataset_id: str, relative_path: str) -> str:
+    return dataset_prefix(owner, dataset_id) + relative_path
+
+
+def training_prefix(owner: str, job_id: str) -> str:
+    return f"{TRAININGS_PREFIX}{owner_key(owner)}/{job_id}/"
+
+
+def training_output_prefix(owner: str, job_id: str) -> str:
+    return training_prefix(owner, job_id) + "output/"
+
+
+def training_checkpoint_prefix(owner: str, job_id: str) -> str:
+    return training_prefix(owner, job_id) + "checkpoints/"
+
+
+def training_progress_key(owner: str, job_id: str) -> str:
+    return training_checkpoint_prefix(owner, job_id) + PROGRESS_FILENAME
+
+
+def sagemaker_job_name(prefix: str, job_id: str) -> str:
+    """``<prefix>-<job_id>``; the EventBridge rule and IAM policies match on the prefix."""
+    name = f"{prefix}-{job_id}"
+    if len(name) > MAX_JOB_NAME_LENGTH:
+        raise ValueError(f"job name prefix {prefix!r} is too long for SageMaker's 63-character limit")
+    return name
+
+
+def job_id_from_sagemaker_name(prefix: str, name: str) -> str | None:
+    """The job id inside a SageMaker job name, or None when the name is not one of ours."""
+    head = f"{prefix}-"
+    return name[len(head) :] if name.startswith(head) and len(name) > len(head) else None

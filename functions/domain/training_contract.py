@@ -1,0 +1,109 @@
+"""The contract between the control plane and the training container.
+
+SageMaker passes hyperparameters as a flat ``str -> str`` map (values up to 2,500 chars), so
+structured values travel as JSON strings. Both sides import this module: the Lambda builds
+``TrainingHyperparameters`` and the container parses it. The container reports progress by
+writing ``ProgressReport`` JSON to ``/opt/ml/checkpoints/progress.json``.
+
+Why the checkpoint folder for progress: SageMaker syncs ``/opt/ml/checkpoints`` to the job's
+``CheckpointConfig.S3Uri`` while the job runs, even with network isolation on, so the
+container needs no network, no AWS credentials and no extra IAM to publish progress; the API
+reads the small object on ``GET /trainings/{id}``. Locally the job runner syncs the same
+folder into the emulated S3. CloudWatch metrics were rejected (they are not per-job readable
+by the API without extra permissions and lag by minutes); a DynamoDB write from the container
+would need table access from inside a user-controlled training process.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.domain.catalog import FmType
+
+# SageMaker's channel names and container folders (BYOC convention).
+MODEL_CHANNEL = "model"
+DATASET_CHANNEL = "dataset"
+OPT_ML_DEFAULT = "/opt/ml"
+# Written by the container on failure; SageMaker shows it as the job's FailureReason.
+FAILURE_FILE = "output/failure"
+CHECKPOINTS_FOLDER = "checkpoints"
+MODEL_FOLDER = "model"
+LORA_FILENAME_SUFFIX = ".safetensors"
+
+
+class Engine(StrEnum):
+    AUTO = "auto"  # kohya when sd-scripts is installed (the image), else diffusers
+    KOHYA = "kohya"
+    DIFFUSERS = "diffusers"
+
+
+class TrainingHyperparameters(BaseModel):
+    """What the control plane tells the container, serialised into SageMaker hyperparameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    fm_type: FmType
+    engine: Engine = Engine.AUTO
+    output_name: str = Field(description="LoRA file stem, e.g. the job name")
+    base_model_filename: str = Field(description="file name inside the model channel")
+    config: dict[str, bool | int | float | str | list[str]] = Field(
+        description="validated, normalised Kohya parameters (defaults already merged)"
+    )
+
+    def to_sagemaker(self) -> dict[str, str]:
+        data = self.model_dump(mode="json")
+        return {k: (json.dumps(v) if isinstance(v, dict | list) else str(v)) for k, v in data.items()}
+
+    @classmethod
+    def from_sagemaker(cls, raw: dict[str, str]) -> TrainingHyperparameters:
+        data: dict[str, object] = dict(raw)
+        if isinstance(data.get("config"), str):
+            data["config"] = json.loads(str(data["config"]))
+        return cls.model_validate(data)
+
+
+class TrainingPhase(StrEnum):
+    STAGING = "staging"
+    CACHING = "caching"
+    TRAINING = "training"
+    SAVING = "saving"
+    DONE = "done"
+
+
+class ProgressReport(BaseModel):
+    """Live progress, written by the container at least every 30 s."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phase: TrainingPhase
+    step: int = 0
+    total_steps: int | None = None
+    epoch: int = 0
+    total_epochs: int | None = None
+    loss: float | None = None
+    eta_seconds: float | None = None
+    engine: Engine | None = None
+    updated_at: str = Field(description="ISO-8601 UTC time of this report")
+
+
+class TrainingSummary(BaseModel):
+    """``summary.json`` published next to the LoRA in ``/opt/ml/model``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    engine: Engine
+    fm_type: FmType
+    lora_filename: str
+    lora_sha256: str
+    lora_size_bytes: int
+    base_model_sha256: str | None = None
+    steps: int
+    epochs: int
+    final_loss: float | None
+    duration_seconds: float
+    training_seconds: float

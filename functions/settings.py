@@ -1,0 +1,128 @@
+"""Runtime settings of the Lambda functions, read from environment variables.
+
+The environment-variable names and the deployment defaults are defined here once: the CDK
+stack imports ``EnvVar`` and ``DEFAULTS`` to set them, the local runtime sets the same names,
+and the handlers read them through ``Settings.from_env()``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from functions.domain.catalog import INSTANCE_TYPES
+
+
+class EnvVar(StrEnum):
+    TABLE_NAME = "TABLE_NAME"
+    IDEMPOTENCY_TABLE_NAME = "IDEMPOTENCY_TABLE_NAME"
+    BUCKET_NAME = "BUCKET_NAME"
+    TRAINING_IMAGE_URI = "TRAINING_IMAGE_URI"
+    TRAINING_ROLE_ARN = "TRAINING_ROLE_ARN"
+    JOB_NAME_PREFIX = "JOB_NAME_PREFIX"
+    ALLOWED_INSTANCE_TYPES = "ALLOWED_INSTANCE_TYPES"  # comma-separated
+    INSTANCE_PRICES_JSON = "INSTANCE_PRICES_JSON"  # optional {"ml.g5.2xlarge": 1.2, ...}
+    DEFAULT_USE_SPOT = "DEFAULT_USE_SPOT"  # "true" | "false"
+    MAX_RUNTIME_SECONDS = "MAX_RUNTIME_SECONDS"  # upper bound a job may ask for
+    MAX_CONCURRENT_JOBS_PER_OWNER = "MAX_CONCURRENT_JOBS_PER_OWNER"
+    MAX_STORAGE_BYTES_PER_OWNER = "MAX_STORAGE_BYTES_PER_OWNER"
+    PAGE_TOKEN_SECRET = "PAGE_TOKEN_SECRET"  # local runtime / tests: the secret itself
+    PAGE_TOKEN_SECRET_ARN = "PAGE_TOKEN_SECRET_ARN"  # AWS: a Secrets Manager secret holding it
+    TRAINING_ENGINE = "TRAINING_ENGINE"  # auto | kohya | diffusers
+    TRAINING_NETWORK_ISOLATION = "TRAINING_NETWORK_ISOLATION"  # "true" | "false"
+    TRAINING_SUBNET_IDS = "TRAINING_SUBNET_IDS"  # comma-separated, optional
+    TRAINING_SECURITY_GROUP_IDS = "TRAINING_SECURITY_GROUP_IDS"  # comma-separated, optional
+    PRESIGN_EXPIRY_SECONDS = "PRESIGN_EXPIRY_SECONDS"
+
+
+@dataclass(frozen=True)
+class DeploymentDefaults:
+    """Documented defaults of a deployment; CDK context keys override them (see README)."""
+
+    allowed_instance_types: tuple[str, ...] = (
+        "ml.g4dn.xlarge",
+        "ml.g5.xlarge",
+        "ml.g5.2xlarge",
+        "ml.g6.xlarge",
+        "ml.g6e.xlarge",
+    )
+    default_use_spot: bool = True
+    max_runtime_seconds: int = 8 * 3600
+    max_concurrent_jobs_per_owner: int = 2
+    max_storage_bytes_per_owner: int = 200 * 1024**3
+    log_retention_days: int = 30
+    job_name_prefix: str = "lora"
+    training_engine: str = "auto"
+    network_isolation: bool = True
+    presign_expiry_seconds: int = 900
+
+
+DEFAULTS = DeploymentDefaults()
+
+
+def _bool(raw: str | None, default: bool) -> bool:
+    return default if raw in (None, "") else raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _csv(raw: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (raw or "").split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    idempotency_table_name: str
+    bucket_name: str
+    training_image_uri: str
+    training_role_arn: str
+    job_name_prefix: str = DEFAULTS.job_name_prefix
+    allowed_instance_types: tuple[str, ...] = DEFAULTS.allowed_instance_types
+    instance_prices_json: str = ""
+    default_use_spot: bool = DEFAULTS.default_use_spot
+    max_runtime_seconds: int = DEFAULTS.max_runtime_seconds
+    max_concurrent_jobs_per_owner: int = DEFAULTS.max_concurrent_jobs_per_owner
+    max_storage_bytes_per_owner: int = DEFAULTS.max_storage_bytes_per_owner
+    page_token_secret: str = ""
+    page_token_secret_arn: str = ""
+    training_engine: str = DEFAULTS.training_engine
+    network_isolation: bool = DEFAULTS.network_isolation
+    subnet_ids: tuple[str, ...] = field(default_factory=tuple)
+    security_group_ids: tuple[str, ...] = field(default_factory=tuple)
+    presign_expiry_seconds: int = DEFAULTS.presign_expiry_seconds
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+        allowed = _csv(e.get(EnvVar.ALLOWED_INSTANCE_TYPES)) or DEFAULTS.allowed_instance_types
+        unknown = [name for name in allowed if name not in INSTANCE_TYPES]
+        if unknown:
+            raise ValueError(f"{EnvVar.ALLOWED_INSTANCE_TYPES} names unknown instance types: {unknown}")
+        return cls(
+            table_name=e[EnvVar.TABLE_NAME],
+            idempotency_table_name=e[EnvVar.IDEMPOTENCY_TABLE_NAME],
+            bucket_name=e[EnvVar.BUCKET_NAME],
+            training_image_uri=e.get(EnvVar.TRAINING_IMAGE_URI, ""),
+            training_role_arn=e.get(EnvVar.TRAINING_ROLE_ARN, ""),
+            job_name_prefix=e.get(EnvVar.JOB_NAME_PREFIX) or DEFAULTS.job_name_prefix,
+            allowed_instance_types=allowed,
+            instance_prices_json=e.get(EnvVar.INSTANCE_PRICES_JSON, ""),
+            default_use_spot=_bool(e.get(EnvVar.DEFAULT_USE_SPOT), DEFAULTS.default_use_spot),
+            max_runtime_seconds=int(e.get(EnvVar.MAX_RUNTIME_SECONDS) or DEFAULTS.max_runtime_seconds),
+            max_concurrent_jobs_per_owner=int(
+                e.get(EnvVar.MAX_CONCURRENT_JOBS_PER_OWNER) or DEFAULTS.max_concurrent_jobs_per_owner
+            ),
+            max_storage_bytes_per_owner=int(
+                e.get(EnvVar.MAX_STORAGE_BYTES_PER_OWNER) or DEFAULTS.max_storage_bytes_per_owner
+            ),
+            page_token_secret=e.get(EnvVar.PAGE_TOKEN_SECRET, ""),
+            page_token_secret_arn=e.get(EnvVar.PAGE_TOKEN_SECRET_ARN, ""),
+            training_engine=e.get(EnvVar.TRAINING_ENGINE) or DEFAULTS.training_engine,
+            network_isolation=_bool(e.get(EnvVar.TRAINING_NETWORK_ISOLATION), DEFAULTS.network_isolation),
+            subnet_ids=_csv(e.get(EnvVar.TRAINING_SUBNET_IDS)),
+            security_group_ids=_csv(e.get(EnvVar.TRAINING_SECURITY_GROUP_IDS)),
+            presign_expiry_seconds=int(
+                e.get(EnvVar.PRESIGN_EXPIRY_SECONDS) or DEFAULTS.presign_expiry_seconds
+            ),
+        )
