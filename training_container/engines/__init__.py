@@ -1,0 +1,1 @@
+"""Training engines: sd-scripts (``kohya``) in the GPU image, and the portable ``diffusers`` engine."""

@@ -1,0 +1,42 @@
+"""What every engine is given and returns; the entrypoint only talks to engines through these."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from functions.domain.catalog import FmType
+from functions.domain.kohya_params import ParamValue
+from functions.domain.training_contract import Engine
+from training_container.dataset_staging import StagedDataset
+from training_container.progress import ProgressReporter
+
+
+@dataclass
+class EngineRequest:
+    fm_type: FmType
+    config: dict[str, ParamValue]
+    model_path: Path
+    dataset: StagedDataset
+    work_dir: Path  # writable scratch space (TOML files, caches)
+    output_dir: Path  # where the engine leaves <output_name>.safetensors
+    output_name: str
+    checkpoints_dir: Path  # synced to S3 while running; resumable state lives here
+    progress: ProgressReporter
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    job_id: str = ""
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    engine: Engine
+    lora_path: Path | None  # None when the run stopped early (state saved for a resume)
+    steps: int
+    epochs: int
+    final_loss: float | None
+    training_seconds: float
+
+    @property
+    def stopped(self) -> bool:
+        return self.lora_path is None

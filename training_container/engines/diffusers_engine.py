@@ -1,0 +1,666 @@
+"""The portable LoRA trainer: diffusers + PEFT, CPU or GPU, PyPI packages only.
+
+Reads top to bottom like diffusers' ``train_text_to_image_lora.py``: load the base model, attach
+LoRA adapters, prepare data (buckets, cached latents), loop (noise, predict, loss, step), save
+in the Kohya format. It honours the same Kohya parameters as sd-scripts where it can; the ones
+it cannot apply are listed in the LoRA's metadata (``lora_on_aws.ignored_parameters``) instead of
+being silently dropped. Stop requests (SIGTERM) save a resumable state into the checkpoints
+folder; a restarted job continues from the saved step.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the conventional alias
+from diffusers import DDPMScheduler, StableDiffusionXLPipeline
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import compute_snr
+from peft import LoraConfig, inject_adapter_in_model
+from safetensors.torch import save_file
+
+from functions.domain.catalog import FmType
+from functions.domain.kohya_params import ParamValue
+from functions.domain.training_contract import Engine, TrainingPhase
+from training_container.engines import kohya_lora_format as kohya
+from training_container.engines.base import EngineRequest, EngineResult
+from training_container.engines.training_data import (
+    BucketSettings,
+    Sample,
+    build_samples,
+    epoch_batches,
+    load_image_tensor,
+    parse_resolution,
+    repeat_counts,
+    transform_caption,
+)
+from training_container.model_loading import BasePipeline, load_base_pipeline
+
+logger = logging.getLogger(__name__)
+
+UNET_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
+TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+STATE_FOLDER = "diffusers_state"
+STATE_FILE = "state.pt"
+STATE_SAVE_INTERVAL_SECONDS = 600.0
+SD_SCRIPTS_DEFAULT_MAX_STEPS = 1600  # sd-scripts' own default when neither steps nor epochs are set
+# Parameters this engine honours; anything else the user set is reported as ignored.
+SUPPORTED_PARAMETERS = frozenset(
+    {
+        "network_dim", "network_alpha", "network_dropout", "network_train_unet_only",
+        "network_train_text_encoder_only", "learning_rate", "unet_lr", "text_encoder_lr",
+        "optimizer_type", "optimizer_args", "lr_scheduler", "lr_warmup_steps", "lr_scheduler_num_cycles",
+        "lr_scheduler_power", "max_grad_norm", "train_batch_size", "gradient_accumulation_steps",
+        "max_train_epochs", "max_train_steps", "seed", "min_snr_gamma", "noise_offset", "mixed_precision",
+        "save_precision", "gradient_checkpointing", "cache_latents", "cache_latents_to_disk",
+        "cache_text_encoder_outputs", "no_half_vae", "sdpa", "max_data_loader_n_workers", "resolution",
+        "enable_bucket", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "bucket_no_upscale",
+        "random_crop", "flip_aug", "shuffle_caption", "keep_tokens", "caption_dropout_rate", "clip_skip",
+    }
+)  # fmt: skip
+_SAVE_DTYPES = {"float": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Precision:
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # None: plain fp32
+    label: str  # recorded as ss_mixed_precision
+
+
+@dataclass(frozen=True)
+class Schedule:
+    batches_per_epoch: int
+    steps_per_epoch: int
+    epochs: int
+    max_steps: int
+
+
+@dataclass
+class TrainingState:
+    """Where a run is; saved on stop requests so a restarted job continues."""
+
+    global_step: int = 0
+    epoch: int = 0
+    next_batch: int = 0
+    last_loss: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def choose_precision(config: dict[str, ParamValue]) -> Precision:
+    """bf16 autocast on GPUs that support it (fp16 otherwise); fp32 on CPUs, where autocast is slow."""
+    if not torch.cuda.is_available():
+        return Precision(torch.device("cpu"), None, "no")
+    if config.get("mixed_precision", "no") == "no":
+        return Precision(torch.device("cuda"), None, "no")
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return Precision(torch.device("cuda"), dtype, "bf16" if dtype == torch.bfloat16 else "fp16")
+
+
+def plan_schedule(config: dict[str, Any], batches_per_epoch: int) -> Schedule:
+    """sd-scripts' arithmetic: epochs override steps; an epoch is ceil(batches / accumulation) steps."""
+    accumulation = int(config.get("gradient_accumulation_steps", 1))
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / accumulation))
+    if config.get("max_train_epochs"):
+        epochs = int(config["max_train_epochs"])
+        return Schedule(batches_per_epoch, steps_per_epoch, epochs, epochs * steps_per_epoch)
+    max_steps = int(config.get("max_train_steps", SD_SCRIPTS_DEFAULT_MAX_STEPS))
+    return Schedule(batches_per_epoch, steps_per_epoch, math.ceil(max_steps / steps_per_epoch), max_steps)
+
+
+def ignored_parameters(config: dict[str, ParamValue]) -> list[str]:
+    return sorted(key for key in config if key not in SUPPORTED_PARAMETERS)
+
+
+def _parse_kv_args(items: ParamValue | None) -> dict[str, Any]:
+    """``["weight_decay=0.01", "betas=0.9,0.99"]`` -> kwargs; values were validated as plain literals."""
+    parsed: dict[str, Any] = {}
+    for item in items if isinstance(items, list) else []:
+        key, _, raw = item.partition("=")
+        try:
+            parsed[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            parsed[key] = raw
+    return parsed
+
+
+def build_optimizer(
+    groups: list[dict[str, Any]], config: dict[str, Any], device: torch.device
+) -> tuple[torch.optim.Optimizer, str, str | None]:
+    """The requested optimizer, or torch AdamW with the reason when it cannot run here."""
+    requested = str(config.get("optimizer_type", "AdamW"))
+    kwargs = _parse_kv_args(config.get("optimizer_args"))
+    optimizer_class: Any = torch.optim.AdamW
+    fallback: str | None = None
+    if requested in ("AdamW8bit", "PagedAdamW8bit", "Lion8bit"):
+        try:
+            import bitsandbytes as bnb
+
+            if device.type != "cuda":
+                raise ImportError("8-bit optimizers need CUDA")
+            optimizer_class = getattr(bnb.optim, requested)
+        except (ImportError, AttributeError) as error:
+            fallback = f"{requested} unavailable ({error}); used torch AdamW"
+    elif requested == "SGDNesterov":
+        optimizer_class = torch.optim.SGD
+        kwargs = {"momentum": 0.9, **kwargs, "nesterov": True}
+    elif requested == "Adafactor":
+        from transformers.optimization import Adafactor
+
+        optimizer_class = Adafactor
+        kwargs = {"relative_step": False, "scale_parameter": False, "warmup_init": False, **kwargs}
+    elif requested != "AdamW":
+        fallback = f"{requested} is not available in the diffusers engine; used torch AdamW"
+    if fallback:
+        optimizer_class = torch.optim.AdamW
+    accepted = inspect.signature(optimizer_class).parameters
+    usable = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items() if k in accepted}
+    return optimizer_class(groups, **usable), optimizer_class.__name__, fallback
+
+
+def is_sdxl_pipeline(pipe: BasePipeline) -> bool:
+    return isinstance(pipe, StableDiffusionXLPipeline)
+
+
+def _text_encoders(pipe: BasePipeline) -> list[torch.nn.Module]:
+    encoders: list[torch.nn.Module] = [pipe.text_encoder]
+    if is_sdxl_pipeline(pipe):
+        encoders.append(pipe.text_encoder_2)
+    return encoders
+
+
+def _tokenizers(pipe: BasePipeline) -> list[Any]:
+    tokenizers = [pipe.tokenizer]
+    if is_sdxl_pipeline(pipe):
+        tokenizers.append(pipe.tokenizer_2)
+    return tokenizers
+
+
+def _final_layer_norm(encoder: torch.nn.Module) -> torch.nn.Module:
+    text_model: Any = getattr(encoder, "text_model", encoder)
+    norm: torch.nn.Module = text_model.final_layer_norm
+    return norm
+
+
+def encode_captions(
+    pipe: BasePipeline, captions: list[str], clip_skip: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Prompt embeddings (and SDXL's pooled embedding) the way each family was trained."""
+    ids = [
+        tok(
+            captions,
+            padding="max_length",
+            max_length=tok.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(device)
+        for tok in _tokenizers(pipe)
+    ]
+    encoders = _text_encoders(pipe)
+    if not is_sdxl_pipeline(pipe):
+        output = encoders[0](ids[0], output_hidden_states=clip_skip > 1)
+        if clip_skip <= 1:
+            return output.last_hidden_state, None
+        return _final_layer_norm(encoders[0])(output.hidden_states[-clip_skip]), None
+    first = encoders[0](ids[0], output_hidden_states=True)
+    second = encoders[1](ids[1], output_hidden_states=True)
+    embeds = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+    return embeds, second.text_embeds
+
+
+def sdxl_time_ids(bucket: tuple[int, int], batch: int, device: torch.device) -> torch.Tensor:
+    """SDXL's micro-conditioning: original size, crop origin, target size (h, w order)."""
+    width, height = bucket
+    return torch.tensor([[height, width, 0, 0, height, width]] * batch, dtype=torch.float32, device=device)
+
+
+class DiffusersTrainer:
+    """One training run; each method is one stage of the loop."""
+
+    def __init__(self, request: EngineRequest) -> None:
+        self.request = request
+        self.config = cast(dict[str, Any], request.config)  # validated by kohya_params
+        self.fm_type = request.fm_type
+        self.precision = choose_precision(self.config)
+        self.seed = int(self.config.get("seed", 42))
+        self.train_unet = not self.config.get("network_train_text_encoder_only", False)
+        te_lr = float(self.config.get("text_encoder_lr", self.config.get("learning_rate", 1e-4)))
+        self.train_text = not self.config.get("network_train_unet_only", False) and te_lr > 0
+        self.started_at = datetime.now(UTC)
+        self.state_path = request.checkpoints_dir / STATE_FOLDER / STATE_FILE
+        self.latent_cache: dict[tuple[int, bool], torch.Tensor] = {}
+        self.text_cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self.caption_rng = random.Random(self.seed)
+
+    # --- load
+    def load(self) -> None:
+        torch.manual_seed(self.seed)
+        weight_dtype = self.precision.autocast_dtype or torch.float32
+        self.pipe = load_base_pipeline(self.request.model_path, self.fm_type, dtype=weight_dtype)
+        self.pipe.to(self.precision.device)
+        if self.config.get("no_half_vae") or self.precision.autocast_dtype is None:
+            self.pipe.vae.to(torch.float32)
+        self.noise_scheduler = DDPMScheduler.from_config(self.pipe.scheduler.config)
+        for module in [self.pipe.unet, self.pipe.vae, *_text_encoders(self.pipe)]:
+            module.requires_grad_(False)
+            module.eval()
+        self._attach_lora()
+
+    def _lora_config(self, targets: list[str]) -> LoraConfig:
+        return LoraConfig(
+            r=int(self.config.get("network_dim", 4)),
+            # Kohya alphas may be fractional; PEFT computes alpha / r with any number.
+            lora_alpha=cast(int, float(self.config.get("network_alpha", 1.0))),
+            lora_dropout=float(self.config.get("network_dropout", 0.0)),
+            init_lora_weights="gaussian",
+            target_modules=targets,
+        )
+
+    @staticmethod
+    def _inject_lora(model: torch.nn.Module, config: LoraConfig) -> list[torch.nn.Parameter]:
+        """PEFT's model-agnostic injection (no transformers/diffusers version coupling)."""
+        inject_adapter_in_model(config, model)
+        trainable = []
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_("lora_" in name)
+            if parameter.requires_grad:
+                trainable.append(parameter)
+        return trainable
+
+    def _attach_lora(self) -> None:
+        self.unet_params: list[torch.nn.Parameter] = []
+        self.text_params: list[torch.nn.Parameter] = []
+        if self.train_unet:
+            self.unet_params = self._inject_lora(self.pipe.unet, self._lora_config(UNET_TARGET_MODULES))
+            self.pipe.unet.train()
+            if self.config.get("gradient_checkpointing"):
+                self.pipe.unet.enable_gradient_checkpointing()
+        if self.train_text:
+            for encoder in cast(list[Any], _text_encoders(self.pipe)):
+                self.text_params += self._inject_lora(encoder, self._lora_config(TEXT_ENCODER_TARGET_MODULES))
+                encoder.train()
+                if self.config.get("gradient_checkpointing"):
+                    enable = getattr(encoder, "activation_checkpointing_enable", None)
+                    (enable or encoder.gradient_checkpointing_enable)()
+        for parameter in self.unet_params + self.text_params:
+            parameter.data = parameter.data.float()  # LoRA weights train in fp32 under autocast
+
+    # --- data
+    def prepare_data(self) -> None:
+        config = self.config
+        self.bucket_settings = BucketSettings(
+            resolution=parse_resolution(config.get("resolution", "512")),
+            enabled=bool(config.get("enable_bucket", False)),
+            min_reso=int(config.get("min_bucket_reso", 256)),
+            max_reso=int(config.get("max_bucket_reso", 1024)),
+            step=int(config.get("bucket_reso_steps", 64)),
+            no_upscale=bool(config.get("bucket_no_upscale", False)),
+        )
+        self.samples = build_samples(self.request.dataset, self.bucket_settings)
+        self.repeats = repeat_counts(self.request.dataset)
+        self.batch_size = int(config.get("train_batch_size", 1))
+        first_epoch = epoch_batches(self.samples, self.repeats, self.batch_size, self.seed, 0)
+        self.schedule = plan_schedule(config, len(first_epoch))
+        if config.get("cache_latents"):
+            self._cache_latents()
+
+    def _encode_latents(self, pixels: torch.Tensor) -> torch.Tensor:
+        vae = self.pipe.vae
+        with torch.no_grad():
+            latents = vae.encode(pixels.to(self.precision.device, vae.dtype)).latent_dist.sample()
+        return latents.float() * float(vae.config.scaling_factor)
+
+    def _cache_latents(self) -> None:
+        self.request.progress.update(phase=TrainingPhase.CACHING, force=True)
+        flips = (False, True) if self.config.get("flip_aug") else (False,)
+        for sample in self.samples:
+            for flip in flips:
+                pixels = load_image_tensor(sample.image.path, sample.bucket, flip=flip, random_crop=False)
+                self.latent_cache[(sample.index, flip)] = self._encode_latents(pixels[None])[0].cpu()
+
+    def _batch_latents(self, batch: list[Sample]) -> torch.Tensor:
+        flip_aug = bool(self.config.get("flip_aug"))
+        flips = [flip_aug and random.random() < 0.5 for _ in batch]
+        if self.latent_cache:
+            stacked = torch.stack(
+                [self.latent_cache[(s.index, f)] for s, f in zip(batch, flips, strict=True)]
+            )
+            return stacked.to(self.precision.device)
+        random_crop = bool(self.config.get("random_crop"))
+        pixels = torch.stack(
+            [
+                load_image_tensor(s.image.path, s.bucket, flip=f, random_crop=random_crop)
+                for s, f in zip(batch, flips, strict=True)
+            ]
+        )
+        return self._encode_latents(pixels)
+
+    def _captions(self, batch: list[Sample]) -> list[str]:
+        return [
+            transform_caption(
+                sample.image.caption,
+                self.caption_rng,
+                shuffle=bool(self.config.get("shuffle_caption")),
+                keep_tokens=int(self.config.get("keep_tokens", 0)),
+                dropout_rate=float(self.config.get("caption_dropout_rate", 0.0)),
+            )
+            for sample in batch
+        ]
+
+    def _conditioning(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        clip_skip = int(self.config.get("clip_skip", 1))
+        device = self.precision.device
+        if self.train_text:
+            return encode_captions(self.pipe, captions, clip_skip, device)
+        missing = [c for c in dict.fromkeys(captions) if c not in self.text_cache]
+        if missing:
+            with torch.no_grad():
+                embeds, pooled = encode_captions(self.pipe, missing, clip_skip, device)
+            for index, caption in enumerate(missing):
+                self.text_cache[caption] = (embeds[index], None if pooled is None else pooled[index])
+        embeds = torch.stack([self.text_cache[c][0] for c in captions])
+        pooled_list = [self.text_cache[c][1] for c in captions]
+        pooled = None if pooled_list[0] is None else torch.stack([p for p in pooled_list if p is not None])
+        return embeds, pooled
+
+    # --- loop
+    def _loss(self, batch: list[Sample]) -> torch.Tensor:
+        device = self.precision.device
+        latents = self._batch_latents(batch)
+        noise = torch.randn_like(latents)
+        offset = float(self.config.get("noise_offset", 0.0))
+        if offset:
+            noise = noise + offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1, device=device)
+        steps = self.noise_scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, steps, (latents.shape[0],), device=device).long()
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        embeds, pooled = self._conditioning(self._captions(batch))
+        added: dict[str, torch.Tensor] | None = None
+        if pooled is not None:
+            added = {"text_embeds": pooled, "time_ids": sdxl_time_ids(batch[0].bucket, len(batch), device)}
+        unet_dtype = self.pipe.unet.dtype
+        prediction = self.pipe.unet(
+            noisy.to(unet_dtype),
+            timesteps,
+            encoder_hidden_states=embeds.to(unet_dtype),
+            added_cond_kwargs=added,
+        ).sample.float()
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            target = noise
+        per_sample = F.mse_loss(prediction, target.float(), reduction="none").mean(dim=(1, 2, 3))
+        gamma = self.config.get("min_snr_gamma")
+        if gamma:
+            snr = compute_snr(self.noise_scheduler, timesteps)
+            weight = torch.clamp(snr, max=float(gamma)) / snr
+            if self.noise_scheduler.config.prediction_type == "v_prediction":
+                weight = torch.clamp(snr, max=float(gamma)) / (snr + 1)
+            per_sample = per_sample * weight
+        return per_sample.mean()
+
+    def build_optimization(self) -> None:
+        base_lr = float(self.config.get("learning_rate", 1e-4))
+        groups = []
+        if self.unet_params:
+            groups.append({"params": self.unet_params, "lr": float(self.config.get("unet_lr", base_lr))})
+        if self.text_params:
+            groups.append(
+                {"params": self.text_params, "lr": float(self.config.get("text_encoder_lr", base_lr))}
+            )
+        if not groups:
+            raise ValueError("nothing to train: both the UNet and the text encoders are frozen")
+        self.optimizer, self.optimizer_name, self.optimizer_fallback = build_optimizer(
+            groups, self.config, self.precision.device
+        )
+        name = str(self.config.get("lr_scheduler", "constant"))
+        self.lr_scheduler = get_scheduler(
+            "constant" if name == "adafactor" else name,
+            self.optimizer,
+            num_warmup_steps=int(self.config.get("lr_warmup_steps", 0)),
+            num_training_steps=self.schedule.max_steps,
+            num_cycles=int(self.config.get("lr_scheduler_num_cycles", 1)),
+            power=float(self.config.get("lr_scheduler_power", 1.0)),
+        )
+
+    def _fingerprint(self) -> str:
+        description = json.dumps(
+            [self.fm_type.value, self.config, [str(s.image.path.name) for s in self.samples]],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(description.encode()).hexdigest()
+
+    def _trainable_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        models = {"unet": self.pipe.unet, **{f"te{i}": e for i, e in enumerate(_text_encoders(self.pipe))}}
+        return {
+            key: {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
+            for key, model in models.items()
+        }
+
+    def save_state(self, state: TrainingState) -> None:
+        """Everything needed to continue: LoRA weights, optimizer, LR schedule, data position, RNG."""
+        payload = {
+            "fingerprint": self._fingerprint(),
+            "training": state.__dict__,
+            "weights": self._trainable_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "lr_scheduler": self.lr_scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+            "caption_rng": self.caption_rng.getstate(),
+        }
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_path.with_suffix(".tmp")
+        torch.save(payload, temporary)
+        temporary.replace(self.state_path)
+        logger.info("saved training state at step %d to %s", state.global_step, self.state_path)
+
+    def load_state(self) -> TrainingState:
+        if not self.state_path.is_file():
+            return TrainingState()
+        payload = torch.load(self.state_path, map_location="cpu", weights_only=False)
+        if payload.get("fingerprint") != self._fingerprint():
+            logger.warning("ignoring saved state in %s: it belongs to another job", self.state_path)
+            return TrainingState()
+        models = {"unet": self.pipe.unet, **{f"te{i}": e for i, e in enumerate(_text_encoders(self.pipe))}}
+        for key, weights in payload["weights"].items():
+            if weights:
+                result = models[key].load_state_dict(weights, strict=False)
+                if result.unexpected_keys:
+                    raise RuntimeError(f"saved state does not match the model: {result.unexpected_keys[:3]}")
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.lr_scheduler.load_state_dict(payload["lr_scheduler"])
+        torch.set_rng_state(payload["torch_rng"])
+        random.setstate(payload["python_rng"])
+        self.caption_rng.setstate(payload["caption_rng"])
+        state = TrainingState(**payload["training"])
+        logger.info("resuming from step %d (epoch %d)", state.global_step, state.epoch + 1)
+        return state
+
+    def train(self, state: TrainingState) -> TrainingState:
+        """The loop. Returns when done, or early (state saved) when a stop was requested."""
+        request, schedule = self.request, self.schedule
+        accumulation = int(self.config.get("gradient_accumulation_steps", 1))
+        max_grad_norm = float(self.config.get("max_grad_norm", 0.0))
+        params = self.unet_params + self.text_params
+        started, last_state_save = time.monotonic(), time.monotonic()
+        steps_at_start = state.global_step
+        request.progress.update(
+            phase=TrainingPhase.TRAINING,
+            step=state.global_step,
+            total_steps=schedule.max_steps,
+            epoch=state.epoch + 1,
+            total_epochs=schedule.epochs,
+            force=True,
+        )
+        while state.epoch < schedule.epochs and state.global_step < schedule.max_steps:
+            batches = epoch_batches(self.samples, self.repeats, self.batch_size, self.seed, state.epoch)
+            while state.next_batch < len(batches) and state.global_step < schedule.max_steps:
+                group = batches[state.next_batch : state.next_batch + accumulation]
+                losses = []
+                for batch in group:
+                    with torch.autocast(
+                        self.precision.device.type,
+                        dtype=self.precision.autocast_dtype or torch.float32,
+                        enabled=self.precision.autocast_dtype is not None,
+                    ):
+                        loss = self._loss(batch)
+                    (loss / len(group)).backward()
+                    losses.append(float(loss.detach()))
+                if max_grad_norm > 0:
+                    torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                self.optimizer.step()
+                self.lr_scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                state.next_batch += len(group)
+                state.global_step += 1
+                state.last_loss = sum(losses) / len(losses)
+                if not math.isfinite(state.last_loss):
+                    raise FloatingPointError(f"loss became {state.last_loss} at step {state.global_step}")
+                self._report(state, started, steps_at_start)
+                if request.stop_requested.is_set():
+                    self.save_state(state)
+                    return state
+                if time.monotonic() - last_state_save > STATE_SAVE_INTERVAL_SECONDS:
+                    self.save_state(state)
+                    last_state_save = time.monotonic()
+            if state.next_batch >= len(batches):
+                state.epoch, state.next_batch = state.epoch + 1, 0
+        return state
+
+    def _report(self, state: TrainingState, started: float, steps_at_start: int) -> None:
+        done = state.global_step - steps_at_start
+        per_step = (time.monotonic() - started) / max(1, done)
+        remaining = self.schedule.max_steps - state.global_step
+        self.request.progress.update(
+            step=state.global_step,
+            epoch=min(state.epoch + 1, self.schedule.epochs),
+            loss=state.last_loss,
+            eta_seconds=round(per_step * remaining, 1),
+        )
+        if state.global_step % 10 == 0 or remaining == 0:
+            logger.info(
+                "step %d/%d loss %.4f", state.global_step, self.schedule.max_steps, state.last_loss or 0
+            )
+
+    # --- save
+    def metadata(self, state: TrainingState) -> dict[str, str]:
+        config, dataset = self.config, self.request.dataset
+        width, height = self.bucket_settings.resolution
+        base_lr = config.get("learning_rate")
+        values: dict[str, Any] = {
+            "ss_network_module": kohya.NETWORK_MODULE,
+            "ss_network_dim": config.get("network_dim"),
+            "ss_network_alpha": config.get("network_alpha"),
+            "ss_network_dropout": config.get("network_dropout"),
+            "ss_base_model_version": kohya.BASE_MODEL_VERSION[self.fm_type],
+            "ss_v2": False,
+            "ss_sd_model_name": self.request.model_path.name,
+            "ss_output_name": self.request.output_name,
+            "ss_learning_rate": base_lr,
+            "ss_unet_lr": config.get("unet_lr", base_lr),
+            "ss_text_encoder_lr": config.get("text_encoder_lr", base_lr),
+            "ss_network_train_unet_only": not self.train_text,
+            "ss_num_train_images": dataset.images_with_repeats,
+            "ss_num_reg_images": 0,
+            "ss_num_batches_per_epoch": self.schedule.batches_per_epoch,
+            "ss_num_epochs": self.schedule.epochs,
+            "ss_epoch": min(state.epoch, self.schedule.epochs),
+            "ss_steps": state.global_step,
+            "ss_max_train_steps": self.schedule.max_steps,
+            "ss_batch_size_per_device": self.batch_size,
+            "ss_total_batch_size": self.batch_size * int(config.get("gradient_accumulation_steps", 1)),
+            "ss_gradient_accumulation_steps": config.get("gradient_accumulation_steps", 1),
+            "ss_gradient_checkpointing": bool(config.get("gradient_checkpointing")),
+            "ss_resolution": f"({width}, {height})",
+            "ss_enable_bucket": self.bucket_settings.enabled,
+            "ss_min_bucket_reso": self.bucket_settings.min_reso,
+            "ss_max_bucket_reso": self.bucket_settings.max_reso,
+            "ss_bucket_no_upscale": self.bucket_settings.no_upscale,
+            "ss_seed": self.seed,
+            "ss_mixed_precision": self.precision.label,
+            "ss_optimizer": self.optimizer_name,
+            "ss_lr_scheduler": config.get("lr_scheduler"),
+            "ss_lr_warmup_steps": config.get("lr_warmup_steps", 0),
+            "ss_max_grad_norm": config.get("max_grad_norm"),
+            "ss_clip_skip": config.get("clip_skip"),
+            "ss_noise_offset": config.get("noise_offset"),
+            "ss_min_snr_gamma": config.get("min_snr_gamma"),
+            "ss_cache_latents": bool(config.get("cache_latents")),
+            "ss_flip_aug": bool(config.get("flip_aug")),
+            "ss_shuffle_caption": bool(config.get("shuffle_caption")),
+            "ss_keep_tokens": config.get("keep_tokens", 0),
+            "ss_caption_dropout_rate": config.get("caption_dropout_rate", 0.0),
+            "ss_tag_frequency": dataset.tag_frequency,
+            "ss_dataset_dirs": {
+                c.folder.name: {"n_repeats": c.repeats, "img_count": len(c.images)} for c in dataset.concepts
+            },
+            "ss_training_started_at": self.started_at.timestamp(),
+            "ss_training_finished_at": datetime.now(UTC).timestamp(),
+            "modelspec.sai_model_spec": "1.0.0",
+            "modelspec.architecture": kohya.MODELSPEC_ARCHITECTURE[self.fm_type],
+            "modelspec.implementation": "https://github.com/Stability-AI/generative-models"
+            if self.fm_type == FmType.SDXL
+            else "diffusers",
+            "modelspec.title": self.request.output_name,
+            "modelspec.resolution": f"{width}x{height}",
+            "modelspec.date": self.started_at.date().isoformat(),
+            "lora_on_aws.engine": Engine.DIFFUSERS.value,
+            "lora_on_aws.job_id": self.request.job_id,
+            "lora_on_aws.optimizer_fallback": self.optimizer_fallback,
+            "lora_on_aws.ignored_parameters": ignored_parameters(config),
+        }
+        return kohya.stringify_metadata(values)
+
+    def lora_tensors(self) -> dict[str, torch.Tensor]:
+        dtype = _SAVE_DTYPES[str(self.config.get("save_precision", "float"))]
+        unet_config = self.pipe.unet.config
+        tensors = kohya.kohya_tensors(
+            self.pipe.unet, lambda path: kohya.unet_lora_name(path, self.fm_type, unet_config), dtype
+        )
+        for prefix, encoder in zip(
+            kohya.text_encoder_prefixes(self.fm_type), _text_encoders(self.pipe), strict=True
+        ):
+            tensors.update(
+                kohya.kohya_tensors(
+                    encoder, lambda path, p=prefix: kohya.text_encoder_lora_name(path, p), dtype
+                )
+            )
+        return tensors
+
+    def write_lora(self, state: TrainingState) -> Path:
+        self.request.progress.update(phase=TrainingPhase.SAVING, force=True)
+        self.request.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.request.output_dir / f"{self.request.output_name}.safetensors"
+        save_file(self.lora_tensors(), str(path), metadata=self.metadata(state))
+        return path
+
+
+def run_diffusers_engine(request: EngineRequest) -> EngineResult:
+    """Train a LoRA with diffusers + PEFT; resume from saved state when the checkpoints hold one."""
+    started = time.monotonic()
+    trainer = DiffusersTrainer(request)
+    trainer.load()
+    trainer.prepare_data()
+    trainer.build_optimization()
+    state = trainer.train(trainer.load_state())
+    seconds = time.monotonic() - started
+    if request.stop_requested.is_set() and state.global_step < trainer.schedule.max_steps:
+        return EngineResult(Engine.DIFFUSERS, None, state.global_step, state.epoch, state.last_loss, seconds)
+    lora_path = trainer.write_lora(state)
+    return EngineResult(
+        Engine.DIFFUSERS, lora_path, state.global_step, trainer.schedule.epochs, state.last_loss, seconds
+    )

@@ -1,0 +1,161 @@
+"""Stage 3 (kohya engine): sd-scripts' dataset TOML, training TOML and command line.
+
+The service owns paths, names, the network module, the tokenizer cache, caption handling and
+state saving: they are set here, after the user's parameters, so a user value can never
+override them (``functions.domain.kohya_params`` also refuses them up front). sd-scripts
+silently ignores unknown keys, so ``tests/container`` checks every key emitted here against
+the option list extracted from the pinned sd-scripts release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import toml
+
+from functions.domain.catalog import FmType
+from functions.domain.kohya_params import ParamValue
+from training_container.dataset_staging import CAPTION_EXTENSION, StagedDataset
+
+# The pinned release (Dockerfile and the options fixture must agree).
+SD_SCRIPTS_TAG = "v0.10.1"
+SD_SCRIPTS_COMMIT = "ae72efb92babe89ff8e70f057e42db68440e8d61"
+TRAINING_SCRIPT = {FmType.SD15: "train_network.py", FmType.SDXL: "sdxl_train_network.py"}
+ACCELERATE_LAUNCH = ("accelerate", "launch", "--num_cpu_threads_per_process", "1")
+STATE_FOLDER = "kohya_state"
+
+# User parameters that sd-scripts reads from the dataset TOML's [general] section (argparse
+# name -> dataset schema name). Everything else goes to the training TOML.
+DATASET_PARAMETERS = {
+    "resolution": "resolution",
+    "train_batch_size": "batch_size",
+    "enable_bucket": "enable_bucket",
+    "min_bucket_reso": "min_bucket_reso",
+    "max_bucket_reso": "max_bucket_reso",
+    "bucket_reso_steps": "bucket_reso_steps",
+    "bucket_no_upscale": "bucket_no_upscale",
+    "random_crop": "random_crop",
+    "flip_aug": "flip_aug",
+    "color_aug": "color_aug",
+    "shuffle_caption": "shuffle_caption",
+    "keep_tokens": "keep_tokens",
+    "caption_dropout_rate": "caption_dropout_rate",
+    "caption_tag_dropout_rate": "caption_tag_dropout_rate",
+}
+
+
+@dataclass(frozen=True)
+class KohyaFiles:
+    dataset_config: Path
+    training_config: Path
+    command: list[str]
+
+
+def _dataset_resolution(value: ParamValue) -> int | list[int]:
+    """The dataset schema wants an int or [w, h] (the argparse option wants the string form)."""
+    sides = [int(side) for side in str(value).split(",")]
+    return sides[0] if len(sides) == 1 else sides
+
+
+def dataset_toml(config: dict[str, ParamValue], dataset: StagedDataset) -> dict[str, Any]:
+    general: dict[str, Any] = {"caption_extension": CAPTION_EXTENSION}
+    for argparse_name, schema_name in DATASET_PARAMETERS.items():
+        if argparse_name in config:
+            value = config[argparse_name]
+            general[schema_name] = _dataset_resolution(value) if argparse_name == "resolution" else value
+    subsets = [
+        {
+            "image_dir": str(concept.folder),
+            "num_repeats": concept.repeats,
+            "caption_extension": CAPTION_EXTENSION,
+        }
+        for concept in dataset.concepts
+    ]
+    return {"general": general, "datasets": [{"subsets": subsets}]}
+
+
+def latest_state(state_dir: Path) -> Path | None:
+    """The newest ``*-state`` folder sd-scripts saved (spot/stop resume), if any."""
+    states = sorted(
+        (p for p in state_dir.glob("*-state") if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    return states[0] if states else None
+
+
+def service_parameters(
+    *, model_path: Path, output_dir: Path, output_name: str, tokenizer_cache_dir: Path | None
+) -> dict[str, Any]:
+    """Keys the service owns; applied last so they always win."""
+    parameters: dict[str, Any] = {
+        "pretrained_model_name_or_path": str(model_path),
+        "output_dir": str(output_dir),
+        "output_name": output_name,
+        "save_model_as": "safetensors",
+        "network_module": "networks.lora",
+        "caption_extension": CAPTION_EXTENSION,
+        # Save resumable state each epoch into the synced folder; keep only the latest one.
+        "save_state": True,
+        "save_last_n_epochs_state": 1,
+    }
+    if tokenizer_cache_dir is not None:
+        parameters["tokenizer_cache_dir"] = str(tokenizer_cache_dir)
+    resume = latest_state(output_dir)
+    if resume is not None:
+        parameters["resume"] = str(resume)
+    return parameters
+
+
+def training_toml(config: dict[str, ParamValue], service: dict[str, Any]) -> dict[str, Any]:
+    user = {key: value for key, value in config.items() if key not in DATASET_PARAMETERS}
+    if "resolution" in config:
+        user["resolution"] = str(config["resolution"])  # argparse type=str; an int crashes sd-scripts
+    user.setdefault("save_every_n_epochs", 1)
+    return {**user, **service}
+
+
+def kohya_command(
+    script: Path, training_config: Path, dataset_config: Path, launcher: Sequence[str] = ACCELERATE_LAUNCH
+) -> list[str]:
+    """The argv (never a shell string) that runs sd-scripts."""
+    return [
+        *launcher,
+        str(script),
+        "--config_file",
+        str(training_config),
+        "--dataset_config",
+        str(dataset_config),
+    ]
+
+
+def build_kohya_configs(
+    *,
+    fm_type: FmType,
+    config: dict[str, ParamValue],
+    dataset: StagedDataset,
+    model_path: Path,
+    output_dir: Path,
+    output_name: str,
+    work_dir: Path,
+    sd_scripts_dir: Path,
+    tokenizer_cache_dir: Path | None,
+    launcher: Sequence[str] = ACCELERATE_LAUNCH,
+) -> KohyaFiles:
+    """Write both TOML files into ``work_dir`` and return them with the command line."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    dataset_path = work_dir / "dataset_config.toml"
+    training_path = work_dir / "training_config.toml"
+    dataset_path.write_text(toml.dumps(dataset_toml(config, dataset)), encoding="utf-8")
+    service = service_parameters(
+        model_path=model_path,
+        output_dir=output_dir,
+        output_name=output_name,
+        tokenizer_cache_dir=tokenizer_cache_dir,
+    )
+    training_path.write_text(toml.dumps(training_toml(config, service)), encoding="utf-8")
+    script = sd_scripts_dir / TRAINING_SCRIPT[fm_type]
+    return KohyaFiles(
+        dataset_path, training_path, kohya_command(script, training_path, dataset_path, launcher)
+    )

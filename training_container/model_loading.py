@@ -1,0 +1,156 @@
+"""Loading the base model offline: family detection, single-file checkpoints, diffusers folders.
+
+Users upload single-file checkpoints in the original (LDM/SGM) key layout. diffusers'
+``from_single_file`` converts them, but needs the diffusers config of every component; jobs run
+with network isolation, so the full-size SD 1.5 and SDXL configs are committed under
+``model_configs/`` and tokenizers come from ``clip_tokenizers``. A checkpoint may carry its own
+config bundle in the safetensors metadata (``DIFFUSERS_CONFIG_METADATA_KEY``, used by the tiny
+test models, whose architecture cannot be inferred from keys); it wins when present.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import torch
+from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+from safetensors import safe_open
+
+from functions.domain.catalog import FmType
+from training_container.clip_tokenizers import SD15_TOKENIZER_REPO, SDXL_TOKENIZER_2_REPO, load_clip_tokenizer
+from training_container.errors import JobFailure
+
+DIFFUSERS_CONFIG_METADATA_KEY = "lora_on_aws.diffusers_config"
+MODEL_CONFIGS_DIR = Path(__file__).parent / "model_configs"
+# diffusers registers pipeline components at runtime (no declared ``unet``/``vae`` attributes),
+# so type checkers cannot follow them; the runtime classes are StableDiffusion(XL)Pipeline.
+BasePipeline: TypeAlias = Any
+
+_SDXL_MARKER = "conditioner.embedders."
+_SD15_TEXT_MARKER = "cond_stage_model.transformer."
+_SD2_TEXT_MARKER = "cond_stage_model.model."
+_UNET_MARKER = "model.diffusion_model."
+_COMPONENT_FILES = {"model_index": "model_index.json", "scheduler": "scheduler/scheduler_config.json"}
+FAMILY_NAMES = {FmType.SD15: "SD 1.5", FmType.SDXL: "SDXL"}
+
+
+def _component_file(name: str) -> str:
+    return _COMPONENT_FILES.get(name, f"{name}/config.json")
+
+
+def family_config_bundle(fm_type: FmType) -> dict[str, Any]:
+    """The committed full-size diffusers configs of a family, keyed by component."""
+    folder = MODEL_CONFIGS_DIR / FmType(fm_type).value
+    bundle = {"model_index": json.loads((folder / "model_index.json").read_text())}
+    for name in bundle["model_index"]:
+        path = folder / _component_file(name)
+        if not name.startswith("_") and path.is_file():
+            bundle[name] = json.loads(path.read_text())
+    return bundle
+
+
+def write_config_bundle(bundle: dict[str, Any], folder: Path) -> Path:
+    """Lay a config bundle out as a diffusers model folder without weights (what ``config=`` takes)."""
+    for name, config in bundle.items():
+        path = folder / _component_file(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config))
+    return folder
+
+
+def read_checkpoint_header(path: Path) -> tuple[list[str], dict[str, str]]:
+    """Tensor names and metadata of a safetensors file, without loading any tensor."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return list(handle.keys()), dict(handle.metadata() or {})
+    except Exception as error:  # safetensors raises several unrelated types for corrupt files
+        raise JobFailure(f"base model {path.name} is not a readable .safetensors file ({error})") from error
+
+
+def detect_checkpoint_family(keys: list[str]) -> FmType:
+    """SD 1.5 or SDXL from a single file's key names; anything else is refused."""
+    has_unet = any(key.startswith(_UNET_MARKER) for key in keys)
+    if has_unet and any(key.startswith(_SDXL_MARKER) for key in keys):
+        return FmType.SDXL
+    if has_unet and any(key.startswith(_SD15_TEXT_MARKER) for key in keys):
+        return FmType.SD15
+    if has_unet and any(key.startswith(_SD2_TEXT_MARKER) for key in keys):
+        raise JobFailure(
+            "base model is a Stable Diffusion 2.x checkpoint; only SD 1.5 and SDXL are supported"
+        )
+    raise JobFailure(
+        "base model is not a Stable Diffusion checkpoint (no UNet and text-encoder weights in the "
+        "original single-file layout)"
+    )
+
+
+def detect_folder_family(folder: Path) -> FmType:
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        raise JobFailure(f"base model folder {folder.name} has no model_index.json")
+    class_name = json.loads(index_path.read_text()).get("_class_name", "")
+    if class_name == "StableDiffusionXLPipeline":
+        return FmType.SDXL
+    if class_name == "StableDiffusionPipeline":
+        return FmType.SD15
+    raise JobFailure(f"base model folder holds a {class_name or 'unknown'} pipeline; expected SD 1.5 or SDXL")
+
+
+def detect_family(model_path: Path) -> FmType:
+    return (
+        detect_folder_family(model_path)
+        if model_path.is_dir()
+        else (detect_checkpoint_family(read_checkpoint_header(model_path)[0]))
+    )
+
+
+def ensure_family(model_path: Path, expected: FmType) -> None:
+    """Fail fast (before any download of weights into memory) when the model is another family."""
+    found = detect_family(model_path)
+    if found != expected:
+        raise JobFailure(
+            f"the job trains a {FAMILY_NAMES[expected]} LoRA but the base model {model_path.name} "
+            f"is a {FAMILY_NAMES[found]} checkpoint"
+        )
+
+
+def _tokenizers(fm_type: FmType) -> dict[str, Any]:
+    tokenizers = {"tokenizer": load_clip_tokenizer(SD15_TOKENIZER_REPO)}
+    if fm_type == FmType.SDXL:
+        tokenizers["tokenizer_2"] = load_clip_tokenizer(SDXL_TOKENIZER_2_REPO)
+    return tokenizers
+
+
+def load_base_pipeline(model_path: Path, fm_type: FmType, dtype: torch.dtype = torch.float32) -> BasePipeline:
+    """The base pipeline from a single ``.safetensors`` file or a diffusers folder, fully offline."""
+    ensure_family(model_path, fm_type)
+    pipeline_class = StableDiffusionXLPipeline if fm_type == FmType.SDXL else StableDiffusionPipeline
+    extra: dict[str, Any] = (
+        {}
+        if fm_type == FmType.SDXL
+        else {
+            "safety_checker": None,
+            "feature_extractor": None,
+            "requires_safety_checker": False,
+        }
+    )
+    if model_path.is_dir():
+        return pipeline_class.from_pretrained(
+            str(model_path), torch_dtype=dtype, local_files_only=True, **_tokenizers(fm_type), **extra
+        )
+    _, metadata = read_checkpoint_header(model_path)
+    embedded = metadata.get(DIFFUSERS_CONFIG_METADATA_KEY)
+    bundle = json.loads(embedded) if embedded else family_config_bundle(fm_type)
+    with tempfile.TemporaryDirectory(prefix="model-config-") as config_dir:
+        write_config_bundle(bundle, Path(config_dir))
+        return pipeline_class.from_single_file(
+            str(model_path),
+            config=config_dir,
+            torch_dtype=dtype,
+            local_files_only=True,
+            **_tokenizers(fm_type),
+            **extra,
+        )

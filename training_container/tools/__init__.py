@@ -1,0 +1,1 @@
+"""Developer tools for the container (not used at training time)."""
