@@ -35,3 +35,12 @@ test: venv lint
 
 clean:
 	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache
+
+# The local runtime (API + emulated AWS + local SageMaker) until Ctrl-C; SERVE_ARGS e.g. "--port 9000 --user alice".
+SERVE_ARGS ?=
+serve: venv
+	$(PY) -m local_runtime serve $(SERVE_ARGS)
+
+# Everything end to end on this machine with tiny models: make demo [FM_TYPE=sdxl]
+demo: venv
+	$(PY) -m local_runtime.demo --fm-type $(FM_TYPE)

@@ -1,0 +1,103 @@
+"""The AWS emulator of the local runtime: moto 5's server on loopback, holding the service's
+DynamoDB tables and S3 bucket, created from the same definitions the CDK stack uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+from functions.adapters.table_schema import (
+    IDEMPOTENCY_TTL_ATTRIBUTE,
+    create_idempotency_table_kwargs,
+    create_table_kwargs,
+)
+
+FAKE_ACCESS_KEY_ID = "local"
+FAKE_SECRET_ACCESS_KEY = "local-secret"  # moto accepts any credentials; botocore needs some to sign
+LOOPBACK = "127.0.0.1"
+
+# Browsers (and any web UI on another local port) upload straight to presigned URLs.
+BUCKET_CORS = {
+    "CORSRules": [
+        {
+            "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
+            "AllowedOrigins": ["*"],
+            "AllowedHeaders": ["*"],
+            "ExposeHeaders": ["ETag"],
+            "MaxAgeSeconds": 3000,
+        }
+    ]
+}
+
+
+@dataclass(frozen=True)
+class ResourceNames:
+    """The emulated resources; the handlers learn them through the ``functions.settings`` env vars."""
+
+    table: str = "lora-local"
+    idempotency_table: str = "lora-local-idempotency"
+    bucket: str = "lora-local-artifacts"
+
+
+class AwsEmulator:
+    """moto's threaded server on a loopback port (0 picks a free one)."""
+
+    def __init__(self, region: str, port: int = 0) -> None:
+        self.region = region
+        self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
+        self._started = False
+
+    def start(self) -> None:
+        # moto's werkzeug server logs every request; the runtime's own log says what matters.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server.start()
+        self._started = True
+
+    def stop(self) -> None:
+        if self._started:
+            self._server.stop()
+            self._started = False
+
+    @property
+    def endpoint_url(self) -> str:
+        host, port = self._server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def client(self, service: str) -> Any:
+        """A boto3 client pointed at the emulator (path-style S3: the endpoint is an IP address)."""
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=FAKE_ACCESS_KEY_ID,
+            aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
+        )
+
+    def create_resources(self, names: ResourceNames) -> None:
+        """Create the tables and the bucket (with CORS) unless they exist already."""
+        dynamodb = self.client("dynamodb")
+        existing = set(dynamodb.list_tables()["TableNames"])
+        for kwargs in (
+            create_table_kwargs(names.table),
+            create_idempotency_table_kwargs(names.idempotency_table),
+        ):
+            if kwargs["TableName"] not in existing:
+                dynamodb.create_table(**kwargs)
+        dynamodb.update_time_to_live(
+            TableName=names.idempotency_table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": IDEMPOTENCY_TTL_ATTRIBUTE},
+        )
+        s3 = self.client("s3")
+        if names.bucket not in {bucket["Name"] for bucket in s3.list_buckets().get("Buckets", [])}:
+            create: dict[str, Any] = {"Bucket": names.bucket}
+            if self.region != "us-east-1":
+                create["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+            s3.create_bucket(**create)
+        s3.put_bucket_cors(Bucket=names.bucket, CORSConfiguration=BUCKET_CORS)

@@ -1,0 +1,394 @@
+"""The subcommands of loractl: each takes the parsed arguments and returns the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import tomllib
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from loractl import api_shapes
+from loractl.client import ApiClient, ApiConnectionError
+from loractl.config import resolve_connection
+from loractl.output import console, emit, errors
+from loractl.uploads import FileTarget, ResumeState, download, plan_parts, upload_files, upload_parts
+
+EXIT_OK, EXIT_JOB_FAILED = 0, 4
+TERMINAL_STATUSES = ("COMPLETED", "FAILED", "STOPPED")
+MODEL_COLUMNS = ("id", "name", "kind", "fm_type", "status", "size_bytes", "created_at")
+DATASET_COLUMNS = ("id", "name", "status", "image_count", "total_bytes", "created_at")
+TRAINING_COLUMNS = ("id", "name", "fm_type", "instance_type", "status", "created_at")
+POLL_SECONDS = 2.0
+
+
+class UsageError(Exception):
+    """Bad arguments or local input (exit status 2)."""
+
+
+@contextmanager
+def api(args: argparse.Namespace) -> Iterator[ApiClient]:
+    connection = resolve_connection(args.endpoint, args.token, args.profile, args.region, args.aws_profile)
+    client = ApiClient(connection)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _transfer_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=errors,
+        transient=False,
+    )
+
+
+def _read_parameter_file(path_text: str) -> dict[str, Any]:
+    """A Kohya parameter file: TOML (``.toml``) or JSON (anything else)."""
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"config file {path}: {error}") from error
+    if not isinstance(data, dict):
+        raise UsageError(f"config file {path}: must hold a table/object of parameters")
+    return data
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def models_upload(args: argparse.Namespace) -> int:
+    file = Path(args.file)
+    if not file.is_file():
+        raise UsageError(f"{file} is not a file")
+    if file.suffix.lower() != ".safetensors":
+        raise UsageError(f"{file.name}: only .safetensors files are accepted")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    size = file.stat().st_size
+    with api(args) as client:
+        pending = ResumeState.pending(file)
+        if pending and pending.get("parts"):
+            model_id, upload_id = str(pending["model_id"]), str(pending["upload_id"])
+            part_size, parts = int(pending["part_size"]), list(pending["parts"])
+            sent = len(pending.get("etags", {}))
+            errors.print(f"resuming the upload of model {model_id} ({sent} parts already sent)")
+        else:
+            body = {
+                "name": args.name or file.stem,
+                "kind": args.kind,
+                "fm_type": args.fm_type,
+                "filename": file.name,
+                "size_bytes": size,
+            }
+            created = client.post("/models", body)
+            model_id = str(api_shapes.created_record(created, "model")["id"])
+            upload_id, part_size, parts = api_shapes.multipart_upload(created)
+        resume = ResumeState(file, upload_id)
+        extra = {"model_id": model_id, "part_size": part_size, "parts": parts}
+        with _transfer_progress() as progress:
+            task = progress.add_task(file.name, total=size)
+            etags = upload_parts(
+                file,
+                plan_parts(parts, part_size, size),
+                lambda n: progress.advance(task, n),
+                resume,
+                extra,
+                args.workers,
+            )
+        model = client.post(f"/models/{model_id}/complete", {"parts": etags})
+        resume.clear()
+    emit(
+        api_shapes.created_record(model, "model") if isinstance(model, dict) and "model" in model else model,
+        args.json,
+    )
+    return EXIT_OK
+
+
+def models_list(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        items = client.list_all(
+            "/models", limit=args.limit, kind=args.kind, fm_type=args.fm_type, status=args.status
+        )
+    emit(items, args.json, MODEL_COLUMNS, "models")
+    return EXIT_OK
+
+
+def models_get(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        emit(client.get(f"/models/{args.id}"), args.json)
+    return EXIT_OK
+
+
+def models_delete(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        result = client.delete(f"/models/{args.id}")
+    emit(result or {"deleted": args.id}, args.json)
+    return EXIT_OK
+
+
+def _download_model(client: ApiClient, model_id: str, directory: Path, as_json: bool) -> Path:
+    model = client.get(f"/models/{model_id}")
+    url = api_shapes.download_url(model)
+    if not url:
+        raise UsageError(f"model {model_id} has no download URL (status {model.get('status')!r})")
+    target = directory / str(model.get("filename") or f"{model_id}.safetensors")
+    with _transfer_progress() as progress:
+        task = progress.add_task(target.name, total=None)
+        download(
+            url,
+            target,
+            lambda n: progress.advance(task, n),
+            lambda total: progress.update(task, total=total or None),
+        )
+    emit({"model_id": model_id, "path": str(target), "size_bytes": target.stat().st_size}, as_json)
+    return target
+
+
+def models_download(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        _download_model(client, args.id, Path(args.directory), args.json)
+    return EXIT_OK
+
+
+# --- datasets -------------------------------------------------------------------------------
+
+
+def collect_dataset_files(root: Path) -> list[tuple[str, Path]]:
+    """Every file under ``root`` as (relative POSIX path, path); hidden files included, so the
+    dataset rules report them instead of loractl silently skipping them."""
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory")
+    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
+    if not files:
+        raise UsageError(f"{root} holds no files: expected <repeats>_<concept>/<image> and .txt captions")
+    return files
+
+
+def datasets_upload(args: argparse.Namespace) -> int:
+    root = Path(args.directory)
+    files = collect_dataset_files(root)
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    declared = [{"path": relative, "size_bytes": path.stat().st_size} for relative, path in files]
+    by_path = dict(files)
+    with api(args) as client:
+        # The API checks every path and size against the dataset rules and answers 400 with
+        # every problem (field files[i].path) before any URL is issued: nothing is uploaded then.
+        created = client.post("/datasets", {"name": args.name or root.resolve().name, "files": declared})
+        dataset_id = str(api_shapes.created_record(created, "dataset")["id"])
+        targets = [
+            FileTarget(by_path[str(u["path"])], str(u["path"]), str(u["url"]), dict(u.get("headers") or {}))
+            for u in api_shapes.dataset_uploads(created)
+        ]
+        with _transfer_progress() as progress:
+            task = progress.add_task(
+                f"{len(targets)} files", total=sum(t.path.stat().st_size for t in targets)
+            )
+            upload_files(targets, lambda n: progress.advance(task, n), args.workers)
+        dataset = client.post(f"/datasets/{dataset_id}/complete", {})
+    record = dataset.get("dataset", dataset) if isinstance(dataset, dict) else dataset
+    emit(record, args.json)
+    if isinstance(record, dict) and record.get("status") == "invalid":
+        errors.print("[yellow]the dataset arrived but its manifest lists problems (see above)[/yellow]")
+        return 3
+    return EXIT_OK
+
+
+def datasets_list(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        emit(
+            client.list_all("/datasets", limit=args.limit, status=args.status),
+            args.json,
+            DATASET_COLUMNS,
+            "datasets",
+        )
+    return EXIT_OK
+
+
+def datasets_get(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        emit(client.get(f"/datasets/{args.id}"), args.json)
+    return EXIT_OK
+
+
+def datasets_delete(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        result = client.delete(f"/datasets/{args.id}")
+    emit(result or {"deleted": args.id}, args.json)
+    return EXIT_OK
+
+
+# --- configs --------------------------------------------------------------------------------
+
+
+def configs_defaults(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        response = client.get("/configs/defaults", fm_type=args.fm_type)
+    defaults = response.get("defaults", response) if isinstance(response, dict) else response
+    if args.json or args.format == "json":
+        emit(response if args.json else defaults, True)
+    else:
+        console.print(
+            tomli_w.dumps({k: v for k, v in defaults.items() if v is not None}), markup=False, highlight=False
+        )
+    return EXIT_OK
+
+
+def configs_validate(args: argparse.Namespace) -> int:
+    config = _read_parameter_file(args.file)
+    with api(args) as client:
+        result = client.post("/configs/validate", {"fm_type": args.fm_type, "config": config})
+    emit(result, args.json)
+    return EXIT_OK
+
+
+# --- trainings ------------------------------------------------------------------------------
+
+
+def trainings_create(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "fm_type": args.fm_type,
+        "base_model_id": args.model,
+        "dataset_id": args.dataset,
+        "instance_type": args.instance_type,
+        "config": _read_parameter_file(args.config) if args.config else {},
+    }
+    optional = {"name": args.name, "use_spot": args.spot, "max_runtime_seconds": args.max_runtime}
+    body.update({key: value for key, value in optional.items() if value is not None})
+    key = args.idempotency_key or str(uuid.uuid4())
+    with api(args) as client:
+        created = client.post("/trainings", body, headers={"Idempotency-Key": key})
+        job = api_shapes.created_record(created, "training") if "training" in created else created
+        if not args.wait:
+            emit(job, args.json)
+            return EXIT_JOB_FAILED if job.get("status") == "FAILED" else EXIT_OK
+        return _follow(client, str(job["id"]), args.json, timeout=None)
+
+
+def _describe_progress(job: dict[str, Any]) -> str:
+    progress = api_shapes.progress_of(job)
+    parts = [str(job.get("status")), str(job.get("secondary_status") or "")]
+    if progress.get("loss") is not None:
+        parts.append(f"loss {float(progress['loss']):.4f}")
+    if progress.get("total_steps"):
+        parts.append(f"step {progress.get('step', 0)}/{progress['total_steps']}")
+    return "  ".join(p for p in parts if p)
+
+
+def _follow(client: ApiClient, job_id: str, as_json: bool, timeout: float | None) -> int:
+    """Poll the job with a live bar (status, step/total, loss, ETA) until it ends."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    columns = (
+        TextColumn("[bold]{task.fields[job]}"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=errors, transient=as_json) as bar:
+        task = bar.add_task("starting", total=None, job=job_id)
+        while True:
+            try:
+                job = client.get(f"/trainings/{job_id}")
+            except ApiConnectionError:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise
+                time.sleep(POLL_SECONDS)
+                continue
+            progress = api_shapes.progress_of(job)
+            total = progress.get("total_steps")
+            bar.update(
+                task,
+                description=_describe_progress(job),
+                total=total or None,
+                completed=progress.get("step", 0),
+            )
+            if job.get("status") in TERMINAL_STATUSES:
+                if job["status"] == "COMPLETED" and total:
+                    bar.update(task, completed=total)
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                errors.print(f"gave up waiting after {timeout:.0f}s; the job is still {job.get('status')}")
+                emit(job, as_json)
+                return EXIT_JOB_FAILED
+            time.sleep(POLL_SECONDS)
+    emit(job, as_json)
+    if job["status"] != "COMPLETED":
+        reason = job.get("failure_reason") or "no reason given"
+        errors.print(f"[red]training {job_id} ended {job['status']}:[/red] {reason}", highlight=False)
+        return EXIT_JOB_FAILED
+    return EXIT_OK
+
+
+def trainings_list(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        items = client.list_all("/trainings", limit=args.limit, status=args.status)
+    emit(items, args.json, TRAINING_COLUMNS, "trainings")
+    return EXIT_OK
+
+
+def trainings_get(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        emit(client.get(f"/trainings/{args.id}"), args.json)
+    return EXIT_OK
+
+
+def trainings_stop(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        emit(client.post(f"/trainings/{args.id}/stop", {}), args.json)
+    return EXIT_OK
+
+
+def trainings_delete(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        params = {"delete_lora": "true"} if args.delete_lora else {}
+        result = client.delete(f"/trainings/{args.id}", **params)
+    emit(result or {"deleted": args.id}, args.json)
+    return EXIT_OK
+
+
+def trainings_wait(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        return _follow(client, args.id, args.json, args.timeout)
+
+
+def trainings_download(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        job = client.get(f"/trainings/{args.id}")
+        lora_id = api_shapes.lora_model_id(job)
+        if job.get("status") != "COMPLETED" or not lora_id:
+            raise UsageError(f"training {args.id} has no LoRA to download (status {job.get('status')!r})")
+        _download_model(client, lora_id, Path(args.directory), args.json)
+    return EXIT_OK
+
+
+# --- local ----------------------------------------------------------------------------------
+
+
+def local_serve(args: argparse.Namespace) -> int:
+    from local_runtime.serve import run_serve
+
+    return run_serve(args)

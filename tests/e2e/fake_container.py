@@ -1,0 +1,53 @@
+"""A stand-in training container for the local SageMaker's tests: follows the same folder
+contract as ``training_container.entrypoint`` in milliseconds, without torch.
+
+Its behaviour comes from the ``behaviour`` hyperparameter: ``succeed`` (write progress and a
+model file), ``fail`` (write ``output/failure`` and exit 1), ``sleep`` (report progress until
+SIGTERM, then save a checkpoint and exit 0, as the real entrypoint does on a stop request).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", type=Path, required=True)
+    root = parser.parse_args().root
+    hyperparameters = json.loads((root / "input/config/hyperparameters.json").read_text())
+    behaviour = hyperparameters.get("behaviour", "succeed")
+    dataset_files = sorted(p.name for p in (root / "input/data").rglob("*") if p.is_file())
+    (root / "checkpoints/progress.json").write_text(
+        json.dumps({"phase": "training", "step": 1, "files": dataset_files})
+    )
+    if behaviour == "fail":
+        (root / "output/failure").write_text("the dataset has no images (fake container)")
+        return 1
+    if behaviour == "sleep":
+        stopping = False
+
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, on_term)
+        step = 1
+        while not stopping:
+            step += 1
+            (root / "checkpoints/progress.json").write_text(json.dumps({"phase": "training", "step": step}))
+            time.sleep(0.1)
+        (root / "checkpoints/state.bin").write_bytes(b"resume")
+        return 0
+    (root / "model/out.safetensors").write_bytes(b"fake lora")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
