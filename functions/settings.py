@@ -126,3 +126,9 @@ class Settings:
                 e.get(EnvVar.PRESIGN_EXPIRY_SECONDS) or DEFAULTS.presign_expiry_seconds
             ),
         )
+
+
+# CloudWatch metrics namespace (POWERTOOLS_METRICS_NAMESPACE overrides it); the events handler
+# publishes TrainingJobsFailed/TrainingJobsCompleted there and the stack alarms on them.
+METRICS_NAMESPACE = "LoraOnAws"
+POWERTOOLS_SERVICE_NAME = "lora-training"

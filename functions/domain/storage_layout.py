@@ -3,6 +3,7 @@ container agree.
 
     models/<owner_key>/<model_id>/<filename>              uploaded checkpoints and registered LoRAs
     datasets/<owner_key>/<dataset_id>/files/<rel path>     dataset files, Kohya layout under files/
+    datasets/<owner_key>/<dataset_id>/declared.json        the declared file list
     trainings/<owner_key>/<job_id>/output/                 SageMaker OutputDataConfig (uncompressed)
     trainings/<owner_key>/<job_id>/checkpoints/            SageMaker CheckpointConfig (synced live)
     trainings/<owner_key>/<job_id>/checkpoints/progress.json   live progress (see training_contract)
@@ -36,6 +37,11 @@ def model_object_key(owner: str, model_id: str, filename: str) -> str:
 
 def dataset_prefix(owner: str, dataset_id: str) -> str:
     return f"{DATASETS_PREFIX}{owner_key(owner)}/{dataset_id}/{DATASET_FILES_FOLDER}"
+
+
+def dataset_declared_key(owner: str, dataset_id: str) -> str:
+    """The declared file list (kept beside, not inside, the ``files/`` channel prefix)."""
+    return f"{DATASETS_PREFIX}{owner_key(owner)}/{dataset_id}/declared.json"
 
 
 def dataset_file_key(owner: str, dataset_id: str, relative_path: str) -> str:

@@ -1,0 +1,90 @@
+"""SageMaker training jobs: create, describe, stop — and SageMaker's refusals in plain words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from functions.adapters.aws_clients import sagemaker_client
+
+
+class LaunchRefused(Exception):
+    """SageMaker said no (quota, capacity, validation): the job cannot run as asked."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TrainingJobState:
+    """The parts of DescribeTrainingJob (or of a state-change event) the service acts on."""
+
+    name: str
+    status: str  # InProgress | Completed | Failed | Stopping | Stopped
+    secondary_status: str | None
+    failure_reason: str | None
+
+
+def plain_reason(error: ClientError, instance_type: str) -> str:
+    """SageMaker's error, rewritten so a user knows what to do."""
+    code = error.response["Error"].get("Code", "")
+    message = error.response["Error"].get("Message", str(error))
+    if code == "ResourceLimitExceeded":
+        return (
+            f"SageMaker quota reached for {instance_type}: raise the Service Quotas limit "
+            f"'{instance_type} for training job usage' (or '{instance_type} for spot training job usage' "
+            f"for spot jobs) in this region, or choose another instance type. SageMaker said: {message}"
+        )
+    if code in ("ThrottlingException", "Throttling"):
+        return f"SageMaker is throttling requests; the job was not started. Try again shortly. ({message})"
+    if code == "CapacityError" or "capacity" in message.lower():
+        return (
+            f"SageMaker has no {instance_type} capacity right now; "
+            f"try again later or choose another type. ({message})"
+        )
+    if code == "ValidationException":
+        return f"SageMaker refused the job as invalid: {message}"
+    return f"SageMaker refused the job ({code}): {message}"
+
+
+class SageMakerLauncher:
+    @property
+    def _client(self) -> Any:
+        return sagemaker_client()
+
+    def create(self, request: dict[str, Any], instance_type: str) -> None:
+        try:
+            self._client.create_training_job(**request)
+        except ClientError as error:
+            raise LaunchRefused(plain_reason(error, instance_type)) from error
+
+    def describe(self, name: str) -> TrainingJobState | None:
+        try:
+            response = self._client.describe_training_job(TrainingJobName=name)
+        except ClientError as error:
+            code = error.response["Error"].get("Code", "")
+            message = error.response["Error"].get("Message", "")
+            if code in ("ResourceNotFound", "ValidationException") and (
+                "not found" in message.lower()
+                or "does not exist" in message.lower()
+                or code == "ResourceNotFound"
+            ):
+                return None
+            raise
+        return TrainingJobState(
+            name=name,
+            status=str(response["TrainingJobStatus"]),
+            secondary_status=response.get("SecondaryStatus"),
+            failure_reason=response.get("FailureReason"),
+        )
+
+    def stop(self, name: str) -> None:
+        """Ask SageMaker to stop; a job that already ended is not an error."""
+        try:
+            self._client.stop_training_job(TrainingJobName=name)
+        except ClientError as error:
+            if error.response["Error"].get("Code") not in ("ValidationException", "ResourceNotFound"):
+                raise

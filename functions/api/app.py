@@ -1,0 +1,73 @@
+"""The REST resolver: routers, validation, and the one error handler for every failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+
+from functions.api.errors import error_response, field_name, service_error_response
+from functions.api.routes import configs, datasets, models, trainings
+from functions.domain.errors import ServiceError
+from functions.domain.records import ErrorDetail
+
+logger = Logger(child=True)
+
+app = APIGatewayRestResolver(enable_validation=True)
+for _router in (models.router, datasets.router, configs.router, trainings.router):
+    app.include_router(_router)
+
+
+@app.exception_handler(ServiceError)
+def handle_service_error(error: ServiceError) -> Response[Any]:
+    return service_error_response(error)
+
+
+@app.exception_handler(RequestValidationError)
+def handle_validation_error(error: RequestValidationError) -> Response[Any]:
+    """Powertools answers 422 in its own shape by default; the API promises 400 in the one shape."""
+    details = [
+        ErrorDetail(field=field_name(e.get("loc", ())), problem=str(e.get("msg", "is invalid")))
+        for e in error.errors()
+    ]
+    names = ", ".join(d.field for d in details[:5])
+    return error_response(400, "INVALID_INPUT", f"invalid request: {names}", details)
+
+
+@app.exception_handler(IdempotencyValidationError)
+def handle_idempotency_mismatch(_: IdempotencyValidationError) -> Response[Any]:
+    return error_response(
+        409,
+        "IDEMPOTENCY_KEY_REUSED",
+        "this Idempotency-Key was already used with a different request body",
+        [ErrorDetail(field="Idempotency-Key", problem="was used for another request")],
+    )
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def handle_idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Response[Any]:
+    return error_response(
+        409,
+        "REQUEST_IN_PROGRESS",
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+    )
+
+
+@app.not_found
+def handle_not_found(_: NotFoundError) -> Response[Any]:
+    return error_response(
+        404, "NOT_FOUND", f"no route {app.current_event.http_method} {app.current_event.path}"
+    )
+
+
+@app.exception_handler(Exception)
+def handle_unexpected(error: Exception) -> Response[Any]:
+    logger.exception("unhandled error")
+    return error_response(500, "INTERNAL_ERROR", "internal error; the request id is in the logs")

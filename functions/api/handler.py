@@ -1,0 +1,56 @@
+"""Lambda entry point of the REST API (API Gateway REST proxy events, IAM auth)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.api.app import app
+from functions.api.identity import caller_from_event
+from functions.api.request_guards import check_body
+from functions.api.routes.trainings import IDEMPOTENCY_CONFIG
+from functions.domain.errors import ServiceError
+from functions.domain.records import ErrorBody, ErrorDetail, ErrorInfo
+from functions.settings import METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=POWERTOOLS_SERVICE_NAME)
+# Read routes publish no business metric; the cold-start metric is enough.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+def _refusal(error: ServiceError) -> dict[str, Any]:
+    """A proxy response for requests refused before routing (no identity, oversized, too deep)."""
+    body = ErrorBody(
+        error=ErrorInfo(
+            code=error.code,
+            message=error.message,
+            details=[ErrorDetail(field=d.field, problem=d.problem) for d in error.details],
+        )
+    )
+    return {
+        "statusCode": error.status,
+        "headers": {"Content-Type": "application/json"},
+        "body": body.model_dump_json(),
+        "isBase64Encoded": False,
+    }
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    IDEMPOTENCY_CONFIG.register_lambda_context(context)
+    try:
+        owner = caller_from_event(event)
+        check_body(event)
+    except ServiceError as error:
+        return _refusal(error)
+    logger.append_keys(owner=owner)
+    app.append_context(owner=owner)
+    return app.resolve(event, context)

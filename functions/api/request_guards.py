@@ -1,0 +1,50 @@
+"""Cheap checks on the raw request, before any parsing: size and JSON nesting.
+
+Run before Powertools parses the body, so a hostile body can neither exhaust memory nor blow
+Python's recursion limit inside ``json.loads``.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from functions.domain.errors import PayloadTooLarge, invalid
+
+MAX_BODY_BYTES = 1024 * 1024  # room for a 5,000-file dataset declaration
+MAX_JSON_DEPTH = 16
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of objects/arrays, ignoring brackets inside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def check_body(event: dict[str, Any]) -> None:
+    body = event.get("body") or ""
+    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode("utf-8"))
+    if size > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is {size} bytes; the limit is {MAX_BODY_BYTES}")
+    if event.get("isBase64Encoded") and body:
+        body = base64.b64decode(body).decode("utf-8", errors="replace")
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise invalid("body", f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")

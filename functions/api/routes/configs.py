@@ -1,0 +1,67 @@
+"""/configs: the recommended Kohya parameters per family, and validation before money is spent."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from functions.api.errors import error_responses
+from functions.api.routes.common import ctx, owner_of, success
+from functions.domain.catalog import FmType
+from functions.domain.kohya_params import DEFAULTS, RESERVED_PARAMETERS, USER_PARAMETERS
+from functions.domain.records import (
+    ConfigDefaults,
+    ConfigValidation,
+    DatasetRecord,
+    ParameterInfo,
+    ValidateConfigRequest,
+)
+from functions.services import trainings
+
+router = Router()
+
+
+@router.get(
+    "/configs/defaults",
+    summary="Recommended Kohya LoRA parameters for a model family, with every settable parameter",
+    responses=success(200, ConfigDefaults, "Defaults and parameter catalogue") | error_responses(400, 401),
+    tags=["configs"],
+)
+def get_defaults(fm_type: Annotated[FmType, Query()]) -> ConfigDefaults:
+    defaults = DEFAULTS[fm_type]
+    parameters = [
+        ParameterInfo(
+            name=p.name,
+            type=p.kind,
+            help=p.help,
+            minimum=p.minimum,
+            maximum=p.maximum,
+            choices=list(p.choices),
+            default=defaults.get(p.name),
+        )
+        for p in USER_PARAMETERS.values()
+        if fm_type in p.families
+    ]
+    return ConfigDefaults(
+        fm_type=fm_type, defaults=dict(defaults), parameters=parameters, reserved=RESERVED_PARAMETERS
+    )
+
+
+@router.post(
+    "/configs/validate",
+    summary="Validate and normalise parameters (and plan the job, given dataset_id and instance_type)",
+    responses=success(200, ConfigValidation, "Normalised parameters") | error_responses(400, 401, 404, 413),
+    tags=["configs"],
+)
+def validate(request: ValidateConfigRequest) -> ConfigValidation:
+    context = ctx()
+    config = trainings.validated_config(request.config, request.fm_type)
+    plan = None
+    if request.dataset_id and request.instance_type:
+        trainings.check_instance_type(context, request.instance_type, request.fm_type)
+        dataset = context.repository.get(DatasetRecord, request.dataset_id, owner_of(router))
+        if dataset.manifest is not None:
+            plan = trainings.plan_for(context, dataset, config, request.fm_type, request.instance_type)
+    return ConfigValidation(fm_type=request.fm_type, config=config, plan=plan)

@@ -1,0 +1,77 @@
+"""/datasets: declare and upload Kohya-layout datasets, verify them, list, read, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from functions.api.errors import error_responses
+from functions.api.routes.common import created, ctx, no_content, owner_of, success
+from functions.domain.catalog import ResourceStatus
+from functions.domain.records import CreateDatasetRequest, DatasetCreated, DatasetList, DatasetView
+from functions.services import datasets
+
+router = Router()
+DatasetId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="dataset id")]
+
+
+@router.post(
+    "/datasets",
+    summary="Declare a dataset's files and get one presigned PUT per file",
+    responses=success(201, DatasetCreated, "Declared; PUT each file, then complete")
+    | error_responses(400, 401, 413, 429),
+    tags=["datasets"],
+)
+def create_dataset(request: CreateDatasetRequest) -> Response[Any]:
+    return created(datasets.create_dataset(ctx(), owner_of(router), request))
+
+
+@router.post(
+    "/datasets/<dataset_id>/complete",
+    summary="Check every file arrived and build the manifest (ready, or invalid with every problem)",
+    responses=success(200, DatasetView, "The dataset with its manifest")
+    | error_responses(400, 401, 404, 409),
+    tags=["datasets"],
+)
+def complete_dataset(dataset_id: DatasetId) -> DatasetView:
+    return datasets.complete_dataset(ctx(), owner_of(router), dataset_id)
+
+
+@router.get(
+    "/datasets",
+    summary="List your datasets, newest first",
+    responses=success(200, DatasetList, "One page") | error_responses(400, 401),
+    tags=["datasets"],
+)
+def list_datasets(
+    status: Annotated[ResourceStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> DatasetList:
+    return datasets.list_datasets(
+        ctx(), owner_of(router), status=status.value if status else None, limit=limit, next_token=next_token
+    )
+
+
+@router.get(
+    "/datasets/<dataset_id>",
+    summary="Read a dataset and its manifest",
+    responses=success(200, DatasetView, "The dataset") | error_responses(400, 401, 404),
+    tags=["datasets"],
+)
+def get_dataset(dataset_id: DatasetId) -> DatasetView:
+    return datasets.get_dataset(ctx(), owner_of(router), dataset_id)
+
+
+@router.delete(
+    "/datasets/<dataset_id>",
+    summary="Delete a dataset and its files (refused while an active job uses it)",
+    responses={204: {"description": "Deleted"}} | error_responses(400, 401, 404, 409),
+    tags=["datasets"],
+)
+def delete_dataset(dataset_id: DatasetId) -> Response[Any]:
+    datasets.delete_dataset(ctx(), owner_of(router), dataset_id)
+    return no_content()

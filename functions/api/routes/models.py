@@ -1,0 +1,94 @@
+"""/models: upload base checkpoints (multipart, presigned), list, read, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from functions.api.errors import error_responses
+from functions.api.routes.common import created, ctx, no_content, owner_of, success
+from functions.domain.catalog import FmType, ModelKind, ResourceStatus
+from functions.domain.records import (
+    CompleteModelRequest,
+    CreateModelRequest,
+    ModelCreated,
+    ModelList,
+    ModelView,
+    RecordId,
+)
+from functions.services import models
+
+router = Router()
+ModelId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="model id")]
+
+
+@router.post(
+    "/models",
+    summary="Register a model and get its presigned multipart upload",
+    responses=success(201, ModelCreated, "Registered; upload each part to its URL, then complete")
+    | error_responses(400, 401, 413, 429),
+    tags=["models"],
+)
+def create_model(request: CreateModelRequest) -> Response[Any]:
+    return created(models.create_model(ctx(), owner_of(router), request))
+
+
+@router.post(
+    "/models/<model_id>/complete",
+    summary="Complete the multipart upload; verifies size and safetensors header",
+    responses=success(200, ModelView, "The model, ready") | error_responses(400, 401, 404, 409, 413),
+    tags=["models"],
+)
+def complete_model(model_id: ModelId, request: CompleteModelRequest) -> ModelView:
+    return models.complete_model(ctx(), owner_of(router), model_id, request)
+
+
+@router.get(
+    "/models",
+    summary="List your models, newest first",
+    responses=success(200, ModelList, "One page") | error_responses(400, 401),
+    tags=["models"],
+)
+def list_models(
+    kind: Annotated[ModelKind | None, Query()] = None,
+    fm_type: Annotated[FmType | None, Query()] = None,
+    status: Annotated[ResourceStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> ModelList:
+    return models.list_models(
+        ctx(),
+        owner_of(router),
+        kind=kind,
+        fm_type=fm_type.value if fm_type else None,
+        status=status.value if status else None,
+        limit=limit,
+        next_token=next_token,
+    )
+
+
+@router.get(
+    "/models/<model_id>",
+    summary="Read a model (with a presigned download URL once ready)",
+    responses=success(200, ModelView, "The model") | error_responses(400, 401, 404),
+    tags=["models"],
+)
+def get_model(model_id: ModelId) -> ModelView:
+    return models.get_model(ctx(), owner_of(router), model_id)
+
+
+@router.delete(
+    "/models/<model_id>",
+    summary="Delete a model and its file (refused while an active job uses it)",
+    responses={204: {"description": "Deleted"}} | error_responses(400, 401, 404, 409),
+    tags=["models"],
+)
+def delete_model(model_id: ModelId) -> Response[Any]:
+    models.delete_model(ctx(), owner_of(router), model_id)
+    return no_content()
+
+
+__all__ = ["RecordId", "router"]

@@ -1,0 +1,126 @@
+"""/trainings: start (idempotent), follow, list, stop and delete LoRA training jobs."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+
+from functions.api.errors import error_responses
+from functions.api.routes.common import ctx, no_content, owner_of, success
+from functions.domain.errors import invalid
+from functions.domain.records import CreateTrainingRequest, TrainingJobList, TrainingJobView
+from functions.domain.statuses import JobStatus
+from functions.services import trainings
+
+router = Router()
+JobId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="training job id")]
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
+# Keyed on (caller, Idempotency-Key); the body is validated so a reused key with another body is
+# refused instead of silently returning the first job.
+IDEMPOTENCY_CONFIG = IdempotencyConfig(
+    event_key_jmespath="[owner, key]",
+    payload_validation_jmespath="body",
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+)
+
+
+def _start(request: dict[str, Any]) -> dict[str, Any]:
+    body = CreateTrainingRequest.model_validate(request["body"])
+    return trainings.create_training(ctx(), request["owner"], body).model_dump(mode="json")
+
+
+@cache
+def idempotent_start() -> Any:
+    """Built on first use: the persistence layer needs the table name from the environment."""
+    store = DynamoDBPersistenceLayer(table_name=ctx().settings.idempotency_table_name)
+    return idempotent_function(
+        data_keyword_argument="request", persistence_store=store, config=IDEMPOTENCY_CONFIG
+    )(_start)
+
+
+@router.post(
+    "/trainings",
+    summary="Start a LoRA training job (send an Idempotency-Key to retry safely)",
+    responses=success(201, TrainingJobView, "The job (FAILED with a reason if SageMaker refused it)")
+    | error_responses(400, 401, 409, 413, 429),
+    tags=["trainings"],
+)
+def create_training(
+    request: CreateTrainingRequest,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=128, description="retries with the same key start at most one job"),
+    ] = None,
+) -> Response[Any]:
+    key = idempotency_key or router.current_event.headers.get("Idempotency-Key")
+    owner = owner_of(router)
+    if key is None:
+        job = trainings.create_training(ctx(), owner, request).model_dump(mode="json")
+    else:
+        if not key.strip() or len(key) > 128:
+            raise invalid("Idempotency-Key", "must be 1 to 128 characters")
+        payload = {"owner": owner, "key": key, "body": request.model_dump(mode="json")}
+        job = idempotent_start()(request=payload)
+    return Response(
+        status_code=201,
+        content_type="application/json",
+        body=TrainingJobView.model_validate(job).model_dump_json(),
+    )
+
+
+@router.get(
+    "/trainings",
+    summary="List your training jobs, newest first",
+    responses=success(200, TrainingJobList, "One page") | error_responses(400, 401),
+    tags=["trainings"],
+)
+def list_trainings(
+    status: Annotated[JobStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+) -> TrainingJobList:
+    return trainings.list_trainings(
+        ctx(), owner_of(router), status=status, limit=limit, next_token=next_token
+    )
+
+
+@router.get(
+    "/trainings/<job_id>",
+    summary="Read a job: status, live progress (step, loss, ETA), plan, and its LoRA once completed",
+    responses=success(200, TrainingJobView, "The job") | error_responses(400, 401, 404),
+    tags=["trainings"],
+)
+def get_training(job_id: JobId) -> TrainingJobView:
+    return trainings.get_training(ctx(), owner_of(router), job_id)
+
+
+@router.post(
+    "/trainings/<job_id>/stop",
+    summary="Stop a job (it ends STOPPED; a LoRA is kept only if it completed first)",
+    responses=success(200, TrainingJobView, "The job, STOPPING") | error_responses(400, 401, 404, 409),
+    tags=["trainings"],
+)
+def stop_training(job_id: JobId) -> TrainingJobView:
+    return trainings.stop_training(ctx(), owner_of(router), job_id)
+
+
+@router.delete(
+    "/trainings/<job_id>",
+    summary="Delete an ended job; its LoRA is kept unless delete_lora=true",
+    responses={204: {"description": "Deleted"}} | error_responses(400, 401, 404, 409),
+    tags=["trainings"],
+)
+def delete_training(job_id: JobId, delete_lora: Annotated[bool, Query()] = False) -> Response[Any]:
+    trainings.delete_training(ctx(), owner_of(router), job_id, delete_lora=delete_lora)
+    return no_content()

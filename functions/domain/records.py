@@ -1,0 +1,340 @@
+"""Records (what is stored) and API shapes (what callers send and see), as pydantic v2 models.
+
+Stored records carry internal fields (owner, S3 keys, upload ids); ``*View`` models are what the
+API returns, so internals never leak. Request models forbid unknown fields and bound every size.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from functions.domain.catalog import FmType, ModelKind, ResourceStatus
+from functions.domain.dataset_rules import MAX_FILES, DatasetManifest
+from functions.domain.kohya_params import ParamValue
+from functions.domain.planning import TrainingPlan
+from functions.domain.statuses import JobStatus
+from functions.domain.training_contract import Engine
+
+MAX_MODEL_BYTES = 20 * 1024**3
+MAX_NAME_LENGTH = 128
+
+
+def _clean_name(value: str) -> str:
+    """Display names: NFC, no control/format characters (bidi overrides, zero-width), not blank."""
+    value = unicodedata.normalize("NFC", value).strip()
+    if not value:
+        raise ValueError("must not be blank")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in value):
+        raise ValueError("must not contain control, invisible or unassigned characters")
+    return value
+
+
+DisplayName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_clean_name)]
+RecordId = Annotated[str, Field(pattern=r"^[0-9a-z]{26}$", description="a record id")]
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    problem: str
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. INVALID_INPUT, NOT_FOUND")
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of every non-2xx response."""
+
+    error: ErrorInfo
+
+
+# ---------------------------------------------------------------- models
+
+
+class CreateModelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: DisplayName
+    kind: ModelKind = ModelKind.CHECKPOINT
+    fm_type: FmType
+    filename: str = Field(
+        min_length=13,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*\.safetensors$",
+        description="the file's name; only .safetensors is accepted (pickled .ckpt files can run code)",
+    )
+    size_bytes: int = Field(ge=1, le=MAX_MODEL_BYTES)
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class UploadedPart(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    part_number: int = Field(ge=1, le=10_000)
+    etag: str = Field(min_length=1, max_length=128)
+
+
+class CompleteModelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parts: list[UploadedPart] = Field(min_length=1, max_length=10_000)
+
+
+class ModelRecord(BaseModel):
+    id: str
+    owner: str
+    name: str
+    kind: ModelKind
+    fm_type: FmType
+    filename: str
+    size_bytes: int
+    sha256: str | None = None
+    status: ResourceStatus
+    s3_key: str
+    upload_id: str | None = None
+    source_job_id: str | None = None
+    created_at: str
+    updated_at: str
+
+
+class ModelView(BaseModel):
+    id: str
+    name: str
+    kind: ModelKind
+    fm_type: FmType
+    filename: str
+    size_bytes: int
+    sha256: str | None = None
+    status: ResourceStatus
+    source_job_id: str | None = Field(default=None, description="the training job that produced this LoRA")
+    created_at: str
+    updated_at: str
+    download_url: str | None = Field(default=None, description="presigned GET, once ready (GET /models/{id})")
+
+
+class PresignedPart(BaseModel):
+    part_number: int
+    url: str
+
+
+class MultipartUpload(BaseModel):
+    upload_id: str
+    part_size: int = Field(description="bytes per part; the last part holds the rest")
+    expires_in_seconds: int
+    parts: list[PresignedPart]
+
+
+class ModelCreated(BaseModel):
+    model: ModelView
+    upload: MultipartUpload
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class DeclaredFileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(max_length=1024, description="<repeats>_<concept>/<file>, e.g. 10_mycat/photo1.png")
+    size_bytes: int = Field(ge=0, le=MAX_MODEL_BYTES)
+
+
+class CreateDatasetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: DisplayName
+    files: list[DeclaredFileIn] = Field(min_length=1, max_length=MAX_FILES)
+
+
+class PresignedFileUpload(BaseModel):
+    path: str
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict, description="headers the PUT must send")
+
+
+class DatasetRecord(BaseModel):
+    id: str
+    owner: str
+    name: str
+    status: ResourceStatus
+    file_count: int
+    total_bytes: int
+    manifest: DatasetManifest | None = None
+    created_at: str
+    updated_at: str
+
+
+class DatasetView(BaseModel):
+    id: str
+    name: str
+    status: ResourceStatus
+    file_count: int
+    total_bytes: int
+    manifest: DatasetManifest | None = None
+    created_at: str
+    updated_at: str
+
+
+class DatasetCreated(BaseModel):
+    dataset: DatasetView
+    expires_in_seconds: int
+    uploads: list[PresignedFileUpload]
+
+
+# ---------------------------------------------------------------- configs
+
+
+class ParameterInfo(BaseModel):
+    name: str
+    type: str
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: list[str] = Field(default_factory=list)
+    default: ParamValue | None = None
+
+
+class ConfigDefaults(BaseModel):
+    fm_type: FmType
+    defaults: dict[str, ParamValue]
+    parameters: list[ParameterInfo]
+    reserved: dict[str, str] = Field(description="keys the service sets, with the reason")
+
+
+class ValidateConfigRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fm_type: FmType
+    config: dict[str, Any] = Field(default_factory=dict)
+    dataset_id: RecordId | None = Field(default=None, description="with instance_type: also plan the job")
+    instance_type: str | None = Field(default=None, max_length=64)
+
+
+class ValidatedConfig(BaseModel):
+    fm_type: FmType
+    config: dict[str, ParamValue] = Field(description="normalised parameters, defaults merged")
+
+
+# ---------------------------------------------------------------- trainings
+
+
+class CreateTrainingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fm_type: FmType
+    base_model_id: RecordId
+    dataset_id: RecordId
+    instance_type: str = Field(max_length=64, description="one of the deployment's allowed instance types")
+    config: dict[str, Any] = Field(default_factory=dict, description="Kohya train_network parameters")
+    name: DisplayName | None = None
+    use_spot: bool | None = Field(default=None, description="managed spot; default set by the deployment")
+    max_runtime_seconds: int | None = Field(default=None, ge=600, le=28 * 24 * 3600)
+
+
+class TrainingProgress(BaseModel):
+    phase: str | None = None
+    step: int = 0
+    total_steps: int | None = None
+    epoch: int = 0
+    total_epochs: int | None = None
+    loss: float | None = None
+    eta_seconds: float | None = None
+    updated_at: str | None = None
+
+
+class TrainingOutput(BaseModel):
+    lora_model_id: str
+    lora_size_bytes: int
+    lora_sha256: str | None = None
+    steps: int | None = None
+    final_loss: float | None = None
+    training_seconds: float | None = None
+
+
+class StatusChange(BaseModel):
+    status: JobStatus
+    at: str
+    cause: str
+
+
+class TrainingJobRecord(BaseModel):
+    id: str
+    owner: str
+    name: str
+    fm_type: FmType
+    base_model_id: str
+    dataset_id: str
+    instance_type: str
+    use_spot: bool
+    max_runtime_seconds: int
+    engine: Engine
+    config: dict[str, ParamValue]
+    plan: TrainingPlan
+    status: JobStatus
+    secondary_status: str | None = None
+    failure_reason: str | None = None
+    sagemaker_job_name: str
+    progress: TrainingProgress | None = None
+    output: TrainingOutput | None = None
+    history: list[StatusChange] = Field(default_factory=list)
+    created_at: str
+    updated_at: str
+
+
+class TrainingJobView(BaseModel):
+    id: str
+    name: str
+    fm_type: FmType
+    base_model_id: str
+    dataset_id: str
+    instance_type: str
+    use_spot: bool
+    max_runtime_seconds: int
+    engine: Engine
+    config: dict[str, ParamValue]
+    plan: TrainingPlan
+    status: JobStatus
+    secondary_status: str | None = None
+    failure_reason: str | None = None
+    sagemaker_job_name: str
+    progress: TrainingProgress | None = None
+    output: TrainingOutput | None = None
+    history: list[StatusChange] = Field(default_factory=list)
+    created_at: str
+    updated_at: str
+
+
+class ConfigValidation(BaseModel):
+    fm_type: FmType
+    config: dict[str, ParamValue]
+    plan: TrainingPlan | None = Field(default=None, description="with dataset_id and instance_type")
+
+
+# ---------------------------------------------------------------- lists
+
+
+class ModelList(BaseModel):
+    items: list[ModelView]
+    next_token: str | None = None
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetView]
+    next_token: str | None = None
+
+
+class TrainingJobList(BaseModel):
+    items: list[TrainingJobView]
+    next_token: str | None = None
+
+
+def view_of(record: BaseModel, view: type[BaseModel], **extra: Any) -> Any:
+    """Project a stored record onto its API view (drops internal fields)."""
+    data = record.model_dump(mode="json")
+    data.update(extra)
+    return view.model_validate({k: v for k, v in data.items() if k in view.model_fields})

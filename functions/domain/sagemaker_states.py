@@ -1,0 +1,41 @@
+"""SageMaker's training-job statuses mapped onto the service's job statuses.
+
+Unknown secondary statuses (SageMaker adds new ones) fall back to the primary status, so they
+can never break the service — the original tool's list endpoint broke on them.
+"""
+
+from __future__ import annotations
+
+from functions.domain.statuses import JobStatus
+
+_IN_PROGRESS_SECONDARY: dict[str, JobStatus] = {
+    "Training": JobStatus.TRAINING,
+    "Uploading": JobStatus.UPLOADING,
+}
+_PRIMARY: dict[str, JobStatus] = {
+    "InProgress": JobStatus.STARTING,
+    "Completed": JobStatus.COMPLETED,
+    "Failed": JobStatus.FAILED,
+    "Stopping": JobStatus.STOPPING,
+    "Stopped": JobStatus.STOPPED,
+}
+
+
+def job_status_for(status: str, secondary_status: str | None) -> JobStatus | None:
+    """The service status for a SageMaker (status, secondary status) pair; None if unknown.
+
+    InProgress with Starting/LaunchingMLInstances/PreparingTrainingStack/Downloading/
+    DownloadingTrainingImage/Pending/Restarting/Interrupted (spot) is STARTING: a spot job that was
+    interrupted and restarts stays in its later status (transitions never go backwards).
+    """
+    if status == "InProgress" and secondary_status in _IN_PROGRESS_SECONDARY:
+        return _IN_PROGRESS_SECONDARY[secondary_status]
+    return _PRIMARY.get(status)
+
+
+def stop_reason(secondary_status: str | None) -> str | None:
+    if secondary_status == "MaxRuntimeExceeded":
+        return "stopped by SageMaker: the job reached its maximum runtime (max_runtime_seconds)"
+    if secondary_status == "MaxWaitTimeExceeded":
+        return "stopped by SageMaker: no spot capacity within the maximum wait time"
+    return None

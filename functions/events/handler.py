@@ -1,0 +1,61 @@
+"""Lambda entry point for EventBridge "SageMaker Training Job State Change" events.
+
+The rule only forwards this stack's job-name prefix; names that are not ours are ignored anyway.
+Retries and a dead-letter queue are configured on the rule target: an exception here is retried.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from functions.adapters.training_launcher import TrainingJobState
+from functions.domain.statuses import JobStatus
+from functions.services.context import service_context
+from functions.services.job_events import apply_state
+from functions.settings import METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=POWERTOOLS_SERVICE_NAME)
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+DETAIL_TYPE = "SageMaker Training Job State Change"
+
+
+def state_from_event(event: dict[str, Any]) -> TrainingJobState | None:
+    if event.get("source") != "aws.sagemaker" or event.get("detail-type") != DETAIL_TYPE:
+        return None
+    detail = event.get("detail") or {}
+    name, status = detail.get("TrainingJobName"), detail.get("TrainingJobStatus")
+    if not isinstance(name, str) or not isinstance(status, str):
+        return None
+    return TrainingJobState(
+        name=name,
+        status=status,
+        secondary_status=detail.get("SecondaryStatus"),
+        failure_reason=detail.get("FailureReason"),
+    )
+
+
+def record_outcome(status: JobStatus | None) -> None:
+    if status is JobStatus.FAILED:
+        metrics.add_metric(name="TrainingJobsFailed", unit=MetricUnit.Count, value=1)
+    elif status is JobStatus.COMPLETED:
+        metrics.add_metric(name="TrainingJobsCompleted", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = state_from_event(event)
+    if state is None:
+        logger.warning("ignoring an event that is not a SageMaker training state change")
+        return {"applied": None}
+    new_status = apply_state(service_context(), state, cause=f"event {event.get('id', '')}".strip())
+    record_outcome(new_status)
+    return {"applied": new_status.value if new_status else None}

@@ -1,0 +1,51 @@
+"""What every use case needs (settings and adapters), built once per process."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+
+from functions.adapters.aws_clients import secretsmanager_client
+from functions.adapters.repository import Repository
+from functions.adapters.storage import ObjectStorage
+from functions.adapters.training_launcher import SageMakerLauncher
+from functions.domain.catalog import INSTANCE_TYPES
+from functions.settings import Settings
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    repository: Repository
+    storage: ObjectStorage
+    launcher: SageMakerLauncher
+    page_secret: bytes
+
+    def price_per_hour(self, instance_type: str) -> float:
+        """The deployment's price override for an instance type, else the catalogue's list price."""
+        overrides: dict[str, float] = (
+            json.loads(self.settings.instance_prices_json) if self.settings.instance_prices_json else {}
+        )
+        return float(overrides.get(instance_type, INSTANCE_TYPES[instance_type].price_per_hour_usd))
+
+
+def _page_secret(settings: Settings) -> bytes:
+    if settings.page_token_secret:
+        return settings.page_token_secret.encode()
+    if settings.page_token_secret_arn:
+        response = secretsmanager_client().get_secret_value(SecretId=settings.page_token_secret_arn)
+        return str(response["SecretString"]).encode()
+    raise RuntimeError("PAGE_TOKEN_SECRET or PAGE_TOKEN_SECRET_ARN must be set")
+
+
+@cache
+def service_context() -> ServiceContext:
+    settings = Settings.from_env()
+    return ServiceContext(
+        settings=settings,
+        repository=Repository(settings.table_name),
+        storage=ObjectStorage(settings.bucket_name, settings.presign_expiry_seconds),
+        launcher=SageMakerLauncher(),
+        page_secret=_page_secret(settings),
+    )

@@ -1,0 +1,154 @@
+"""Datasets: declare files (presigned PUTs), complete (verify + manifest), read, list, delete."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+
+from functions.adapters.storage import ObjectInfo
+from functions.domain.catalog import ResourceStatus
+from functions.domain.dataset_rules import (
+    CAPTION_EXTENSION,
+    ArrivedFile,
+    DeclaredFile,
+    build_manifest,
+    check_declared_files,
+)
+from functions.domain.errors import Conflict, invalid_all
+from functions.domain.file_checks import looks_like_image, looks_like_text
+from functions.domain.ids import new_id, utc_now
+from functions.domain.records import (
+    CreateDatasetRequest,
+    DatasetCreated,
+    DatasetList,
+    DatasetRecord,
+    DatasetView,
+    PresignedFileUpload,
+    view_of,
+)
+from functions.domain.storage_layout import dataset_declared_key, dataset_file_key, dataset_prefix
+from functions.services.context import ServiceContext
+from functions.services.models import jobs_using
+from functions.services.pagination import list_page
+
+logger = Logger(child=True)
+SNIFF_BYTES = 16
+MAX_LISTED_PROBLEMS = 500
+
+
+def create_dataset(ctx: ServiceContext, owner: str, request: CreateDatasetRequest) -> DatasetCreated:
+    declared = [DeclaredFile(f.path, f.size_bytes) for f in request.files]
+    problems = check_declared_files(declared)
+    if problems:
+        raise invalid_all(problems, "dataset")
+    total = sum(f.size_bytes for f in declared)
+    dataset_id, now = new_id(), utc_now()
+    ctx.repository.reserve_storage(owner, total, ctx.settings.max_storage_bytes_per_owner)
+    record = DatasetRecord(
+        id=dataset_id,
+        owner=owner,
+        name=request.name,
+        status=ResourceStatus.UPLOADING,
+        file_count=len(declared),
+        total_bytes=total,
+        created_at=now,
+        updated_at=now,
+    )
+    ctx.storage.write_json(
+        dataset_declared_key(owner, dataset_id),
+        {"files": [{"path": f.path, "size_bytes": f.size_bytes} for f in declared]},
+    )
+    ctx.repository.create(record)
+    uploads = [
+        PresignedFileUpload(
+            path=f.path,
+            url=ctx.storage.presign_put(dataset_file_key(owner, dataset_id, f.path), f.size_bytes),
+            headers={"Content-Length": str(f.size_bytes)},
+        )
+        for f in declared
+    ]
+    logger.info(
+        "dataset registered", extra={"dataset_id": dataset_id, "owner": owner, "files": len(declared)}
+    )
+    return DatasetCreated(
+        dataset=view_of(record, DatasetView),
+        expires_in_seconds=ctx.settings.presign_expiry_seconds,
+        uploads=uploads,
+    )
+
+
+def _arrived(
+    ctx: ServiceContext, objects: dict[str, ObjectInfo], declared: list[DeclaredFile]
+) -> dict[str, ArrivedFile]:
+    """Objects that arrived, with their first bytes checked against their type."""
+    sizes = {d.path: d.size_bytes for d in declared}
+    arrived: dict[str, ArrivedFile] = {}
+    for path, info in objects.items():
+        if path not in sizes:
+            continue  # not declared: ignored (and deleted below)
+        content_ok = True
+        if info.size_bytes == sizes[path] and info.size_bytes > 0:
+            head = ctx.storage.read_range(info.key, 0, min(SNIFF_BYTES, info.size_bytes))
+            suffix = "." + path.rsplit(".", 1)[-1]
+            content_ok = (
+                looks_like_text(head)
+                if suffix.lower() == CAPTION_EXTENSION
+                else looks_like_image(suffix, head)
+            )
+        arrived[path] = ArrivedFile(path, info.size_bytes, content_ok)
+    return arrived
+
+
+def complete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> DatasetView:
+    record = ctx.repository.get(DatasetRecord, dataset_id, owner)
+    if record.status is not ResourceStatus.UPLOADING:
+        raise Conflict(f"dataset {dataset_id} is already {record.status.value}")
+    raw = ctx.storage.read_json(dataset_declared_key(owner, dataset_id))
+    declared = [DeclaredFile(str(f["path"]), int(f["size_bytes"])) for f in (raw or {}).get("files", [])]
+    prefix = dataset_prefix(owner, dataset_id)
+    objects = ctx.storage.list_objects(prefix)
+    for path, info in objects.items():
+        if path not in {d.path for d in declared}:
+            ctx.storage.delete(info.key)  # an undeclared object never reaches a training job
+    manifest = build_manifest(declared, _arrived(ctx, objects, declared))
+    if len(manifest.problems) > MAX_LISTED_PROBLEMS:
+        extra = len(manifest.problems) - MAX_LISTED_PROBLEMS
+        manifest.problems = [*manifest.problems[:MAX_LISTED_PROBLEMS], f"... and {extra} more problems"]
+    status = ResourceStatus.INVALID if manifest.problems else ResourceStatus.READY
+    record = record.model_copy(update={"status": status, "manifest": manifest, "updated_at": utc_now()})
+    if not ctx.repository.save(record, expected_status=ResourceStatus.UPLOADING.value):
+        raise Conflict(f"dataset {dataset_id} changed while completing; try again")
+    logger.info(
+        "dataset completed",
+        extra={
+            "dataset_id": dataset_id,
+            "owner": owner,
+            "status": status.value,
+            "problems": len(manifest.problems),
+        },
+    )
+    return view_of(record, DatasetView)
+
+
+def get_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> DatasetView:
+    return view_of(ctx.repository.get(DatasetRecord, dataset_id, owner), DatasetView)
+
+
+def list_datasets(
+    ctx: ServiceContext, owner: str, *, status: str | None, limit: int, next_token: str | None
+) -> DatasetList:
+    items, token = list_page(ctx, DatasetRecord, owner, status=status, limit=limit, next_token=next_token)
+    return DatasetList(items=[view_of(d, DatasetView) for d in items], next_token=token)
+
+
+def delete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> None:
+    record = ctx.repository.get(DatasetRecord, dataset_id, owner)
+    using = jobs_using(ctx, owner, dataset_id=dataset_id)
+    if using:
+        raise Conflict(
+            f"dataset {dataset_id} is used by active training job(s) {', '.join(using)}; stop them first"
+        )
+    ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))
+    ctx.storage.delete(dataset_declared_key(owner, dataset_id))
+    if ctx.repository.delete(DatasetRecord, dataset_id):
+        ctx.repository.release_storage(owner, record.total_bytes)
+    logger.info("dataset deleted", extra={"dataset_id": dataset_id, "owner": owner})

@@ -1,0 +1,177 @@
+"""Models: register + multipart upload, completion with verification, read, list, delete."""
+
+from __future__ import annotations
+
+import math
+
+from aws_lambda_powertools import Logger
+
+from functions.adapters.storage import choose_part_size
+from functions.domain.catalog import ModelKind, ResourceStatus
+from functions.domain.errors import Conflict, invalid
+from functions.domain.file_checks import parse_safetensors_header, safetensors_header_length
+from functions.domain.ids import new_id, utc_now
+from functions.domain.records import (
+    CompleteModelRequest,
+    CreateModelRequest,
+    ModelCreated,
+    ModelList,
+    ModelRecord,
+    ModelView,
+    MultipartUpload,
+    PresignedPart,
+    TrainingJobRecord,
+    view_of,
+)
+from functions.domain.storage_layout import model_object_key
+from functions.services.context import ServiceContext
+from functions.services.pagination import list_page
+
+logger = Logger(child=True)
+
+
+def create_model(ctx: ServiceContext, owner: str, request: CreateModelRequest) -> ModelCreated:
+    model_id, now = new_id(), utc_now()
+    key = model_object_key(owner, model_id, request.filename)
+    ctx.repository.reserve_storage(owner, request.size_bytes, ctx.settings.max_storage_bytes_per_owner)
+    upload_id = ctx.storage.start_multipart_upload(key)
+    part_size = choose_part_size(request.size_bytes)
+    record = ModelRecord(
+        id=model_id,
+        owner=owner,
+        name=request.name,
+        kind=request.kind,
+        fm_type=request.fm_type,
+        filename=request.filename,
+        size_bytes=request.size_bytes,
+        sha256=request.sha256,
+        status=ResourceStatus.UPLOADING,
+        s3_key=key,
+        upload_id=upload_id,
+        created_at=now,
+        updated_at=now,
+    )
+    ctx.repository.create(record)
+    parts = [
+        PresignedPart(part_number=n, url=ctx.storage.presign_upload_part(key, upload_id, n))
+        for n in range(1, math.ceil(request.size_bytes / part_size) + 1)
+    ]
+    logger.info("model registered", extra={"model_id": model_id, "owner": owner, "size": request.size_bytes})
+    return ModelCreated(
+        model=view_of(record, ModelView),
+        upload=MultipartUpload(
+            upload_id=upload_id,
+            part_size=part_size,
+            expires_in_seconds=ctx.settings.presign_expiry_seconds,
+            parts=parts,
+        ),
+    )
+
+
+def verify_safetensors(ctx: ServiceContext, key: str, expected_size: int | None) -> int:
+    """Size and header of an uploaded .safetensors object; its size, or ValueError with the reason."""
+    size = ctx.storage.object_size(key)
+    if size is None:
+        raise ValueError("the file was not found in storage")
+    if expected_size is not None and size != expected_size:
+        raise ValueError(f"the uploaded file is {size} bytes, but {expected_size} were declared")
+    length = safetensors_header_length(ctx.storage.read_range(key, 0, 8))
+    parse_safetensors_header(ctx.storage.read_range(key, 8, length), size)
+    return size
+
+
+def complete_model(
+    ctx: ServiceContext, owner: str, model_id: str, request: CompleteModelRequest
+) -> ModelView:
+    record = ctx.repository.get(ModelRecord, model_id, owner)
+    if record.status is not ResourceStatus.UPLOADING or not record.upload_id:
+        raise Conflict(f"model {model_id} is {record.status.value}, not uploading")
+    numbers = [p.part_number for p in request.parts]
+    if len(set(numbers)) != len(numbers):
+        raise invalid("parts", "lists a part_number more than once")
+    expected = math.ceil(record.size_bytes / choose_part_size(record.size_bytes))
+    if sorted(numbers) != list(range(1, expected + 1)):
+        raise invalid("parts", f"must list parts 1 to {expected}, each once, with its ETag")
+    try:
+        ctx.storage.complete_multipart_upload(
+            record.s3_key, record.upload_id, [(p.part_number, p.etag) for p in request.parts]
+        )
+    except Exception as error:  # botocore ClientError: InvalidPart, NoSuchUpload, EntityTooSmall ...
+        raise Conflict(f"the upload could not be completed: {error}") from error
+    try:
+        verify_safetensors(ctx, record.s3_key, record.size_bytes)
+    except ValueError as problem:
+        ctx.storage.delete(record.s3_key)
+        _fail_upload(ctx, record)
+        raise invalid("file", f"{problem}; the upload was discarded, register the model again") from problem
+    record = record.model_copy(
+        update={"status": ResourceStatus.READY, "upload_id": None, "updated_at": utc_now()}
+    )
+    if not ctx.repository.save(record, expected_status=ResourceStatus.UPLOADING.value):
+        raise Conflict(f"model {model_id} changed while completing; try again")
+    logger.info("model ready", extra={"model_id": model_id, "owner": owner})
+    return view_of(record, ModelView)
+
+
+def _fail_upload(ctx: ServiceContext, record: ModelRecord) -> None:
+    """A failed upload leaves nothing behind: no record, no object, no reserved bytes."""
+    if ctx.repository.delete(ModelRecord, record.id):
+        ctx.repository.release_storage(record.owner, record.size_bytes)
+
+
+def get_model(ctx: ServiceContext, owner: str, model_id: str) -> ModelView:
+    record = ctx.repository.get(ModelRecord, model_id, owner)
+    url = (
+        ctx.storage.presign_get(record.s3_key, record.filename)
+        if record.status is ResourceStatus.READY
+        else None
+    )
+    return view_of(record, ModelView, download_url=url)
+
+
+def list_models(
+    ctx: ServiceContext,
+    owner: str,
+    *,
+    kind: ModelKind | None,
+    fm_type: str | None,
+    status: str | None,
+    limit: int,
+    next_token: str | None,
+) -> ModelList:
+    filters = {k: v for k, v in {"kind": kind.value if kind else None, "fm_type": fm_type}.items() if v}
+    items, token = list_page(
+        ctx, ModelRecord, owner, status=status, limit=limit, next_token=next_token, filters=filters
+    )
+    return ModelList(items=[view_of(m, ModelView) for m in items], next_token=token)
+
+
+def jobs_using(
+    ctx: ServiceContext, owner: str, *, model_id: str | None = None, dataset_id: str | None = None
+) -> list[str]:
+    """Ids of the owner's active jobs that use a model or dataset."""
+    return [
+        job.id
+        for job in ctx.repository.active_jobs(owner)
+        if (model_id and job.base_model_id == model_id) or (dataset_id and job.dataset_id == dataset_id)
+    ]
+
+
+def delete_model(ctx: ServiceContext, owner: str, model_id: str) -> None:
+    record = ctx.repository.get(ModelRecord, model_id, owner)
+    using = jobs_using(ctx, owner, model_id=model_id)
+    if using:
+        raise Conflict(
+            f"model {model_id} is used by active training job(s) {', '.join(using)}; stop them first"
+        )
+    if record.upload_id:
+        ctx.storage.abort_multipart_upload(record.s3_key, record.upload_id)
+    ctx.storage.delete(record.s3_key)
+    if ctx.repository.delete(ModelRecord, model_id):
+        ctx.repository.release_storage(owner, record.size_bytes)
+    logger.info("model deleted", extra={"model_id": model_id, "owner": owner})
+
+
+def delete_lora_of_job(ctx: ServiceContext, job: TrainingJobRecord) -> None:
+    if job.output:
+        delete_model(ctx, job.owner, job.output.lora_model_id)

@@ -1,0 +1,318 @@
+"""Training jobs: plan and launch, read with live progress, list, stop, delete.
+
+Launch order matters for "no orphan, no stuck job": the job is recorded PENDING first (so a
+SageMaker job can never exist untracked), then CreateTrainingJob runs under a deterministic name,
+then the job moves to STARTING. A refusal marks it FAILED with the reason; a crash or timeout in
+between leaves a PENDING job whose name the reconciler looks up to repair it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from functions.adapters.training_launcher import LaunchRefused
+from functions.domain.catalog import (
+    INSTANCE_TYPES,
+    MIN_GPU_MEMORY_GB,
+    FmType,
+    ModelKind,
+    ResourceStatus,
+    instance_supports,
+)
+from functions.domain.errors import Conflict, LimitExceeded, invalid, invalid_all
+from functions.domain.ids import new_id, utc_now
+from functions.domain.kohya_params import ParamValue, validate_config
+from functions.domain.planning import TrainingPlan, plan_training
+from functions.domain.records import (
+    CreateTrainingRequest,
+    DatasetRecord,
+    ModelRecord,
+    TrainingJobList,
+    TrainingJobRecord,
+    TrainingJobView,
+    TrainingProgress,
+    view_of,
+)
+from functions.domain.statuses import JobStatus, is_terminal
+from functions.domain.storage_layout import (
+    dataset_prefix,
+    sagemaker_job_name,
+    training_checkpoint_prefix,
+    training_output_prefix,
+    training_prefix,
+    training_progress_key,
+)
+from functions.domain.training_contract import (
+    DATASET_CHANNEL,
+    MODEL_CHANNEL,
+    Engine,
+    TrainingHyperparameters,
+)
+from functions.services.context import ServiceContext
+from functions.services.models import delete_lora_of_job
+from functions.services.pagination import list_page
+
+logger = Logger(child=True)
+SPOT_WAIT_FACTOR = 2  # spot jobs may wait for capacity up to this multiple of their runtime
+
+
+def check_instance_type(ctx: ServiceContext, instance_type: str, fm_type: FmType) -> None:
+    if instance_type not in ctx.settings.allowed_instance_types:
+        allowed = ", ".join(ctx.settings.allowed_instance_types)
+        raise invalid("instance_type", f"must be one of the deployment's instance types: {allowed}")
+    if not instance_supports(INSTANCE_TYPES[instance_type], fm_type):
+        raise invalid(
+            "instance_type",
+            f"{instance_type} has {INSTANCE_TYPES[instance_type].gpu_memory_gb} GB of GPU memory; "
+            f"{fm_type.value} training needs at least {MIN_GPU_MEMORY_GB[fm_type]} GB",
+        )
+
+
+def validated_config(user_config: dict[str, Any], fm_type: FmType) -> dict[str, ParamValue]:
+    config, problems = validate_config(user_config, fm_type)
+    if problems:
+        raise invalid_all(problems, "config")
+    return config
+
+
+def ready_inputs(
+    ctx: ServiceContext, owner: str, request: CreateTrainingRequest
+) -> tuple[ModelRecord, DatasetRecord]:
+    """The base model and dataset, checked: the caller's own, ready, and of the right family."""
+    try:
+        model = ctx.repository.get(ModelRecord, request.base_model_id, owner)
+    except Exception as error:
+        raise invalid("base_model_id", "does not name one of your models") from error
+    if model.status is not ResourceStatus.READY:
+        raise invalid("base_model_id", f"model is {model.status.value}, not ready")
+    if model.kind is not ModelKind.CHECKPOINT:
+        raise invalid("base_model_id", "must be a checkpoint, not a LoRA")
+    if model.fm_type is not request.fm_type:
+        raise invalid(
+            "base_model_id", f"is an {model.fm_type.value} model but the job is {request.fm_type.value}"
+        )
+    try:
+        dataset = ctx.repository.get(DatasetRecord, request.dataset_id, owner)
+    except Exception as error:
+        raise invalid("dataset_id", "does not name one of your datasets") from error
+    if dataset.status is not ResourceStatus.READY or dataset.manifest is None:
+        raise invalid("dataset_id", f"dataset is {dataset.status.value}, not ready")
+    return model, dataset
+
+
+def plan_for(
+    ctx: ServiceContext,
+    dataset: DatasetRecord,
+    config: dict[str, ParamValue],
+    fm_type: FmType,
+    instance_type: str,
+) -> TrainingPlan:
+    assert dataset.manifest is not None
+    return plan_training(
+        weighted_images=dataset.manifest.weighted_images,
+        config=config,
+        fm_type=fm_type,
+        instance=INSTANCE_TYPES[instance_type],
+        price_per_hour=ctx.price_per_hour(instance_type),
+    )
+
+
+def build_create_request(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> dict[str, Any]:
+    """The CreateTrainingJob request (see docs/ARCHITECTURE.md: channels, outputs, spot, isolation)."""
+    s = ctx.settings
+    bucket = f"s3://{s.bucket_name}/"
+    hyperparameters = TrainingHyperparameters(
+        job_id=job.id,
+        fm_type=job.fm_type,
+        engine=job.engine,
+        output_name=job.sagemaker_job_name,
+        base_model_filename=model.filename,
+        config=job.config,
+    )
+    model_prefix = model.s3_key.rsplit("/", 1)[0] + "/"
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": job.max_runtime_seconds}
+    if job.use_spot:
+        stopping["MaxWaitTimeInSeconds"] = job.max_runtime_seconds * SPOT_WAIT_FACTOR
+    request: dict[str, Any] = {
+        "TrainingJobName": job.sagemaker_job_name,
+        "AlgorithmSpecification": {"TrainingImage": s.training_image_uri, "TrainingInputMode": "File"},
+        "RoleArn": s.training_role_arn,
+        "HyperParameters": hyperparameters.to_sagemaker(),
+        "InputDataConfig": [
+            {
+                "ChannelName": MODEL_CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": bucket + model_prefix,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "InputMode": "File",
+            },
+            {
+                "ChannelName": DATASET_CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": bucket + dataset_prefix(job.owner, job.dataset_id),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "InputMode": "File",
+            },
+        ],
+        "OutputDataConfig": {
+            "S3OutputPath": bucket + training_output_prefix(job.owner, job.id),
+            "CompressionType": "NONE",
+        },
+        "ResourceConfig": {"InstanceType": job.instance_type, "InstanceCount": 1, "VolumeSizeInGB": 100},
+        "StoppingCondition": stopping,
+        "CheckpointConfig": {"S3Uri": bucket + training_checkpoint_prefix(job.owner, job.id)},
+        "EnableManagedSpotTraining": job.use_spot,
+        "EnableNetworkIsolation": s.network_isolation,
+        "Tags": [
+            {"Key": "lora:job-id", "Value": job.id},
+            {"Key": "lora:owner-key", "Value": training_output_prefix(job.owner, job.id).split("/")[1]},
+        ],
+    }
+    if s.subnet_ids and s.security_group_ids:
+        request["VpcConfig"] = {"Subnets": list(s.subnet_ids), "SecurityGroupIds": list(s.security_group_ids)}
+    return request
+
+
+def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequest) -> TrainingJobView:
+    """Validate everything, record the job, launch it. Idempotency is applied by the caller."""
+    check_instance_type(ctx, request.instance_type, request.fm_type)
+    config = validated_config(request.config, request.fm_type)
+    model, dataset = ready_inputs(ctx, owner, request)
+    settings = ctx.settings
+    max_runtime = request.max_runtime_seconds or settings.max_runtime_seconds
+    if max_runtime > settings.max_runtime_seconds:
+        raise invalid(
+            "max_runtime_seconds", f"must be at most {settings.max_runtime_seconds} in this deployment"
+        )
+    active = ctx.repository.active_jobs(owner)
+    if len(active) >= settings.max_concurrent_jobs_per_owner:
+        raise LimitExceeded(
+            f"you already have {len(active)} active training job(s); the limit is "
+            f"{settings.max_concurrent_jobs_per_owner}. Wait for one to end or stop one."
+        )
+    job_id, now = new_id(), utc_now()
+    job = TrainingJobRecord(
+        id=job_id,
+        owner=owner,
+        name=request.name or f"{model.name} on {dataset.name}",
+        fm_type=request.fm_type,
+        base_model_id=model.id,
+        dataset_id=dataset.id,
+        instance_type=request.instance_type,
+        use_spot=settings.default_use_spot if request.use_spot is None else request.use_spot,
+        max_runtime_seconds=max_runtime,
+        engine=Engine(settings.training_engine),
+        config=config,
+        plan=plan_for(ctx, dataset, config, request.fm_type, request.instance_type),
+        status=JobStatus.PENDING,
+        sagemaker_job_name=sagemaker_job_name(settings.job_name_prefix, job_id),
+        created_at=now,
+        updated_at=now,
+    )
+    ctx.repository.create(job)
+    audit(job, None, JobStatus.PENDING, "job recorded")
+    try:
+        ctx.launcher.create(build_create_request(ctx, job, model), job.instance_type)
+    except LaunchRefused as refused:
+        failed = ctx.repository.transition_job(
+            job_id,
+            JobStatus.FAILED,
+            at=utc_now(),
+            cause="CreateTrainingJob refused",
+            fields={"failure_reason": refused.reason},
+        )
+        audit(job, JobStatus.PENDING, JobStatus.FAILED, refused.reason)
+        return view_of(failed or ctx.repository.get(TrainingJobRecord, job_id, owner), TrainingJobView)
+    started = ctx.repository.transition_job(
+        job_id,
+        JobStatus.STARTING,
+        at=utc_now(),
+        cause="CreateTrainingJob accepted",
+        fields={"secondary_status": "Starting"},
+    )
+    if started:
+        audit(job, JobStatus.PENDING, JobStatus.STARTING, "CreateTrainingJob accepted")
+    return view_of(started or ctx.repository.get(TrainingJobRecord, job_id, owner), TrainingJobView)
+
+
+def audit(job: TrainingJobRecord, old: JobStatus | None, new: JobStatus, cause: str) -> None:
+    """Every state change, in structured form (job id, owner, from, to, cause)."""
+    logger.info(
+        "training job status changed",
+        extra={
+            "audit": True,
+            "job_id": job.id,
+            "owner": job.owner,
+            "from_status": old.value if old else None,
+            "to_status": new.value,
+            "cause": cause,
+        },
+    )
+
+
+def live_progress(ctx: ServiceContext, job: TrainingJobRecord) -> TrainingProgress | None:
+    """The container's latest progress report (synced from its checkpoint folder), if any."""
+    data = ctx.storage.read_json(training_progress_key(job.owner, job.id))
+    if data is None:
+        return job.progress
+    try:
+        return TrainingProgress.model_validate(data)
+    except ValueError:
+        return job.progress
+
+
+def get_training(ctx: ServiceContext, owner: str, job_id: str) -> TrainingJobView:
+    job = ctx.repository.get(TrainingJobRecord, job_id, owner)
+    progress = job.progress if is_terminal(job.status) else live_progress(ctx, job)
+    return view_of(job, TrainingJobView, progress=progress.model_dump(mode="json") if progress else None)
+
+
+def list_trainings(
+    ctx: ServiceContext, owner: str, *, status: JobStatus | None, limit: int, next_token: str | None
+) -> TrainingJobList:
+    items, token = list_page(
+        ctx,
+        TrainingJobRecord,
+        owner,
+        status=status.value if status else None,
+        limit=limit,
+        next_token=next_token,
+    )
+    return TrainingJobList(items=[view_of(j, TrainingJobView) for j in items], next_token=token)
+
+
+def stop_training(ctx: ServiceContext, owner: str, job_id: str) -> TrainingJobView:
+    job = ctx.repository.get(TrainingJobRecord, job_id, owner)
+    if is_terminal(job.status):
+        raise Conflict(f"training {job_id} already ended ({job.status.value})")
+    if job.status is not JobStatus.STOPPING:
+        moved = ctx.repository.transition_job(
+            job_id, JobStatus.STOPPING, at=utc_now(), cause="stop requested"
+        )
+        if moved is None:  # it ended in the meantime: report the consistent final state
+            job = ctx.repository.get(TrainingJobRecord, job_id, owner)
+            raise Conflict(f"training {job_id} already ended ({job.status.value})")
+        audit(job, job.status, JobStatus.STOPPING, "stop requested by owner")
+    ctx.launcher.stop(job.sagemaker_job_name)
+    return get_training(ctx, owner, job_id)
+
+
+def delete_training(ctx: ServiceContext, owner: str, job_id: str, *, delete_lora: bool) -> None:
+    job = ctx.repository.get(TrainingJobRecord, job_id, owner)
+    if not is_terminal(job.status):
+        raise Conflict(f"training {job_id} is {job.status.value}; stop it and wait for it to end first")
+    if delete_lora:
+        delete_lora_of_job(ctx, job)
+    ctx.storage.delete_prefix(training_prefix(owner, job_id))  # the LoRA was copied to models/
+    ctx.repository.delete(TrainingJobRecord, job_id)
+    logger.info("training deleted", extra={"job_id": job_id, "owner": owner, "lora_deleted": delete_lora})
