@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from functions.domain.errors import Unauthenticated
 from local_runtime.lambda_invoker import LocalLambdaFunction
 from local_runtime.local_auth import LocalTokens
 from local_runtime.sagemaker_jobs import ACCOUNT_ID
@@ -31,7 +32,7 @@ MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's request payload limit
 TEXT_MEDIA_TYPES = ("application/json", "text/", "application/xml", "application/x-www-form-urlencoded")
 UNAUTHORIZED_BODY = {
     "error": {
-        "code": "UNAUTHORIZED",
+        "code": Unauthenticated.code,  # the API's own 401 code
         "message": "missing or unknown bearer token: send 'Authorization: Bearer <token>' "
         "(the local runtime prints the token at start and writes it to the loractl config)",
         "details": [],
@@ -147,6 +148,13 @@ class _ApiHandler(BaseHTTPRequestHandler):
         self._handle()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET  # noqa: N815
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, QUERY, ...) reaches the API too, which answers 405 like API Gateway's
+        routing would refuse it, instead of http.server's 501."""
+        if name.startswith("do_") and name[3:].isalpha() and name[3:].isupper():
+            return self.do_GET
+        raise AttributeError(name)
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

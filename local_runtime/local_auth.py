@@ -42,7 +42,9 @@ class LocalTokens:
         if not USER_NAME_PATTERN.match(user):
             raise ValueError(f"user name {user!r} must match {USER_NAME_PATTERN.pattern}")
         if user not in self._users:
-            self._users[user] = secrets.token_urlsafe(TOKEN_BYTES)
+            # hex, with a prefix: a URL-safe token may start with "-", which command lines
+            # (loractl --token -abc) would read as an option.
+            self._users[user] = "lt_" + secrets.token_hex(TOKEN_BYTES)
             self._save()
         return self._users[user]
 

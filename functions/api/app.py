@@ -60,11 +60,22 @@ def handle_idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Resp
     )
 
 
+def allowed_methods(path: str) -> list[str]:
+    """Methods routed for a path (Powertools keeps its compiled routes in ``_*_routes``)."""
+    routes = [*app._static_routes, *app._dynamic_routes]
+    return sorted({route.method for route in routes if route.rule.match(path)})
+
+
 @app.not_found
 def handle_not_found(_: NotFoundError) -> Response[Any]:
-    return error_response(
-        404, "NOT_FOUND", f"no route {app.current_event.http_method} {app.current_event.path}"
-    )
+    event = app.current_event
+    allowed = allowed_methods(event.path)
+    if allowed:
+        message = f"{event.http_method} is not allowed on {event.path}"
+        response = error_response(405, "METHOD_NOT_ALLOWED", message)
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+    return error_response(404, "NOT_FOUND", f"no route {event.http_method} {event.path}")
 
 
 @app.exception_handler(Exception)

@@ -15,6 +15,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     404: "Unknown, or not yours",
     409: "Conflict with the current state (wrong status, in use, idempotency key reused)",
     413: "Request body too large",
+    415: "Request body is not application/json",
     429: "A per-owner limit was reached",
 }
 

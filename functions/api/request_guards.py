@@ -7,11 +7,12 @@ Python's recursion limit inside ``json.loads``.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
-from functions.domain.errors import PayloadTooLarge, invalid
+from functions.domain.errors import PayloadTooLarge, UnsupportedMediaType, invalid
 
-MAX_BODY_BYTES = 1024 * 1024  # room for a 5,000-file dataset declaration
+MAX_BODY_BYTES = 2 * 1024 * 1024  # room for a 5,000-file dataset declaration
 MAX_JSON_DEPTH = 16
 
 
@@ -39,8 +40,15 @@ def json_depth(text: str) -> int:
     return deepest
 
 
+def _content_type(event: dict[str, Any]) -> str:
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    return headers.get("content-type", "application/json").split(";")[0].strip().lower()
+
+
 def check_body(event: dict[str, Any]) -> None:
     body = event.get("body") or ""
+    if body and _content_type(event) not in ("application/json", ""):
+        raise UnsupportedMediaType("request bodies must be application/json")
     size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode("utf-8"))
     if size > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body is {size} bytes; the limit is {MAX_BODY_BYTES}")
@@ -48,3 +56,8 @@ def check_body(event: dict[str, Any]) -> None:
         body = base64.b64decode(body).decode("utf-8", errors="replace")
     if json_depth(body) > MAX_JSON_DEPTH:
         raise invalid("body", f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    if body:
+        try:
+            json.loads(body)
+        except ValueError as error:
+            raise invalid("body", f"is not valid JSON ({error})") from error

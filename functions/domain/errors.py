@@ -46,6 +46,16 @@ class PayloadTooLarge(ServiceError):
     code = "PAYLOAD_TOO_LARGE"
 
 
+class UnsupportedMediaType(ServiceError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class MethodNotAllowed(ServiceError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+
+
 class LimitExceeded(ServiceError):
     status = 429
     code = "LIMIT_EXCEEDED"

@@ -9,10 +9,10 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
-from functions.domain.catalog import FmType, ModelKind, ResourceStatus
-from functions.domain.dataset_rules import MAX_FILES, DatasetManifest
+from functions.domain.catalog import INSTANCE_TYPES, FmType, ModelKind, ResourceStatus
+from functions.domain.dataset_rules import MAX_FILES, MAX_PATH_LENGTH, DatasetManifest
 from functions.domain.kohya_params import ParamValue
 from functions.domain.planning import TrainingPlan
 from functions.domain.statuses import JobStatus
@@ -140,7 +140,9 @@ class ModelCreated(BaseModel):
 class DeclaredFileIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(max_length=1024, description="<repeats>_<concept>/<file>, e.g. 10_mycat/photo1.png")
+    path: str = Field(
+        max_length=MAX_PATH_LENGTH, description="<repeats>_<concept>/<file>, e.g. 10_mycat/photo1.png"
+    )
     size_bytes: int = Field(ge=0, le=MAX_MODEL_BYTES)
 
 
@@ -212,7 +214,11 @@ class ValidateConfigRequest(BaseModel):
     fm_type: FmType
     config: dict[str, Any] = Field(default_factory=dict)
     dataset_id: RecordId | None = Field(default=None, description="with instance_type: also plan the job")
-    instance_type: str | None = Field(default=None, max_length=64)
+    instance_type: str | None = Field(
+        default=None,
+        max_length=64,
+        json_schema_extra={"enum": list[JsonValue]([*sorted(INSTANCE_TYPES), None])},
+    )
 
 
 class ValidatedConfig(BaseModel):
@@ -229,7 +235,11 @@ class CreateTrainingRequest(BaseModel):
     fm_type: FmType
     base_model_id: RecordId
     dataset_id: RecordId
-    instance_type: str = Field(max_length=64, description="one of the deployment's allowed instance types")
+    instance_type: str = Field(
+        max_length=64,
+        description="one of the deployment's allowed instance types",
+        json_schema_extra={"enum": list[JsonValue](sorted(INSTANCE_TYPES))},
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="Kohya train_network parameters")
     name: DisplayName | None = None
     use_spot: bool | None = Field(default=None, description="managed spot; default set by the deployment")

@@ -40,7 +40,7 @@ def test_requests_without_a_known_token_get_401_in_the_api_error_shape(runtimes:
         response = httpx.get(f"{runtime.api_url}/models", headers=headers)
         assert response.status_code == 401
         error = response.json()["error"]
-        assert error["code"] == "UNAUTHORIZED" and error["details"] == [] and "Bearer" in error["message"]
+        assert error["code"] == "UNAUTHENTICATED" and error["details"] == [] and "Bearer" in error["message"]
 
 
 def test_http_requests_become_rest_proxy_events_with_the_callers_identity(runtimes: RuntimeLauncher) -> None:

@@ -51,8 +51,9 @@ def get_defaults(fm_type: Annotated[FmType, Query()]) -> ConfigDefaults:
 
 @router.post(
     "/configs/validate",
-    summary="Validate and normalise parameters (and plan the job, given dataset_id and instance_type)",
-    responses=success(200, ConfigValidation, "Normalised parameters") | error_responses(400, 401, 404, 413),
+    summary="Validate and normalise parameters (and plan the job given dataset_id and instance_type)",
+    responses=success(200, ConfigValidation, "Normalised parameters")
+    | error_responses(400, 401, 404, 413, 415),
     tags=["configs"],
 )
 def validate(request: ValidateConfigRequest) -> ConfigValidation:

@@ -22,7 +22,7 @@ DatasetId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="dataset 
     "/datasets",
     summary="Declare a dataset's files and get one presigned PUT per file",
     responses=success(201, DatasetCreated, "Declared; PUT each file, then complete")
-    | error_responses(400, 401, 413, 429),
+    | error_responses(400, 401, 413, 415, 429),
     tags=["datasets"],
 )
 def create_dataset(request: CreateDatasetRequest) -> Response[Any]:

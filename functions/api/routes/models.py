@@ -29,7 +29,7 @@ ModelId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="model id")
     "/models",
     summary="Register a model and get its presigned multipart upload",
     responses=success(201, ModelCreated, "Registered; upload each part to its URL, then complete")
-    | error_responses(400, 401, 413, 429),
+    | error_responses(400, 401, 413, 415, 429),
     tags=["models"],
 )
 def create_model(request: CreateModelRequest) -> Response[Any]:
@@ -39,7 +39,7 @@ def create_model(request: CreateModelRequest) -> Response[Any]:
 @router.post(
     "/models/<model_id>/complete",
     summary="Complete the multipart upload; verifies size and safetensors header",
-    responses=success(200, ModelView, "The model, ready") | error_responses(400, 401, 404, 409, 413),
+    responses=success(200, ModelView, "The model, ready") | error_responses(400, 401, 404, 409, 413, 415),
     tags=["models"],
 )
 def complete_model(model_id: ModelId, request: CompleteModelRequest) -> ModelView:

@@ -53,7 +53,7 @@ def idempotent_start() -> Any:
     "/trainings",
     summary="Start a LoRA training job (send an Idempotency-Key to retry safely)",
     responses=success(201, TrainingJobView, "The job (FAILED with a reason if SageMaker refused it)")
-    | error_responses(400, 401, 409, 413, 429),
+    | error_responses(400, 401, 409, 413, 415, 429),
     tags=["trainings"],
 )
 def create_training(
