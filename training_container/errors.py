@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-class JobFailure(Exception):  # noqa: N818 - an outcome of the job, not a programming error
+class JobFailure(Exception):
     """A problem the user can act on (bad dataset, wrong model family, ...).
 
     Its message goes verbatim to ``/opt/ml/output/failure``, which SageMaker shows as the
