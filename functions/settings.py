@@ -131,4 +131,3 @@ class Settings:
 # CloudWatch metrics namespace (POWERTOOLS_METRICS_NAMESPACE overrides it); the events handler
 # publishes TrainingJobsFailed/TrainingJobsCompleted there and the stack alarms on them.
 METRICS_NAMESPACE = "LoraOnAws"
-POWERTOOLS_SERVICE_NAME = "lora-training"

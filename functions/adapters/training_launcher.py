@@ -67,11 +67,8 @@ class SageMakerLauncher:
         except ClientError as error:
             code = error.response["Error"].get("Code", "")
             message = error.response["Error"].get("Message", "")
-            if code in ("ResourceNotFound", "ValidationException") and (
-                "not found" in message.lower()
-                or "does not exist" in message.lower()
-                or code == "ResourceNotFound"
-            ):
+            not_found = any(p in message.lower() for p in ("not found", "could not find", "does not exist"))
+            if code == "ResourceNotFound" or (code == "ValidationException" and not_found):
                 return None
             raise
         return TrainingJobState(

@@ -47,7 +47,9 @@ def error_responses(*statuses: int) -> Any:
 
 def field_name(location: tuple[Any, ...] | list[Any]) -> str:
     """A pydantic error location as the field a caller knows: ``body.files.3.path`` -> ``files[3].path``."""
-    parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
+    parts = [str(p) for p in location]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
     name = ""
     for part in parts:
         if part.isdigit():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -15,11 +15,11 @@ from functions.api.request_guards import check_body
 from functions.api.routes.trainings import IDEMPOTENCY_CONFIG
 from functions.domain.errors import ServiceError
 from functions.domain.records import ErrorBody, ErrorDetail, ErrorInfo
-from functions.settings import METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME
+from functions.observability import build_metrics, cold_start_metric_enabled
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=POWERTOOLS_SERVICE_NAME)
+metrics = build_metrics()
 # Read routes publish no business metric; the cold-start metric is enough.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
@@ -43,7 +43,7 @@ def _refusal(error: ServiceError) -> dict[str, Any]:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@metrics.log_metrics(capture_cold_start_metric=cold_start_metric_enabled())
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     IDEMPOTENCY_CONFIG.register_lambda_context(context)
     try:

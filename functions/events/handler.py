@@ -9,19 +9,19 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters.training_launcher import TrainingJobState
 from functions.domain.statuses import JobStatus
+from functions.observability import build_metrics, cold_start_metric_enabled
 from functions.services.context import service_context
 from functions.services.job_events import apply_state
-from functions.settings import METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=POWERTOOLS_SERVICE_NAME)
+metrics = build_metrics()
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 DETAIL_TYPE = "SageMaker Training Job State Change"
 
@@ -50,7 +50,7 @@ def record_outcome(status: JobStatus | None) -> None:
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=cold_start_metric_enabled())
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = state_from_event(event)
     if state is None:

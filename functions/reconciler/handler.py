@@ -12,21 +12,21 @@ import warnings
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.domain.ids import utc_now
 from functions.domain.records import TrainingJobRecord
 from functions.domain.statuses import JobStatus
+from functions.observability import build_metrics, cold_start_metric_enabled
 from functions.services.context import ServiceContext, service_context
 from functions.services.job_events import apply_state
 from functions.services.trainings import audit
-from functions.settings import METRICS_NAMESPACE, POWERTOOLS_SERVICE_NAME
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=POWERTOOLS_SERVICE_NAME)
+metrics = build_metrics()
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 PENDING_GRACE = timedelta(minutes=5)
 
@@ -68,7 +68,7 @@ def reconcile(ctx: ServiceContext, now: datetime | None = None) -> dict[str, int
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-@metrics.log_metrics
+@metrics.log_metrics(capture_cold_start_metric=cold_start_metric_enabled())
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     counts = reconcile(service_context())
     metrics.add_metric(

@@ -8,6 +8,7 @@ isolate themselves by using a fresh caller identity, not by resetting the emulat
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import uuid
@@ -34,6 +35,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def aws_emulator() -> Iterator[str]:
     port = _free_port()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
