@@ -138,7 +138,13 @@ def run_demo(fm_type: FmType, output_dir: Path, steps: int) -> int:
             ],
             connection,
         )  # fmt: skip
-        print(f"[demo] training {job['id']} ended {job['status']}", flush=True)
+        output = job.get("output") or {}
+        print(
+            f"[demo] training {job['id']} ended {job['status']}: {output.get('steps')} steps, "
+            f"final loss {output.get('final_loss')}, {output.get('training_seconds')}s of training "
+            f"(on AWS: an estimated ${job['plan']['estimated_cost_usd']:.2f} on {DEMO_INSTANCE_TYPE})",
+            flush=True,
+        )
         downloaded = run_loractl(["trainings", "download", str(job["id"]), str(results)], connection)
     finally:
         runtime.stop()

@@ -22,6 +22,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from functions.domain.dataset_rules import DeclaredFile, check_declared_files
+from functions.domain.statuses import TERMINAL_STATUSES as DOMAIN_TERMINAL_STATUSES
 from loractl import api_shapes
 from loractl.client import ApiClient, ApiConnectionError
 from loractl.config import resolve_connection
@@ -29,7 +31,7 @@ from loractl.output import console, emit, errors
 from loractl.uploads import FileTarget, ResumeState, download, plan_parts, upload_files, upload_parts
 
 EXIT_OK, EXIT_JOB_FAILED = 0, 4
-TERMINAL_STATUSES = ("COMPLETED", "FAILED", "STOPPED")
+TERMINAL_STATUSES = tuple(status.value for status in DOMAIN_TERMINAL_STATUSES)
 MODEL_COLUMNS = ("id", "name", "kind", "fm_type", "status", "size_bytes", "created_at")
 DATASET_COLUMNS = ("id", "name", "status", "image_count", "total_bytes", "created_at")
 TRAINING_COLUMNS = ("id", "name", "fm_type", "instance_type", "status", "created_at")
@@ -193,7 +195,16 @@ def datasets_upload(args: argparse.Namespace) -> int:
     files = collect_dataset_files(root)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    declared = [{"path": relative, "size_bytes": path.stat().st_size} for relative, path in files]
+    local = [DeclaredFile(relative, path.stat().st_size) for relative, path in files]
+    declared = [{"path": f.path, "size_bytes": f.size_bytes} for f in local]
+    # The server's own rules, run locally first: every problem is listed before anything is sent.
+    problems = check_declared_files(local)
+    if problems:
+        for problem in problems:
+            index = int(problem.field.split("[")[1].split("]")[0]) if "[" in problem.field else None
+            where = declared[index]["path"] if index is not None else str(root)
+            errors.print(f"  {where}: {problem.problem}", highlight=False, markup=False)
+        raise UsageError(f"{root}: {len(problems)} problem(s) with the dataset layout; nothing was uploaded")
     by_path = dict(files)
     with api(args) as client:
         # The API checks every path and size against the dataset rules and answers 400 with
@@ -296,6 +307,8 @@ def _describe_progress(job: dict[str, Any]) -> str:
         parts.append(f"loss {float(progress['loss']):.4f}")
     if progress.get("total_steps"):
         parts.append(f"step {progress.get('step', 0)}/{progress['total_steps']}")
+    if progress.get("eta_seconds") and job.get("status") not in TERMINAL_STATUSES:
+        parts.append(f"ETA {float(progress['eta_seconds']):.0f}s")
     return "  ".join(p for p in parts if p)
 
 
@@ -308,6 +321,7 @@ def _follow(client: ApiClient, job_id: str, as_json: bool, timeout: float | None
         TextColumn("{task.description}"),
         TimeRemainingColumn(),
     )
+    last_line = ""
     with Progress(*columns, console=errors, transient=as_json) as bar:
         task = bar.add_task("starting", total=None, job=job_id)
         while True:
@@ -320,12 +334,12 @@ def _follow(client: ApiClient, job_id: str, as_json: bool, timeout: float | None
                 continue
             progress = api_shapes.progress_of(job)
             total = progress.get("total_steps")
-            bar.update(
-                task,
-                description=_describe_progress(job),
-                total=total or None,
-                completed=progress.get("step", 0),
-            )
+            description = _describe_progress(job)
+            bar.update(task, description=description, total=total or None, completed=progress.get("step", 0))
+            if not errors.is_terminal and description != last_line:
+                # no live bar without a terminal (pipes, CI, make): one line per change instead
+                errors.print(f"{job_id}  {description}", highlight=False, markup=False)
+                last_line = description
             if job.get("status") in TERMINAL_STATUSES:
                 if job["status"] == "COMPLETED" and total:
                     bar.update(task, completed=total)

@@ -137,3 +137,20 @@ def test_dataset_files_go_to_their_presigned_urls(s3: Any, tmp_path: Path) -> No
     upload_files(targets, lambda n: None, workers=2)
     for relative, data in files.items():
         assert s3.get_object(Bucket=BUCKET, Key=f"d/{relative}")["Body"].read() == data
+
+
+def test_dataset_layout_problems_are_all_listed_before_any_upload(
+    isolated_config: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "ds"
+    (root / "10_cat").mkdir(parents=True)
+    (root / "10_cat" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (root / "10_cat" / "a.exe").write_bytes(b"MZ")
+    (root / "cats").mkdir()
+    (root / "cats" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    # the endpoint is unreachable: any attempt to upload would exit 5, not 2
+    code, message = run("datasets", "upload", str(root), "--endpoint", "http://127.0.0.1:9", "--token", "t")
+    assert code == 2
+    assert "10_cat/a.exe: has extension '.exe'" in message
+    assert "cats/b.png: folder 'cats' must be named <repeats>_<concept>" in message
+    assert "nothing was uploaded" in message
