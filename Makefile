@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 FM_TYPE ?= sd15
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint format demo serve synth bench clean
+.PHONY: venv test lint format demo serve synth tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,24 @@ serve: venv
 # Everything end to end on this machine with tiny models: make demo [FM_TYPE=sdxl]
 demo: venv
 	$(PY) -m local_runtime.demo --fm-type $(FM_TYPE)
+
+# The CDK CLI and a supported Node, installed locally (no global install); synth works offline
+# once they are there. The Lambda bundle is built with pip (no Docker); the training image is
+# built by `cdk deploy`, not here.
+TOOLS := .tools
+NODE_VERSION ?= 22.23.3
+CDK_VERSION ?= 2.1148.1
+NODE_BIN := $(abspath $(TOOLS)/node_modules/node/bin)
+CDK := $(abspath $(TOOLS)/node_modules/aws-cdk/bin/cdk)
+TOOLS_STAMP := $(TOOLS)/.installed-$(NODE_VERSION)-$(CDK_VERSION)
+
+$(TOOLS_STAMP):
+	mkdir -p $(TOOLS)
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) node@$(NODE_VERSION) aws-cdk@$(CDK_VERSION)
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
+
+synth: venv tools
+	PATH="$(NODE_BIN):$$PATH" JSII_NODE="$(NODE_BIN)/node" $(CDK) synth --quiet --app "$(PY) app.py" --output cdk.out
+	@echo "template: cdk.out/LoraTraining.template.json"

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from functions.domain.sagemaker_states import STATE_CHANGE_DETAIL_TYPE
+
 ACCOUNT_ID = "000000000000"
 JOB_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 S3_URI_PATTERN = re.compile(r"^s3://([^/]+)/?(.*)$")
@@ -31,7 +33,7 @@ TERMINAL_JOB_STATUSES = frozenset({COMPLETED, FAILED, STOPPED})
 RESTARTED_REASON = "local runtime restarted while the job was running"
 
 EVENT_SOURCE = "aws.sagemaker"
-EVENT_DETAIL_TYPE = "SageMaker Training Job State Change"
+EVENT_DETAIL_TYPE = STATE_CHANGE_DETAIL_TYPE
 
 
 class SageMakerError(Exception):

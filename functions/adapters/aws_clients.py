@@ -33,6 +33,16 @@ def sagemaker_client() -> Any:
     return boto3.client("sagemaker", config=_RETRIES)
 
 
-@cache
-def secretsmanager_client() -> Any:
-    return boto3.client("secretsmanager", config=_RETRIES)
+def secret_value(secret_arn: str) -> bytes:
+    """A Secrets Manager secret's value, through Powertools' parameters utility.
+
+    Its provider builds a plain ``boto3.client("secretsmanager")`` (so
+    ``AWS_ENDPOINT_URL_SECRETS_MANAGER`` redirects it too) and caches the value; callers keep the
+    result for the life of the process, so a cold start reads the secret once.
+    """
+    from aws_lambda_powertools.utilities import parameters  # only deployments with a secret need it
+
+    value = parameters.get_secret(secret_arn, max_age=3600)
+    if value is None or value == "":
+        raise RuntimeError(f"secret {secret_arn} is empty")
+    return value if isinstance(value, bytes) else str(value).encode()

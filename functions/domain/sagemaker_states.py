@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from functions.domain.statuses import JobStatus
 
+# EventBridge detail-type of SageMaker's training-job events (source "aws.sagemaker").
+STATE_CHANGE_DETAIL_TYPE = "SageMaker Training Job State Change"
+
 _IN_PROGRESS_SECONDARY: dict[str, JobStatus] = {
     "Training": JobStatus.TRAINING,
     "Uploading": JobStatus.UPLOADING,

@@ -14,6 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters.training_launcher import TrainingJobState
+from functions.domain.sagemaker_states import STATE_CHANGE_DETAIL_TYPE
 from functions.domain.statuses import JobStatus
 from functions.observability import build_metrics, cold_start_metric_enabled
 from functions.services.context import service_context
@@ -23,11 +24,10 @@ logger = Logger()
 tracer = Tracer()
 metrics = build_metrics()
 warnings.filterwarnings("ignore", message="No application metrics to publish")
-DETAIL_TYPE = "SageMaker Training Job State Change"
 
 
 def state_from_event(event: dict[str, Any]) -> TrainingJobState | None:
-    if event.get("source") != "aws.sagemaker" or event.get("detail-type") != DETAIL_TYPE:
+    if event.get("source") != "aws.sagemaker" or event.get("detail-type") != STATE_CHANGE_DETAIL_TYPE:
         return None
     detail = event.get("detail") or {}
     name, status = detail.get("TrainingJobName"), detail.get("TrainingJobStatus")

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from functools import cache
 
-from functions.adapters.aws_clients import secretsmanager_client
+from functions.adapters.aws_clients import secret_value
 from functions.adapters.repository import Repository
 from functions.adapters.storage import ObjectStorage
 from functions.adapters.training_launcher import SageMakerLauncher
@@ -30,12 +30,12 @@ class ServiceContext:
         return float(overrides.get(instance_type, INSTANCE_TYPES[instance_type].price_per_hour_usd))
 
 
-def _page_secret(settings: Settings) -> bytes:
+def page_token_secret(settings: Settings) -> bytes:
+    """The HMAC key of page tokens: given directly (local runtime, tests) or read from Secrets Manager."""
     if settings.page_token_secret:
         return settings.page_token_secret.encode()
     if settings.page_token_secret_arn:
-        response = secretsmanager_client().get_secret_value(SecretId=settings.page_token_secret_arn)
-        return str(response["SecretString"]).encode()
+        return secret_value(settings.page_token_secret_arn)
     raise RuntimeError("PAGE_TOKEN_SECRET or PAGE_TOKEN_SECRET_ARN must be set")
 
 
@@ -47,5 +47,5 @@ def service_context() -> ServiceContext:
         repository=Repository(settings.table_name),
         storage=ObjectStorage(settings.bucket_name, settings.presign_expiry_seconds),
         launcher=SageMakerLauncher(),
-        page_secret=_page_secret(settings),
+        page_secret=page_token_secret(settings),
     )

@@ -11,6 +11,7 @@ from aws_lambda_powertools import Logger
 
 from functions.adapters.training_launcher import TrainingJobState
 from functions.domain.catalog import ModelKind, ResourceStatus
+from functions.domain.errors import NotFound
 from functions.domain.ids import utc_now
 from functions.domain.records import ModelRecord, TrainingJobRecord, TrainingOutput, TrainingProgress
 from functions.domain.sagemaker_states import job_status_for, stop_reason
@@ -35,7 +36,7 @@ def job_for_sagemaker_name(ctx: ServiceContext, name: str) -> TrainingJobRecord 
         return None
     try:
         return ctx.repository.get(TrainingJobRecord, job_id, None)
-    except Exception:  # NotFound: a job deleted meanwhile, or a name that merely looks like ours
+    except NotFound:  # a job deleted meanwhile, or a name that merely looks like ours
         return None
 
 

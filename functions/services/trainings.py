@@ -8,21 +8,21 @@ between leaves a PENDING job whose name the reconciler looks up to repair it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
 
 from functions.adapters.training_launcher import LaunchRefused
-from functions.domain.catalog import (
-    INSTANCE_TYPES,
-    MIN_GPU_MEMORY_GB,
-    FmType,
-    ModelKind,
-    ResourceStatus,
-    instance_supports,
-)
-from functions.domain.errors import Conflict, LimitExceeded, invalid, invalid_all
+from functions.domain.catalog import INSTANCE_TYPES, FmType
+from functions.domain.errors import Conflict, LimitExceeded, NotFound, invalid_all
 from functions.domain.ids import new_id, utc_now
+from functions.domain.job_rules import (
+    base_model_problems,
+    concurrency_refusal,
+    dataset_problems,
+    instance_problems,
+    runtime_problems,
+)
 from functions.domain.kohya_params import ParamValue, validate_config
 from functions.domain.planning import TrainingPlan, plan_training
 from functions.domain.records import (
@@ -55,19 +55,14 @@ from functions.services.models import delete_lora_of_job
 from functions.services.pagination import list_page
 
 logger = Logger(child=True)
+R = TypeVar("R", ModelRecord, DatasetRecord)
 SPOT_WAIT_FACTOR = 2  # spot jobs may wait for capacity up to this multiple of their runtime
 
 
 def check_instance_type(ctx: ServiceContext, instance_type: str, fm_type: FmType) -> None:
-    if instance_type not in ctx.settings.allowed_instance_types:
-        allowed = ", ".join(ctx.settings.allowed_instance_types)
-        raise invalid("instance_type", f"must be one of the deployment's instance types: {allowed}")
-    if not instance_supports(INSTANCE_TYPES[instance_type], fm_type):
-        raise invalid(
-            "instance_type",
-            f"{instance_type} has {INSTANCE_TYPES[instance_type].gpu_memory_gb} GB of GPU memory; "
-            f"{fm_type.value} training needs at least {MIN_GPU_MEMORY_GB[fm_type]} GB",
-        )
+    problems = instance_problems(instance_type, fm_type, ctx.settings.allowed_instance_types)
+    if problems:
+        raise invalid_all(problems)
 
 
 def validated_config(user_config: dict[str, Any], fm_type: FmType) -> dict[str, ParamValue]:
@@ -77,29 +72,34 @@ def validated_config(user_config: dict[str, Any], fm_type: FmType) -> dict[str, 
     return config
 
 
+def _owned_or_none(ctx: ServiceContext, record_type: type[R], record_id: str, owner: str) -> R | None:
+    try:
+        return ctx.repository.get(record_type, record_id, owner)
+    except NotFound:
+        return None
+
+
 def ready_inputs(
     ctx: ServiceContext, owner: str, request: CreateTrainingRequest
-) -> tuple[ModelRecord, DatasetRecord]:
-    """The base model and dataset, checked: the caller's own, ready, and of the right family."""
-    try:
-        model = ctx.repository.get(ModelRecord, request.base_model_id, owner)
-    except Exception as error:
-        raise invalid("base_model_id", "does not name one of your models") from error
-    if model.status is not ResourceStatus.READY:
-        raise invalid("base_model_id", f"model is {model.status.value}, not ready")
-    if model.kind is not ModelKind.CHECKPOINT:
-        raise invalid("base_model_id", "must be a checkpoint, not a LoRA")
-    if model.fm_type is not request.fm_type:
-        raise invalid(
-            "base_model_id", f"is an {model.fm_type.value} model but the job is {request.fm_type.value}"
-        )
-    try:
-        dataset = ctx.repository.get(DatasetRecord, request.dataset_id, owner)
-    except Exception as error:
-        raise invalid("dataset_id", "does not name one of your datasets") from error
-    if dataset.status is not ResourceStatus.READY or dataset.manifest is None:
-        raise invalid("dataset_id", f"dataset is {dataset.status.value}, not ready")
-    return model, dataset
+) -> tuple[ModelRecord, DatasetRecord, dict[str, ParamValue]]:
+    """Everything a job needs, checked together so one 400 lists every problem.
+
+    Returns the base model, the dataset and the normalised config (see functions.domain.job_rules).
+    """
+    config, config_problems = validate_config(request.config, request.fm_type)
+    model = _owned_or_none(ctx, ModelRecord, request.base_model_id, owner)
+    dataset = _owned_or_none(ctx, DatasetRecord, request.dataset_id, owner)
+    problems = [
+        *instance_problems(request.instance_type, request.fm_type, ctx.settings.allowed_instance_types),
+        *base_model_problems(model, owner, request.fm_type),
+        *dataset_problems(dataset, owner),
+        *runtime_problems(request.max_runtime_seconds, ctx.settings.max_runtime_seconds),
+        *config_problems,
+    ]
+    if problems:
+        raise invalid_all(problems)
+    assert model is not None and dataset is not None  # no problems means both were found
+    return model, dataset, config
 
 
 def plan_for(
@@ -185,21 +185,14 @@ def build_create_request(ctx: ServiceContext, job: TrainingJobRecord, model: Mod
 
 def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequest) -> TrainingJobView:
     """Validate everything, record the job, launch it. Idempotency is applied by the caller."""
-    check_instance_type(ctx, request.instance_type, request.fm_type)
-    config = validated_config(request.config, request.fm_type)
-    model, dataset = ready_inputs(ctx, owner, request)
+    model, dataset, config = ready_inputs(ctx, owner, request)
     settings = ctx.settings
     max_runtime = request.max_runtime_seconds or settings.max_runtime_seconds
-    if max_runtime > settings.max_runtime_seconds:
-        raise invalid(
-            "max_runtime_seconds", f"must be at most {settings.max_runtime_seconds} in this deployment"
-        )
-    active = ctx.repository.active_jobs(owner)
-    if len(active) >= settings.max_concurrent_jobs_per_owner:
-        raise LimitExceeded(
-            f"you already have {len(active)} active training job(s); the limit is "
-            f"{settings.max_concurrent_jobs_per_owner}. Wait for one to end or stop one."
-        )
+    refusal = concurrency_refusal(
+        len(ctx.repository.active_jobs(owner)), settings.max_concurrent_jobs_per_owner
+    )
+    if refusal:
+        raise LimitExceeded(refusal)
     job_id, now = new_id(), utc_now()
     job = TrainingJobRecord(
         id=job_id,

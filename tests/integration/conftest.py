@@ -1,117 +1,29 @@
-"""Integration fixtures: the real handlers against moto 5's server on loopback.
+"""Integration fixtures: the real handlers against the moto server of ``tests/conftest.py``.
 
-One ThreadedMotoServer per test process (xdist worker) holds the tables and the bucket; the
-boto3 clients reach it through ``AWS_ENDPOINT_URL_*``, exactly as the local runtime does. Tests
-isolate themselves by using a fresh caller identity, not by resetting the emulator.
+Callers (``api``, ``other_api``: two fresh IAM identities), SageMaker EventBridge events, and the
+botocore Stubber on the service's SageMaker client.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-from functions.adapters.table_schema import create_idempotency_table_kwargs, create_table_kwargs
+from tests.conftest import (
+    BUCKET,
+    IDEMPOTENCY_TABLE,
+    JOB_PREFIX,
+    TABLE,
+    LambdaContextStub,
+    proxy_event,
+)
 
-TABLE, IDEMPOTENCY_TABLE, BUCKET = "lora-records", "lora-idempotency", "lora-bucket"
-JOB_PREFIX = "lora-it"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def aws_emulator() -> Iterator[str]:
-    port = _free_port()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL_S3": endpoint,
-            "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
-            "AWS_ENDPOINT_URL_SAGEMAKER": endpoint,
-            "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
-            "TABLE_NAME": TABLE,
-            "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE,
-            "BUCKET_NAME": BUCKET,
-            "PAGE_TOKEN_SECRET": "integration-secret",
-            "TRAINING_IMAGE_URI": "123456789012.dkr.ecr.us-east-1.amazonaws.com/lora:latest",
-            "TRAINING_ROLE_ARN": "arn:aws:iam::123456789012:role/lora-training",
-            "JOB_NAME_PREFIX": JOB_PREFIX,
-            "DEFAULT_USE_SPOT": "false",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-            "POWERTOOLS_DEV": "false",
-        }
-    )
-    dynamodb = boto3.client("dynamodb")
-    dynamodb.create_table(**create_table_kwargs(TABLE))
-    dynamodb.create_table(**create_idempotency_table_kwargs(IDEMPOTENCY_TABLE))
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
-
-
-@dataclass
-class LambdaContextStub:
-    function_name: str = "api"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:api"
-    aws_request_id: str = "req"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-def proxy_event(
-    method: str,
-    path: str,
-    owner: str | None,
-    body: Any = None,
-    query: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-    raw_body: str | None = None,
-) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy event as IAM-authorised API Gateway sends it."""
-    all_headers = {"Content-Type": "application/json", **(headers or {})}
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": all_headers,
-        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
-        "queryStringParameters": query or None,
-        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "body": raw_body if raw_body is not None else (json.dumps(body) if body is not None else None),
-        "isBase64Encoded": False,
-        "requestContext": {
-            "resourcePath": path,
-            "httpMethod": method,
-            "path": f"/prod{path}",
-            "stage": "prod",
-            "requestId": str(uuid.uuid4()),
-            "identity": {"userArn": owner, "caller": owner} if owner else {},
-        },
-    }
+__all__ = ["BUCKET", "IDEMPOTENCY_TABLE", "JOB_PREFIX", "TABLE", "LambdaContextStub", "proxy_event"]
 
 
 @dataclass

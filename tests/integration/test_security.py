@@ -43,7 +43,8 @@ class TestTenancy:
             assert other_api("GET", path)[1]["items"] == []
         # nor use them to train
         status, error = other_api("POST", "/trainings", training_body(model_id, dataset_id))
-        assert status == 400 and {d["field"] for d in error["error"]["details"]} == {"base_model_id"}
+        fields = {d["field"] for d in error["error"]["details"]}
+        assert status == 400 and fields == {"base_model_id", "dataset_id"}, error
         status, error = other_api(
             "POST",
             "/configs/validate",

@@ -8,7 +8,12 @@ from typing import Any
 import boto3
 import httpx
 
-from functions.domain.storage_layout import training_output_prefix, training_progress_key
+from functions.domain.storage_layout import (
+    model_object_key,
+    training_output_prefix,
+    training_prefix,
+    training_progress_key,
+)
 from tests.integration.conftest import BUCKET, JOB_PREFIX, ApiCaller, sagemaker_event, send_event
 from tests.integration.workflow import (
     put_lora_output,
@@ -130,3 +135,46 @@ def test_model_and_dataset_in_use_cannot_be_deleted(api: ApiCaller) -> None:
     assert api("DELETE", f"/datasets/{dataset_id}")[0] == 204
     assert api("DELETE", f"/models/{model_id}")[0] == 204
     assert api("GET", f"/models/{model_id}")[0] == 404
+
+
+def _completed_job(api: ApiCaller) -> dict[str, Any]:
+    model_id, dataset_id = ready_inputs(api)
+    _, job = api("POST", "/trainings", training_body(model_id, dataset_id))
+    put_lora_output(job, safetensors_bytes(128), training_output_prefix(api.owner, job["id"]))
+    send_event(sagemaker_event(job["sagemaker_job_name"], "Completed", "Completed"))
+    _, done = api("GET", f"/trainings/{job['id']}")
+    assert done["status"] == "COMPLETED", done
+    return dict(done)
+
+
+def test_deleting_a_job_with_delete_lora_removes_the_lora_and_its_object(api: ApiCaller) -> None:
+    done = _completed_job(api)
+    lora_id = done["output"]["lora_model_id"]
+    _, lora = api("GET", f"/models/{lora_id}")
+    assert httpx.get(lora["download_url"]).status_code == 200
+
+    assert api("DELETE", f"/trainings/{done['id']}", query={"delete_lora": "true"})[0] == 204
+    assert api("GET", f"/trainings/{done['id']}")[0] == 404
+    assert api("GET", f"/models/{lora_id}")[0] == 404
+    s3 = boto3.client("s3")
+    for prefix in (model_object_key(api.owner, lora_id, ""), training_prefix(api.owner, done["id"])):
+        assert s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("KeyCount", 0) == 0, prefix
+
+
+def test_a_job_start_lists_every_problem_with_its_field(api: ApiCaller) -> None:
+    lora = upload_model(api, safetensors_bytes(), kind="lora")
+    _, dataset_id = ready_inputs(api)
+    body = training_body(
+        lora["id"],
+        dataset_id,
+        fm_type="sdxl",
+        instance_type="ml.g4dn.xlarge",
+        max_runtime_seconds=27 * 24 * 3600,
+        config={"learning_rate": "fast", "netwrok_dim": 8},
+    )
+    status, error = api("POST", "/trainings", body)
+    assert status == 400, error
+    fields = {d["field"] for d in error["error"]["details"]}
+    assert {"instance_type", "base_model_id", "max_runtime_seconds"} <= fields
+    assert any(f.startswith("config.") or f == "config" for f in fields), fields
+    assert api("GET", "/trainings")[1]["items"] == []  # nothing was recorded or launched

@@ -1,0 +1,1 @@
+"""CDK constructs, one per concern: state, storage, training, functions, API, events, monitoring."""

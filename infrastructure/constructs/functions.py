@@ -1,0 +1,188 @@
+"""The three Lambda functions (API, SageMaker events, reconciler) and their least-privilege grants."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from functions.domain.storage_layout import DATASETS_PREFIX, MODELS_PREFIX, TRAININGS_PREFIX
+from functions.settings import METRICS_NAMESPACE, EnvVar
+from infrastructure.lambda_bundling import FUNCTIONS, asset_hash, bundling_options
+from infrastructure.nag import acknowledge, acknowledge_wildcards, arn_token, nag_arn
+
+SERVICE_NAME = "lora-training"
+# arm64 (Graviton): about 20 % cheaper per GB-second than x86 and every dependency ships aarch64
+# wheels. Python 3.14: the newest Lambda runtime (cdk-nag L1), with wheels for all pins.
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+
+class ServiceFunctions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        environment: dict[str, str],
+        table: dynamodb.ITable,
+        idempotency_table: dynamodb.ITable,
+        bucket: s3.IBucket,
+        training_role: iam.IRole,
+        page_token_secret: secretsmanager.ISecret,
+        job_name_prefix: str,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+        reserved_concurrency: bool,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._stack = Stack.of(self)
+        # The bundler copies functions/ under its own name (imports are ``functions.*``) beside the wheels.
+        self._code = lambda_.Code.from_asset(
+            str(FUNCTIONS), bundling=bundling_options(), asset_hash=asset_hash()
+        )
+        env = {
+            **environment,
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        self._log_retention, self._removal_policy = log_retention, removal_policy
+        self.api = self._function(
+            "Api", "functions.api.handler.lambda_handler", env, memory=512, timeout=29,
+            description="REST API: models, datasets, configs, trainings",
+            reserved=None,  # bounded at the edge by the API stage's throttling
+        )  # fmt: skip
+        self.events = self._function(
+            "Events", "functions.events.handler.lambda_handler", env, memory=512, timeout=120,
+            description="SageMaker training state changes: statuses, LoRA registration",
+            reserved=10 if reserved_concurrency else None,
+        )  # fmt: skip
+        self.reconciler = self._function(
+            "Reconciler", "functions.reconciler.handler.lambda_handler", env, memory=512, timeout=300,
+            description="Repairs jobs whose SageMaker events were lost",
+            reserved=1 if reserved_concurrency else None,  # never two repair runs at once
+        )  # fmt: skip
+        for function in (self.api, self.events, self.reconciler):
+            table.grant_read_write_data(function)
+        idempotency_table.grant_read_write_data(self.api)
+        page_token_secret.grant_read(self.api)
+        self._grant_objects(
+            self.api,
+            bucket,
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            (MODELS_PREFIX, DATASETS_PREFIX, TRAININGS_PREFIX),
+        )
+        self._grant_objects(
+            self.events, bucket, ["s3:GetObject", "s3:PutObject"], (MODELS_PREFIX, TRAININGS_PREFIX)
+        )
+        self._grant_objects(
+            self.reconciler, bucket, ["s3:GetObject", "s3:PutObject"], (MODELS_PREFIX, TRAININGS_PREFIX)
+        )
+        for function in (self.api, self.events, self.reconciler):
+            function.add_to_role_policy(
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+            )
+        stack = self._stack
+        jobs_arn = (
+            f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:training-job/{job_name_prefix}-*"
+        )
+        self.api.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="LaunchTrainingJobs",
+                actions=[
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags",
+                ],
+                resources=[jobs_arn],
+            )
+        )
+        self.reconciler.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="DescribeTrainingJobs", actions=["sagemaker:DescribeTrainingJob"], resources=[jobs_arn]
+            )
+        )
+        self.api.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="PassTrainingRole",
+                actions=["iam:PassRole"],
+                resources=[training_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        bucket_arn, table_arn = arn_token(bucket), arn_token(table)
+        jobs_wildcard = nag_arn(stack, "sagemaker", f"training-job/{job_name_prefix}-*")
+        wildcards = {
+            self.api: [*(f"{bucket_arn}/{p}*" for p in (MODELS_PREFIX, DATASETS_PREFIX, TRAININGS_PREFIX)),
+                       jobs_wildcard],
+            self.events: [f"{bucket_arn}/{p}*" for p in (MODELS_PREFIX, TRAININGS_PREFIX)],
+            self.reconciler: [*(f"{bucket_arn}/{p}*" for p in (MODELS_PREFIX, TRAININGS_PREFIX)),
+                              jobs_wildcard],
+        }  # fmt: skip
+        for function, resources in wildcards.items():
+            acknowledge_wildcards(
+                function,
+                resources,
+                "Object keys are per record under the service's fixed prefixes; training jobs are named "
+                "<this stack's prefix>-<job id>, so the prefix is the narrowest resource.",
+            )
+            acknowledge_wildcards(function, [f"{table_arn}/index/*"], "The table's own indexes (gsi1-3).")
+            acknowledge_wildcards(
+                function,
+                ["*"],
+                "Only xray:PutTraceSegments/PutTelemetryRecords, which have no resource-level form.",
+            )
+        for function in (self.api, self.events, self.reconciler):
+            acknowledge(
+                function,
+                "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+                "AWSLambdaBasicExecutionRole only grants writing this function's own log streams.",
+            )
+
+    def _function(
+        self,
+        name: str,
+        handler: str,
+        env: dict[str, str],
+        *,
+        memory: int,
+        timeout: int,
+        description: str,
+        reserved: int | None,
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self, f"{name}Logs", retention=self._log_retention, removal_policy=self._removal_policy
+        )
+        return lambda_.Function(
+            self,
+            name,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=handler,
+            code=self._code,
+            memory_size=memory,
+            timeout=Duration.seconds(timeout),
+            environment=env,
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+            reserved_concurrent_executions=reserved,
+            description=description,
+        )
+
+    @staticmethod
+    def _grant_objects(
+        function: lambda_.Function, bucket: s3.IBucket, actions: list[str], prefixes: tuple[str, ...]
+    ) -> None:
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=actions, resources=[f"{bucket.bucket_arn}/{p}*" for p in prefixes])
+        )
+
+
+__all__ = ["SERVICE_NAME", "EnvVar", "ServiceFunctions"]

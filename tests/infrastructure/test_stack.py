@@ -1,0 +1,283 @@
+"""The synthesized CloudFormation template holds every resource with the settings the service needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from functions.adapters.table_schema import GLOBAL_INDEXES, IDEMPOTENCY_TTL_ATTRIBUTE
+from functions.settings import DEFAULTS, EnvVar
+from infrastructure.openapi_routes import routes
+
+# Actions AWS offers no resource-level permission for; everything else must name its resources.
+NO_RESOURCE_LEVEL = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "ecr:GetAuthorizationToken"}
+READ_PREFIXES = ("Describe", "Get", "List", "BatchGet", "Query", "Scan", "BatchCheck")
+
+
+def _resources(template_json: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template_json["Resources"].items() if v["Type"] == kind}
+
+
+def _statements(template_json: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for policy in _resources(template_json, "AWS::IAM::Policy").values():
+        found += policy["Properties"]["PolicyDocument"]["Statement"]
+    for role in _resources(template_json, "AWS::IAM::Role").values():
+        for inline in role["Properties"].get("Policies", []):
+            found += inline["PolicyDocument"]["Statement"]
+    return found
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_wildcard_resource_on_a_write_action(template_json: dict[str, Any]) -> None:
+    for statement in _statements(template_json):
+        if "*" not in _as_list(statement.get("Resource")):
+            continue
+        for action in _as_list(statement["Action"]):
+            is_read = action.split(":")[1].startswith(READ_PREFIXES)
+            assert is_read or action in NO_RESOURCE_LEVEL, f"{action} on Resource '*'"
+        assert not any(a.endswith(":*") or a == "*" for a in _as_list(statement["Action"]))
+
+
+def test_api_routes_are_exactly_the_openapi_routes(template_json: dict[str, Any]) -> None:
+    resources = _resources(template_json, "AWS::ApiGateway::Resource")
+
+    def path_of(logical_id: str) -> str:
+        node = resources[logical_id]["Properties"]
+        parent = node["ParentId"]
+        prefix = path_of(parent["Ref"]) if "Ref" in parent else ""
+        return f"{prefix}/{node['PathPart']}"
+
+    methods = _resources(template_json, "AWS::ApiGateway::Method").values()
+    deployed = {
+        (m["Properties"]["HttpMethod"], path_of(m["Properties"]["ResourceId"]["Ref"])) for m in methods
+    }
+    assert deployed == {(r.method, r.path) for r in routes()}
+    for method in methods:
+        assert method["Properties"]["AuthorizationType"] == "AWS_IAM"
+        assert "RequestValidatorId" in method["Properties"]
+        assert method["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+
+
+def test_request_bodies_are_validated_at_the_edge(template: Any, template_json: dict[str, Any]) -> None:
+    template.has_resource_properties(
+        "AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": True, "ValidateRequestParameters": True}
+    )
+    models = _resources(template_json, "AWS::ApiGateway::Model")
+    assert len(models) == sum(1 for r in routes() if r.body_schema)
+    create_training = next(m for k, m in models.items() if "PostTrainingsBody" in k)
+    schema = create_training["Properties"]["Schema"]
+    assert set(schema["required"]) >= {"fm_type", "base_model_id", "dataset_id", "instance_type"}
+    assert schema["additionalProperties"] is False
+    template.has_resource_properties(
+        "AWS::ApiGateway::Method",
+        {"HttpMethod": "GET", "RequestParameters": {"method.request.querystring.fm_type": True}},
+    )
+
+
+def test_stage_has_throttling_tracing_and_access_logs(template: Any) -> None:
+    template.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "StageName": "prod",
+            "TracingEnabled": True,
+            "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()}),
+            "MethodSettings": Match.array_with(
+                [
+                    Match.object_like(
+                        {"ThrottlingRateLimit": 50, "ThrottlingBurstLimit": 100, "DataTraceEnabled": False}
+                    )
+                ]
+            ),
+        },
+    )
+
+
+def test_functions_are_arm64_traced_bounded_and_configured(template_json: dict[str, Any]) -> None:
+    functions = {
+        f["Properties"]["Handler"]: f["Properties"]
+        for f in _resources(template_json, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"].startswith("functions.")
+    }
+    assert set(functions) == {
+        "functions.api.handler.lambda_handler",
+        "functions.events.handler.lambda_handler",
+        "functions.reconciler.handler.lambda_handler",
+    }
+    for props in functions.values():
+        assert props["Architectures"] == ["arm64"]
+        assert props["Runtime"] == "python3.14"
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        env = props["Environment"]["Variables"]
+        assert env["POWERTOOLS_SERVICE_NAME"] == "lora-training"
+        for name in (
+            EnvVar.TABLE_NAME,
+            EnvVar.BUCKET_NAME,
+            EnvVar.JOB_NAME_PREFIX,
+            EnvVar.PAGE_TOKEN_SECRET_ARN,
+        ):
+            assert str(name) in env
+        assert env[EnvVar.ALLOWED_INSTANCE_TYPES] == ",".join(DEFAULTS.allowed_instance_types)
+        assert "LoggingConfig" in props  # its own log group, with retention
+    assert functions["functions.reconciler.handler.lambda_handler"]["ReservedConcurrentExecutions"] == 1
+    assert functions["functions.events.handler.lambda_handler"]["ReservedConcurrentExecutions"] == 10
+
+
+def test_tables(template: Any) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "BillingMode": "PAY_PER_REQUEST",
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "DeletionProtectionEnabled": True,
+            "SSESpecification": {"SSEEnabled": True},
+            "GlobalSecondaryIndexes": [Match.object_like({"IndexName": i.name}) for i in GLOBAL_INDEXES],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {"TimeToLiveSpecification": {"AttributeName": IDEMPOTENCY_TTL_ATTRIBUTE, "Enabled": True}},
+    )
+
+
+def test_data_bucket(template: Any) -> None:
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "BucketEncryption": Match.any_value(),
+            "LoggingConfiguration": Match.object_like({"LogFilePrefix": "data-bucket/"}),
+            "LifecycleConfiguration": {
+                "Rules": Match.array_with(
+                    [Match.object_like({"AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 2}})]
+                )
+            },
+            "CorsConfiguration": {
+                "CorsRules": [
+                    Match.object_like({"AllowedMethods": ["PUT", "GET"], "ExposedHeaders": ["ETag"]})
+                ]
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+
+def test_event_rule_is_scoped_to_this_stacks_jobs_with_retries_and_dlq(template: Any) -> None:
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["aws.sagemaker"],
+                "detail-type": ["SageMaker Training Job State Change"],
+                "detail": {"TrainingJobName": [{"prefix": "loratraining-"}]},
+            },
+            "Targets": [
+                Match.object_like(
+                    {
+                        "RetryPolicy": {"MaximumRetryAttempts": 8, "MaximumEventAgeInSeconds": 21600},
+                        "DeadLetterConfig": Match.any_value(),
+                    }
+                )
+            ],
+        },
+    )
+    template.has_resource_properties("AWS::Events::Rule", {"ScheduleExpression": "rate(10 minutes)"})
+    template.has_resource_properties("AWS::SQS::Queue", {"SqsManagedSseEnabled": True})
+
+
+def test_api_can_launch_only_this_stacks_jobs_and_pass_only_the_training_role(
+    template_json: dict[str, Any],
+) -> None:
+    statements = _statements(template_json)
+    launch = next(s for s in statements if s.get("Sid") == "LaunchTrainingJobs")
+    assert set(launch["Action"]) == {
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:StopTrainingJob",
+        "sagemaker:AddTags",
+    }
+    assert "training-job/loratraining-*" in str(launch["Resource"])
+    pass_role = next(s for s in statements if s.get("Sid") == "PassTrainingRole")
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert "Fn::GetAtt" in pass_role["Resource"] and "TrainingExecutionRole" in str(pass_role["Resource"])
+
+
+def _object_prefixes(statement: dict[str, Any]) -> set[str]:
+    """The key patterns of a statement's bucket resources (``{"Fn::Join": ["", [<arn>, "/models/*"]]}``)."""
+    found = set()
+    for resource in _as_list(statement["Resource"]):
+        parts = (
+            resource["Fn::Join"][1] if isinstance(resource, dict) and "Fn::Join" in resource else [resource]
+        )
+        found.add(str(parts[-1]))
+    return found
+
+
+def test_training_role_reads_inputs_and_writes_only_trainings(template_json: dict[str, Any]) -> None:
+    statements = {s.get("Sid"): s for s in _statements(template_json)}
+    assert statements["ReadInputs"]["Action"] == "s3:GetObject"
+    assert _object_prefixes(statements["ReadInputs"]) == {"/models/*", "/datasets/*"}
+    assert _object_prefixes(statements["WriteOutputsAndCheckpoints"]) == {"/trainings/*"}
+    listing = statements["ListOwnPrefixes"]
+    assert listing["Condition"]["StringLike"]["s3:prefix"] == ["models/*", "datasets/*", "trainings/*"]
+
+
+def test_alarms_dashboard_and_outputs(template: Any, template_json: dict[str, Any]) -> None:
+    alarms = _resources(template_json, "AWS::CloudWatch::Alarm").values()
+    metrics = {a["Properties"].get("MetricName") for a in alarms}
+    assert {"5XXError", "Errors", "ApproximateNumberOfMessagesVisible", "TrainingJobsFailed"} <= metrics
+    assert all(a["Properties"]["AlarmActions"] for a in alarms)
+    template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+    outputs = template_json["Outputs"]
+    assert {"ApiUrl", "BucketName", "TrainingImageUri", "TableName"} <= set(outputs)
+
+
+def test_training_image_is_a_docker_asset_built_at_deploy_time(template_json: dict[str, Any]) -> None:
+    env = next(
+        f["Properties"]["Environment"]["Variables"]
+        for f in _resources(template_json, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "functions.api.handler.lambda_handler"
+    )
+    assert "cdk-hnb659fds-container-assets" in str(env[EnvVar.TRAINING_IMAGE_URI])
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"allowedInstanceTypes": "ml.g5.xlarge,ml.x9.huge"}, "unknown instance types"),
+        ({"removalPolicy": "maybe"}, "removalPolicy"),
+        ({"trainingSubnetIds": "subnet-1"}, "together"),
+        ({"logRetentionDays": 42}, "logRetentionDays"),
+        ({"jobNamePrefix": "bad_prefix!"}, "jobNamePrefix"),
+    ],
+)
+def test_bad_context_is_refused_with_the_key(context: dict[str, Any], message: str) -> None:
+    from app import build_app
+    from tests.infrastructure.conftest import NO_BUNDLING
+
+    with pytest.raises(Exception, match=message):
+        build_app({**NO_BUNDLING, **context})

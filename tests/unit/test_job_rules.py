@@ -1,0 +1,135 @@
+"""When a training job may start (plain Python, no AWS): each test fails if its rule is removed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from functions.domain.catalog import FmType, ModelKind, ResourceStatus
+from functions.domain.dataset_rules import ConceptSummary, DatasetManifest
+from functions.domain.job_rules import (
+    base_model_problems,
+    concurrency_refusal,
+    dataset_problems,
+    instance_problems,
+    runtime_problems,
+)
+from functions.domain.kohya_params import FieldProblem
+from functions.domain.records import DatasetRecord, ModelRecord
+
+OWNER = "arn:aws:iam::123456789012:user/alice"
+STAMP = "2026-11-25T00:00:00Z"
+ALLOWED = ("ml.g4dn.xlarge", "ml.g5.2xlarge")
+
+
+def _model(**changes: object) -> ModelRecord:
+    fields: dict[str, object] = {
+        "id": "m1",
+        "owner": OWNER,
+        "name": "base",
+        "kind": ModelKind.CHECKPOINT,
+        "fm_type": FmType.SD15,
+        "filename": "base.safetensors",
+        "size_bytes": 100,
+        "status": ResourceStatus.READY,
+        "s3_key": "models/x/m1/base.safetensors",
+        "created_at": STAMP,
+        "updated_at": STAMP,
+    }
+    return ModelRecord.model_validate(fields | changes)
+
+
+def _dataset(**changes: object) -> DatasetRecord:
+    manifest = DatasetManifest(
+        concepts=[
+            ConceptSummary(folder="10_cat", concept="cat", repeats=10, image_count=4, captioned_count=4)
+        ],
+        image_count=4,
+        captioned_count=4,
+    )
+    fields: dict[str, object] = {
+        "id": "d1",
+        "owner": OWNER,
+        "name": "cats",
+        "status": ResourceStatus.READY,
+        "file_count": 8,
+        "total_bytes": 800,
+        "manifest": manifest,
+        "created_at": STAMP,
+        "updated_at": STAMP,
+    }
+    return DatasetRecord.model_validate(fields | changes)
+
+
+def _fields(problems: Sequence[FieldProblem]) -> list[str]:
+    return [p.field for p in problems]
+
+
+class TestInstanceType:
+    def test_allowed_instance_with_enough_memory_is_accepted(self) -> None:
+        assert instance_problems("ml.g5.2xlarge", FmType.SDXL, ALLOWED) == []
+        assert instance_problems("ml.g4dn.xlarge", FmType.SD15, ALLOWED) == []
+
+    def test_instance_outside_the_deployment_list_is_refused(self) -> None:
+        (problem,) = instance_problems("ml.g5.xlarge", FmType.SD15, ALLOWED)
+        assert problem.field == "instance_type" and "ml.g4dn.xlarge, ml.g5.2xlarge" in problem.problem
+
+    def test_unknown_instance_type_is_refused_even_if_configured(self) -> None:
+        assert _fields(instance_problems("ml.made.up", FmType.SD15, ("ml.made.up",))) == ["instance_type"]
+
+    def test_sdxl_refuses_instances_under_24_gb(self) -> None:
+        (problem,) = instance_problems("ml.g4dn.xlarge", FmType.SDXL, ALLOWED)
+        assert "16 GB" in problem.problem and "at least 24 GB" in problem.problem
+
+
+class TestBaseModel:
+    def test_a_ready_checkpoint_of_the_family_is_accepted(self) -> None:
+        assert base_model_problems(_model(), OWNER, FmType.SD15) == []
+
+    def test_missing_and_foreign_models_read_the_same(self) -> None:
+        missing = base_model_problems(None, OWNER, FmType.SD15)
+        foreign = base_model_problems(_model(owner="arn:aws:iam::1:user/bob"), OWNER, FmType.SD15)
+        assert missing == foreign and _fields(missing) == ["base_model_id"]
+
+    def test_a_model_still_uploading_is_refused(self) -> None:
+        (problem,) = base_model_problems(_model(status=ResourceStatus.UPLOADING), OWNER, FmType.SD15)
+        assert "uploading, not ready" in problem.problem
+
+    def test_a_lora_is_not_a_base_model(self) -> None:
+        (problem,) = base_model_problems(_model(kind=ModelKind.LORA), OWNER, FmType.SD15)
+        assert "checkpoint" in problem.problem
+
+    def test_the_family_must_match_the_job(self) -> None:
+        (problem,) = base_model_problems(_model(), OWNER, FmType.SDXL)
+        assert "sd15 model but the job is sdxl" in problem.problem
+
+
+class TestDataset:
+    def test_a_ready_dataset_is_accepted(self) -> None:
+        assert dataset_problems(_dataset(), OWNER) == []
+
+    def test_missing_and_foreign_datasets_read_the_same(self) -> None:
+        missing = dataset_problems(None, OWNER)
+        assert missing == dataset_problems(_dataset(owner="arn:aws:iam::1:user/bob"), OWNER)
+        assert _fields(missing) == ["dataset_id"]
+
+    @pytest.mark.parametrize("status", [ResourceStatus.UPLOADING, ResourceStatus.INVALID])
+    def test_only_ready_datasets_train(self, status: ResourceStatus) -> None:
+        (problem,) = dataset_problems(_dataset(status=status), OWNER)
+        assert f"{status.value}, not ready" in problem.problem
+
+    def test_a_dataset_without_manifest_is_not_ready(self) -> None:
+        assert _fields(dataset_problems(_dataset(manifest=None), OWNER)) == ["dataset_id"]
+
+
+class TestLimits:
+    def test_runtime_is_bounded_by_the_deployment(self) -> None:
+        assert runtime_problems(None, 3600) == [] and runtime_problems(3600, 3600) == []
+        (problem,) = runtime_problems(3601, 3600)
+        assert problem.field == "max_runtime_seconds" and "3600" in problem.problem
+
+    def test_concurrent_jobs_are_capped_per_owner(self) -> None:
+        assert concurrency_refusal(1, 2) is None
+        refusal = concurrency_refusal(2, 2)
+        assert refusal is not None and "2 active training job(s)" in refusal and "limit is 2" in refusal
