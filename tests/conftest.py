@@ -11,6 +11,7 @@ is a Lambda context for invoking handlers directly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -36,6 +37,13 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def aws_emulator() -> Iterator[str]:
+    with running_aws_emulator() as endpoint:
+        yield endpoint
+
+
+@contextlib.contextmanager
+def running_aws_emulator() -> Iterator[str]:
+    """The emulator as a plain context manager (the fixture above; benchmarks use it directly)."""
     import boto3
     from moto.server import ThreadedMotoServer  # imported here: only emulator users pay for it
 
@@ -70,8 +78,10 @@ def aws_emulator() -> Iterator[str]:
     dynamodb.create_table(**create_table_kwargs(TABLE))
     dynamodb.create_table(**create_idempotency_table_kwargs(IDEMPOTENCY_TABLE))
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
+    try:
+        yield endpoint
+    finally:
+        server.stop()
 
 
 @dataclass
