@@ -9,6 +9,12 @@ GET /models, GET /configs/defaults) from N threads for a fixed time. Only 127.0.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path as _Path
+
+# Benchmarks reuse the test harness (tests/): run from anywhere.
+sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+
 import argparse
 import json
 import statistics

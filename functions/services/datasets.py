@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from aws_lambda_powertools import Logger
 
 from functions.adapters.storage import ObjectInfo
@@ -32,6 +34,7 @@ from functions.services.pagination import list_page
 
 logger = Logger(child=True)
 SNIFF_BYTES = 16
+SNIFF_CONCURRENCY = 32
 MAX_LISTED_PROBLEMS = 500
 
 
@@ -76,26 +79,36 @@ def create_dataset(ctx: ServiceContext, owner: str, request: CreateDatasetReques
     )
 
 
+def _content_ok(ctx: ServiceContext, path: str, info: ObjectInfo) -> bool:
+    """The object's first bytes match its type (image magic bytes, or UTF-8 caption text)."""
+    head = ctx.storage.read_range(info.key, 0, min(SNIFF_BYTES, info.size_bytes))
+    suffix = "." + path.rsplit(".", 1)[-1]
+    return looks_like_text(head) if suffix.lower() == CAPTION_EXTENSION else looks_like_image(suffix, head)
+
+
 def _arrived(
     ctx: ServiceContext, objects: dict[str, ObjectInfo], declared: list[DeclaredFile]
 ) -> dict[str, ArrivedFile]:
-    """Objects that arrived, with their first bytes checked against their type."""
+    """Objects that arrived, with their first bytes checked against their type.
+
+    The ranged GETs run in parallel: S3 answers each in ~10-30 ms, so 5,000 files one by one
+    would outlast API Gateway's 29-second limit.
+    """
     sizes = {d.path: d.size_bytes for d in declared}
-    arrived: dict[str, ArrivedFile] = {}
-    for path, info in objects.items():
-        if path not in sizes:
-            continue  # not declared: ignored (and deleted below)
-        content_ok = True
-        if info.size_bytes == sizes[path] and info.size_bytes > 0:
-            head = ctx.storage.read_range(info.key, 0, min(SNIFF_BYTES, info.size_bytes))
-            suffix = "." + path.rsplit(".", 1)[-1]
-            content_ok = (
-                looks_like_text(head)
-                if suffix.lower() == CAPTION_EXTENSION
-                else looks_like_image(suffix, head)
-            )
-        arrived[path] = ArrivedFile(path, info.size_bytes, content_ok)
-    return arrived
+    to_sniff = {
+        path: info
+        for path, info in objects.items()
+        if path in sizes and info.size_bytes == sizes[path] and info.size_bytes > 0
+    }
+    with ThreadPoolExecutor(max_workers=SNIFF_CONCURRENCY) as pool:
+        verdicts = dict(
+            zip(to_sniff, pool.map(lambda item: _content_ok(ctx, *item), to_sniff.items()), strict=True)
+        )
+    return {
+        path: ArrivedFile(path, info.size_bytes, verdicts.get(path, True))
+        for path, info in objects.items()
+        if path in sizes  # undeclared objects are ignored (and deleted by the caller)
+    }
 
 
 def complete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> DatasetView:
