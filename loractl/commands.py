@@ -22,7 +22,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from functions.domain.dataset_rules import DeclaredFile, check_declared_files
+from functions.domain.dataset_rules import UPLOAD_URLS_PER_RESPONSE, DeclaredFile, check_declared_files
 from functions.domain.statuses import TERMINAL_STATUSES as DOMAIN_TERMINAL_STATUSES
 from loractl import api_shapes
 from loractl.client import ApiClient, ApiConnectionError
@@ -211,15 +211,18 @@ def datasets_upload(args: argparse.Namespace) -> int:
         # every problem (field files[i].path) before any URL is issued: nothing is uploaded then.
         created = client.post("/datasets", {"name": args.name or root.resolve().name, "files": declared})
         dataset_id = str(api_shapes.created_record(created, "dataset")["id"])
-        targets = [
-            FileTarget(by_path[str(u["path"])], str(u["path"]), str(u["url"]), dict(u.get("headers") or {}))
-            for u in api_shapes.dataset_uploads(created)
-        ]
+        first = api_shapes.dataset_uploads(created)
+        batches = _upload_batches(client, dataset_id, first, [p for p, _ in files][len(first) :])
         with _transfer_progress() as progress:
-            task = progress.add_task(
-                f"{len(targets)} files", total=sum(t.path.stat().st_size for t in targets)
-            )
-            upload_files(targets, lambda n: progress.advance(task, n), args.workers)
+            task = progress.add_task(f"{len(files)} files", total=sum(f.size_bytes for f in local))
+            for uploads in batches:
+                targets = [
+                    FileTarget(
+                        by_path[str(u["path"])], str(u["path"]), str(u["url"]), dict(u.get("headers") or {})
+                    )
+                    for u in uploads
+                ]
+                upload_files(targets, lambda n: progress.advance(task, n), args.workers)
         dataset = client.post(f"/datasets/{dataset_id}/complete", {})
     record = dataset.get("dataset", dataset) if isinstance(dataset, dict) else dataset
     emit(record, args.json)
@@ -227,6 +230,19 @@ def datasets_upload(args: argparse.Namespace) -> int:
         errors.print("[yellow]the dataset arrived but its manifest lists problems (see above)[/yellow]")
         return 3
     return EXIT_OK
+
+
+def _upload_batches(
+    client: ApiClient, dataset_id: str, first: list[dict[str, Any]], rest: list[str]
+) -> Iterator[list[dict[str, Any]]]:
+    """The first batch of presigned PUTs, then fresh batches for the rest, asked for just in time.
+
+    Asking per batch (rather than all URLs up front) keeps URLs from expiring on slow links.
+    """
+    yield first
+    for start in range(0, len(rest), UPLOAD_URLS_PER_RESPONSE):
+        paths = rest[start : start + UPLOAD_URLS_PER_RESPONSE]
+        yield api_shapes.dataset_uploads(client.post(f"/datasets/{dataset_id}/uploads", {"paths": paths}))
 
 
 def datasets_list(args: argparse.Namespace) -> int:

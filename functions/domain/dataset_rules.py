@@ -20,6 +20,10 @@ from functions.domain.kohya_params import FieldProblem
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 CAPTION_EXTENSION = ".txt"
 MAX_FILES = 5_000
+# Presigned PUT URLs per response. A Lambda answer is capped at 6 MB and a URL signed with a
+# role's session token is ~1.5 KB, so 5,000 URLs in one answer would not fit: the rest are
+# asked for in batches (POST /datasets/{id}/uploads), which also keeps each batch's URLs fresh.
+UPLOAD_URLS_PER_RESPONSE = 500
 MAX_IMAGE_BYTES = 50 * 1024**2
 MAX_CAPTION_BYTES = 64 * 1024
 MAX_DATASET_BYTES = 20 * 1024**3

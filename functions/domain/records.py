@@ -12,7 +12,12 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from functions.domain.catalog import INSTANCE_TYPES, FmType, ModelKind, ResourceStatus
-from functions.domain.dataset_rules import MAX_FILES, MAX_PATH_LENGTH, DatasetManifest
+from functions.domain.dataset_rules import (
+    MAX_FILES,
+    MAX_PATH_LENGTH,
+    UPLOAD_URLS_PER_RESPONSE,
+    DatasetManifest,
+)
 from functions.domain.kohya_params import ParamValue
 from functions.domain.planning import TrainingPlan
 from functions.domain.statuses import JobStatus
@@ -184,6 +189,26 @@ class DatasetView(BaseModel):
 
 class DatasetCreated(BaseModel):
     dataset: DatasetView
+    expires_in_seconds: int
+    uploads: list[PresignedFileUpload] = Field(
+        description=f"presigned PUTs of the first {UPLOAD_URLS_PER_RESPONSE} declared files, in order"
+    )
+    uploads_remaining: int = Field(
+        0, description="declared files without a URL here: ask POST /datasets/{id}/uploads for them"
+    )
+
+
+class DatasetUploadsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    paths: list[str] = Field(
+        min_length=1,
+        max_length=UPLOAD_URLS_PER_RESPONSE,
+        description="declared paths to (re)issue presigned PUTs for (e.g. the rest, or expired ones)",
+    )
+
+
+class DatasetUploads(BaseModel):
     expires_in_seconds: int
     uploads: list[PresignedFileUpload]
 

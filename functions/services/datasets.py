@@ -10,12 +10,13 @@ from functions.adapters.storage import ObjectInfo
 from functions.domain.catalog import ResourceStatus
 from functions.domain.dataset_rules import (
     CAPTION_EXTENSION,
+    UPLOAD_URLS_PER_RESPONSE,
     ArrivedFile,
     DeclaredFile,
     build_manifest,
     check_declared_files,
 )
-from functions.domain.errors import Conflict, invalid_all
+from functions.domain.errors import Conflict, invalid, invalid_all
 from functions.domain.file_checks import looks_like_image, looks_like_text
 from functions.domain.ids import new_id, utc_now
 from functions.domain.records import (
@@ -23,6 +24,8 @@ from functions.domain.records import (
     DatasetCreated,
     DatasetList,
     DatasetRecord,
+    DatasetUploads,
+    DatasetUploadsRequest,
     DatasetView,
     PresignedFileUpload,
     view_of,
@@ -61,21 +64,44 @@ def create_dataset(ctx: ServiceContext, owner: str, request: CreateDatasetReques
         {"files": [{"path": f.path, "size_bytes": f.size_bytes} for f in declared]},
     )
     ctx.repository.create(record)
-    uploads = [
-        PresignedFileUpload(
-            path=f.path,
-            url=ctx.storage.presign_put(dataset_file_key(owner, dataset_id, f.path), f.size_bytes),
-            headers={"Content-Length": str(f.size_bytes)},
-        )
-        for f in declared
-    ]
+    first = declared[:UPLOAD_URLS_PER_RESPONSE]
     logger.info(
         "dataset registered", extra={"dataset_id": dataset_id, "owner": owner, "files": len(declared)}
     )
     return DatasetCreated(
         dataset=view_of(record, DatasetView),
         expires_in_seconds=ctx.settings.presign_expiry_seconds,
-        uploads=uploads,
+        uploads=[_presigned_put(ctx, owner, dataset_id, f) for f in first],
+        uploads_remaining=len(declared) - len(first),
+    )
+
+
+def _presigned_put(
+    ctx: ServiceContext, owner: str, dataset_id: str, file: DeclaredFile
+) -> PresignedFileUpload:
+    """A PUT bound to the file's key and declared size (Content-Length is signed)."""
+    return PresignedFileUpload(
+        path=file.path,
+        url=ctx.storage.presign_put(dataset_file_key(owner, dataset_id, file.path), file.size_bytes),
+        headers={"Content-Length": str(file.size_bytes)},
+    )
+
+
+def issue_uploads(
+    ctx: ServiceContext, owner: str, dataset_id: str, request: DatasetUploadsRequest
+) -> DatasetUploads:
+    """Presigned PUTs for declared files of a dataset still uploading (the rest, or expired ones)."""
+    record = ctx.repository.get(DatasetRecord, dataset_id, owner)
+    if record.status is not ResourceStatus.UPLOADING:
+        raise Conflict(f"dataset {dataset_id} is already {record.status.value}: nothing to upload")
+    raw = ctx.storage.read_json(dataset_declared_key(owner, dataset_id)) or {}
+    sizes = {str(f["path"]): int(f["size_bytes"]) for f in raw.get("files", [])}
+    for index, path in enumerate(request.paths):
+        if path not in sizes:
+            raise invalid(f"paths[{index}]", f"must be a file declared for this dataset (got {path!r})")
+    return DatasetUploads(
+        expires_in_seconds=ctx.settings.presign_expiry_seconds,
+        uploads=[_presigned_put(ctx, owner, dataset_id, DeclaredFile(p, sizes[p])) for p in request.paths],
     )
 
 
@@ -119,8 +145,9 @@ def complete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> Datase
     declared = [DeclaredFile(str(f["path"]), int(f["size_bytes"])) for f in (raw or {}).get("files", [])]
     prefix = dataset_prefix(owner, dataset_id)
     objects = ctx.storage.list_objects(prefix)
+    declared_paths = {d.path for d in declared}
     for path, info in objects.items():
-        if path not in {d.path for d in declared}:
+        if path not in declared_paths:
             ctx.storage.delete(info.key)  # an undeclared object never reaches a training job
     manifest = build_manifest(declared, _arrived(ctx, objects, declared))
     if len(manifest.problems) > MAX_LISTED_PROBLEMS:

@@ -149,3 +149,24 @@ def test_other_owners_cannot_see_a_model_and_state_survives_a_restart(
     downloaded = run_cli(restarted, "models", "download", model_id, str(runtime.data_dir.parent / "dl"))
     assert downloaded.exit_code == 0, downloaded.stderr
     assert Path(downloaded.data["path"]).read_bytes() == checkpoint.read_bytes()
+
+
+def test_a_dataset_larger_than_one_batch_of_upload_urls_arrives_whole(
+    runtimes: RuntimeLauncher, tmp_path: Path
+) -> None:
+    from functions.domain.dataset_rules import UPLOAD_URLS_PER_RESPONSE
+
+    image = next(make_tiny_dataset(tmp_path / "seed", n_images=1).rglob("*.png"))
+    folder = tmp_path / "big" / "2_cat"
+    folder.mkdir(parents=True)
+    images = UPLOAD_URLS_PER_RESPONSE // 2 + 5  # images + captions: just over one batch
+    for i in range(images):
+        (folder / f"cat{i:04d}.png").write_bytes(image.read_bytes())
+        (folder / f"cat{i:04d}.txt").write_text(f"a photo of cat number {i}")
+
+    runtime = runtimes.start()
+    uploaded = run_cli(runtime, "datasets", "upload", str(tmp_path / "big"), "--workers", "8")
+    assert uploaded.exit_code == 0, uploaded.stderr
+    assert uploaded.data["status"] == "ready", uploaded.data
+    manifest = uploaded.data["manifest"]
+    assert manifest["image_count"] == images and manifest["captioned_count"] == images

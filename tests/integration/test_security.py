@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from functions.domain.dataset_rules import MAX_FILES
+from functions.domain.dataset_rules import MAX_FILES, UPLOAD_URLS_PER_RESPONSE
 from functions.domain.storage_layout import dataset_file_key, model_object_key
 from tests.integration.conftest import BUCKET, TABLE, ApiCaller, proxy_event
 from tests.integration.workflow import declare_dataset, png_bytes, ready_inputs, training_body
@@ -31,6 +31,7 @@ class TestTenancy:
             ("GET", f"/datasets/{dataset_id}", None),
             ("DELETE", f"/datasets/{dataset_id}", None),
             ("POST", f"/datasets/{dataset_id}/complete", None),
+            ("POST", f"/datasets/{dataset_id}/uploads", {"paths": ["1_c/a.png"]}),
             ("GET", f"/trainings/{job_id}", None),
             ("POST", f"/trainings/{job_id}/stop", None),
             ("DELETE", f"/trainings/{job_id}", None),
@@ -245,6 +246,38 @@ class TestPresigning:
         assert "content-length" in query["X-Amz-SignedHeaders"][0].split(";")
         assert upload["headers"] == {"Content-Length": str(len(png_bytes()))}
         assert created["expires_in_seconds"] == 900
+
+    def test_large_datasets_get_urls_in_batches_for_declared_files_only(self, api: ApiCaller) -> None:
+        count = UPLOAD_URLS_PER_RESPONSE + 20
+        files = [{"path": f"1_c/img{i:04d}.png", "size_bytes": 10 + i} for i in range(count)]
+        status, created = api("POST", "/datasets", {"name": "big", "files": files})
+        assert status == 201, created
+        assert [u["path"] for u in created["uploads"]] == [
+            f["path"] for f in files[:UPLOAD_URLS_PER_RESPONSE]
+        ]
+        assert created["uploads_remaining"] == 20
+        dataset_id = created["dataset"]["id"]
+
+        rest = [f["path"] for f in files[UPLOAD_URLS_PER_RESPONSE:]]
+        status, batch = api("POST", f"/datasets/{dataset_id}/uploads", {"paths": rest})
+        assert status == 200, batch
+        assert [u["path"] for u in batch["uploads"]] == rest
+        last = batch["uploads"][-1]
+        assert urlsplit(last["url"]).path.endswith("/" + dataset_file_key(api.owner, dataset_id, rest[-1]))
+        assert last["headers"] == {"Content-Length": str(10 + count - 1)}
+
+        status, error = api("POST", f"/datasets/{dataset_id}/uploads", {"paths": [rest[0], "1_c/../x.png"]})
+        assert status == 400 and error["error"]["details"][0]["field"] == "paths[1]", error
+        too_many = {"paths": [f["path"] for f in files[: UPLOAD_URLS_PER_RESPONSE + 1]]}
+        status, error = api("POST", f"/datasets/{dataset_id}/uploads", too_many)
+        assert status == 400 and "paths" in error["error"]["message"], error
+
+    def test_no_upload_urls_once_a_dataset_is_complete(self, api: ApiCaller) -> None:
+        _status, created = declare_dataset(api, {"1_c/a.png": png_bytes()})
+        dataset_id = created["dataset"]["id"]
+        api("POST", f"/datasets/{dataset_id}/complete")
+        status, error = api("POST", f"/datasets/{dataset_id}/uploads", {"paths": ["1_c/a.png"]})
+        assert status == 409, error
 
     def test_model_parts_are_bound_to_the_upload(self, api: ApiCaller) -> None:
         size = 200 * 1024**2

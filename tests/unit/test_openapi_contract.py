@@ -20,6 +20,7 @@ EXPECTED_OPERATIONS = {
     ("get", "/datasets/{dataset_id}"),
     ("delete", "/datasets/{dataset_id}"),
     ("post", "/datasets/{dataset_id}/complete"),
+    ("post", "/datasets/{dataset_id}/uploads"),
     ("get", "/configs/defaults"),
     ("post", "/configs/validate"),
     ("post", "/trainings"),

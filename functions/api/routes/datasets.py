@@ -11,7 +11,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from functions.api.errors import error_responses
 from functions.api.routes.common import created, ctx, no_content, owner_of, success
 from functions.domain.catalog import ResourceStatus
-from functions.domain.records import CreateDatasetRequest, DatasetCreated, DatasetList, DatasetView
+from functions.domain.records import (
+    CreateDatasetRequest,
+    DatasetCreated,
+    DatasetList,
+    DatasetUploads,
+    DatasetUploadsRequest,
+    DatasetView,
+)
 from functions.services import datasets
 
 router = Router()
@@ -27,6 +34,17 @@ DatasetId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="dataset 
 )
 def create_dataset(request: CreateDatasetRequest) -> Response[Any]:
     return created(datasets.create_dataset(ctx(), owner_of(router), request))
+
+
+@router.post(
+    "/datasets/<dataset_id>/uploads",
+    summary="Presigned PUTs for more declared files (beyond the first batch, or to replace expired URLs)",
+    responses=success(200, DatasetUploads, "One presigned PUT per path, in the order asked")
+    | error_responses(400, 401, 404, 409, 413, 415),
+    tags=["datasets"],
+)
+def issue_dataset_uploads(dataset_id: DatasetId, request: DatasetUploadsRequest) -> DatasetUploads:
+    return datasets.issue_uploads(ctx(), owner_of(router), dataset_id, request)
 
 
 @router.post(
