@@ -45,6 +45,16 @@ serve: venv
 demo: venv
 	$(PY) -m local_runtime.demo --fm-type $(FM_TYPE)
 
+# The CPU benchmarks (figures printed, nothing asserted; see benchmarks/RESULTS.md), ~6 minutes.
+# The GPU one (benchmarks/bench_training_gpu.py) needs a CUDA machine and is run by hand.
+bench: venv
+	$(PY) benchmarks/bench_cold_start.py
+	$(PY) benchmarks/bench_handler_overhead.py
+	$(PY) benchmarks/bench_load.py --seconds 30 --concurrency 16
+	$(PY) benchmarks/bench_dataset_validation.py --counts 1000,2500,5000
+	$(PY) benchmarks/bench_data_path.py --images 1000 --model-mb 2048
+	$(PY) benchmarks/bench_training_cpu.py
+
 # The CDK CLI and a supported Node, installed locally (no global install); synth works offline
 # once they are there. The Lambda bundle is built with pip (no Docker); the training image is
 # built by `cdk deploy`, not here.

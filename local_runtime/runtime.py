@@ -228,6 +228,11 @@ class LocalRuntime:
 
     # --- stop ----------------------------------------------------------------------------
 
+    def save_state(self) -> None:
+        """Mirror the emulated tables and bucket to the data directory now (as after a request)."""
+        if self._snapshots is not None:
+            self._snapshots.save_now()
+
     def stop(self) -> None:
         """Stop running jobs (recorded as failed), save the state, stop the servers."""
         if self._sagemaker_server is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,22 @@ from local_runtime.aws_emulator import ResourceNames
 logger = logging.getLogger("local_runtime.state")
 
 BATCH_WRITE_LIMIT = 25
+COPY_CHUNK_BYTES = 8 * 1024**2
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_bytes(data)
+    temporary.replace(path)
+
+
+def _stream_atomically(path: Path, body: Any) -> None:
+    """Copy a streaming body to ``path`` in chunks: a multi-GB model never sits in memory twice."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("wb") as handle:
+        shutil.copyfileobj(body, handle, COPY_CHUNK_BYTES)
     temporary.replace(path)
 
 
@@ -97,7 +108,7 @@ class StateSnapshot:
         except self._s3.exceptions.NoSuchKey:  # deleted since it was listed
             return
         file_name = hashlib.sha256(key.encode("utf-8")).hexdigest()
-        _write_atomically(self._objects_dir / file_name, response["Body"].read())
+        _stream_atomically(self._objects_dir / file_name, response["Body"])
         self._index[key] = {
             "etag": response["ETag"],
             "file": file_name,
@@ -132,13 +143,14 @@ class StateSnapshot:
                 logger.warning("snapshot of s3://%s/%s is missing; dropped", self._names.bucket, key)
                 self._index.pop(key)
                 continue
-            self._s3.put_object(
-                Bucket=self._names.bucket,
-                Key=key,
-                Body=body_path.read_bytes(),
-                ContentType=entry["content_type"],
-                Metadata=entry["metadata"],
-            )
+            with body_path.open("rb") as body:
+                self._s3.put_object(
+                    Bucket=self._names.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentType=entry["content_type"],
+                    Metadata=entry["metadata"],
+                )
             head = self._s3.head_object(Bucket=self._names.bucket, Key=key)
             entry["etag"] = head["ETag"]  # multipart ETags become single-part ones on restore
             restored += 1

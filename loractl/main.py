@@ -11,7 +11,7 @@ from loractl.api_shapes import UnexpectedResponseError
 from loractl.client import ApiConnectionError, ApiError
 from loractl.config import ConfigError
 from loractl.output import errors
-from loractl.uploads import TransferError
+from loractl.uploads import DEFAULT_WORKERS, TransferError
 
 EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_JOB_FAILED, EXIT_CONNECTION = 0, 2, 3, 4, 5
 EPILOG = """\
@@ -77,7 +77,12 @@ def _models(root: argparse._SubParsersAction) -> None:
     _fm_type(upload)
     upload.add_argument("--kind", choices=["checkpoint", "lora"], default="checkpoint")
     upload.add_argument("--name", help="display name (default: the file name)")
-    upload.add_argument("--workers", type=int, default=4, help="parallel part uploads (default 4)")
+    upload.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help=f"parallel part uploads (default {DEFAULT_WORKERS})",
+    )
     listing = _command(group, "list", commands.models_list, "list your models, newest first")
     listing.add_argument("--kind", choices=["checkpoint", "lora"])
     _fm_type(listing, required=False)
@@ -99,7 +104,12 @@ def _datasets(root: argparse._SubParsersAction) -> None:
     )
     upload.add_argument("directory")
     upload.add_argument("--name", help="display name (default: the folder name)")
-    upload.add_argument("--workers", type=int, default=4, help="parallel file uploads (default 4)")
+    upload.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help=f"parallel file uploads (default {DEFAULT_WORKERS})",
+    )
     listing = _command(group, "list", commands.datasets_list, "list your datasets, newest first")
     listing.add_argument("--status")
     listing.add_argument("--limit", type=int)

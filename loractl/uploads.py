@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +20,10 @@ import httpx
 
 PART_ATTEMPTS = 4
 UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=15.0)
-DEFAULT_WORKERS = 4
+# As many requests in flight as `aws s3 cp` keeps (10), near enough; parts are streamed from
+# the file, so memory stays at a few chunks per worker whatever the part size.
+DEFAULT_WORKERS = 8
+STREAM_CHUNK_BYTES = 1024 * 1024
 Advance = Callable[[int], None]
 
 
@@ -44,13 +47,18 @@ class FileTarget:
     headers: dict[str, str]
 
 
+Body = bytes | Callable[[], Iterator[bytes]]
+
+
 def _put_with_retries(
-    http: httpx.Client, url: str, data: bytes, headers: dict[str, str], what: str
+    http: httpx.Client, url: str, body: Body, headers: dict[str, str], what: str
 ) -> httpx.Response:
+    """PUT ``body`` (bytes, or a factory of chunk iterators so a retry can start over)."""
     last_error = ""
     for attempt in range(1, PART_ATTEMPTS + 1):
         try:
-            response = http.put(url, content=data, headers=headers)
+            content = body if isinstance(body, bytes) else body()
+            response = http.put(url, content=content, headers=headers)
             if response.status_code < 300:
                 return response
             last_error = f"HTTP {response.status_code}: {response.text[:300]}"
@@ -104,6 +112,19 @@ class ResumeState:
         self._path.unlink(missing_ok=True)
 
 
+def read_range(file: Path, offset: int, length: int) -> Iterator[bytes]:
+    """The bytes [offset, offset + length) of ``file``, in chunks."""
+    with file.open("rb") as handle:
+        handle.seek(offset)
+        left = length
+        while left > 0:
+            chunk = handle.read(min(STREAM_CHUNK_BYTES, left))
+            if not chunk:
+                raise TransferError(f"{file} is shorter than expected (it changed during the upload?)")
+            left -= len(chunk)
+            yield chunk
+
+
 def upload_parts(
     file: Path,
     targets: Sequence[PartTarget],
@@ -115,10 +136,10 @@ def upload_parts(
     """PUT every part not uploaded yet; returns ``[{part_number, etag}]`` sorted by part."""
 
     def send(target: PartTarget, http: httpx.Client) -> tuple[int, str]:
-        with file.open("rb") as handle:
-            handle.seek(target.offset)
-            data = handle.read(target.length)
-        response = _put_with_retries(http, target.url, data, {}, f"part {target.part_number}")
+        # A presigned UploadPart needs Content-Length (no chunked encoding): stated explicitly.
+        headers = {"Content-Length": str(target.length)}
+        body = lambda: read_range(file, target.offset, target.length)  # noqa: E731
+        response = _put_with_retries(http, target.url, body, headers, f"part {target.part_number}")
         etag = response.headers.get("ETag", "").strip()
         if not etag:
             raise TransferError(
