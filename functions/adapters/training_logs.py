@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from functions.adapters.aws_clients import logs_client
 from functions.domain.errors import invalid
-from functions.domain.training_logs import Direction, LogCursor, LogLine, LogRead
+from functions.domain.training_logs import Direction, LogCursor, LogLine, LogRead, head_cursor
 
 # GetLogEvents may answer an empty page while more events lie further on (the documented end
 # is the same token coming back); a few calls settle it without looping on a busy stream.
@@ -93,15 +93,14 @@ class TrainingLogReader:
         """The newest ``limit`` lines of the job."""
         streams = self.streams(prefix)
         if not streams:
-            return LogRead(lines=[], newer=LogCursor("", "", Direction.FORWARD), older=None)
+            return LogRead(lines=[], newer=head_cursor(), older=None)
         return self.read(prefix, LogCursor(streams[-1], "", Direction.BACKWARD), limit, streams)
 
     def read(self, prefix: str, cursor: LogCursor, limit: int, streams: list[str] | None = None) -> LogRead:
         """``limit`` lines on the cursor's side of it, crossing into the next stream at a stream's end."""
         streams = self.streams(prefix) if streams is None else streams
-        if not streams:
-            return LogRead(lines=[], newer=cursor if cursor.direction is Direction.FORWARD else
-                           LogCursor("", "", Direction.FORWARD), older=None)  # fmt: skip
+        if not streams:  # nothing logged yet: follow from the start of the first stream
+            return LogRead(lines=[], newer=head_cursor(), older=None)
         step = 1 if cursor.direction is Direction.FORWARD else -1
         index, token = self._start(streams, cursor)
         while True:
