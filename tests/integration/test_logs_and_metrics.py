@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -187,3 +188,76 @@ def test_an_oversized_curve_is_served_bounded_and_a_broken_one_as_empty(
     assert status == 200 and broken["points"] == []
     put_metrics(api, job, {"points": [{"step": -1}], "updated_at": "x"})
     assert api("GET", f"/trainings/{job['id']}/metrics")[1]["points"] == []
+
+
+class TestCloudWatchSemantics:
+    """What moto does not reproduce: empty pages mid-stream and expired CloudWatch tokens."""
+
+    group, stream = SAGEMAKER_TRAINING_LOG_GROUP, "lora-it-x/algo-1-1732500000"
+
+    @pytest.fixture
+    def stub(self, aws_emulator: str) -> Iterator[Any]:
+        from botocore.stub import Stubber
+
+        from functions.adapters.aws_clients import logs_client
+
+        stubber = Stubber(logs_client())
+        stubber.activate()
+        stubber.add_response(
+            "describe_log_streams",
+            {"logStreams": [{"logStreamName": self.stream, "creationTime": 1}]},
+            {"logGroupName": self.group, "logStreamNamePrefix": "lora-it-x/"},
+        )
+        yield stubber
+        stubber.deactivate()
+
+    def expect(
+        self, stub: Any, sent: str | None, events: list[str], forward: str, backward: str = "b/0"
+    ) -> None:
+        params: dict[str, Any] = {
+            "logGroupName": self.group,
+            "logStreamName": self.stream,
+            "limit": 10,
+            "startFromHead": True,
+        }
+        if sent:
+            params["nextToken"] = sent
+        response = {
+            "events": [{"timestamp": 1732500000000, "message": m + "\n"} for m in events],
+            "nextForwardToken": forward,
+            "nextBackwardToken": backward,
+        }
+        stub.add_response("get_log_events", response, params)
+
+    def test_empty_pages_with_a_new_token_are_read_past(self, stub: Any) -> None:
+        from functions.adapters.training_logs import TrainingLogReader
+        from functions.domain.training_logs import head_cursor
+
+        self.expect(stub, None, [], "f/1")
+        self.expect(stub, "f/1", ["found"], "f/2")
+        read = TrainingLogReader(self.group).read("lora-it-x/", head_cursor(), 10)
+        assert [line.message for line in read.lines] == ["found"]  # the trailing newline is not part of it
+        assert read.newer.token == "f/2" and read.newer.stream == self.stream
+        stub.assert_no_pending_responses()
+
+    def test_the_same_token_back_is_the_end_and_an_expired_token_names_next_token(self, stub: Any) -> None:
+        from functions.adapters.training_logs import TrainingLogReader
+        from functions.domain.errors import InvalidInput
+        from functions.domain.training_logs import Direction, LogCursor
+
+        reader = TrainingLogReader(self.group)
+        self.expect(stub, "f/2", [], "f/2")
+        at_end = reader.read("lora-it-x/", LogCursor(self.stream, "f/2", Direction.FORWARD), 10)
+        assert at_end.lines == [] and at_end.newer == LogCursor(self.stream, "f/2", Direction.FORWARD)
+
+        stub.add_response(
+            "describe_log_streams",
+            {"logStreams": [{"logStreamName": self.stream, "creationTime": 1}]},
+            {"logGroupName": self.group, "logStreamNamePrefix": "lora-it-x/"},
+        )
+        stub.add_client_error(
+            "get_log_events", "InvalidParameterException", "The specified nextToken is invalid."
+        )
+        with pytest.raises(InvalidInput) as refused:
+            reader.read("lora-it-x/", LogCursor(self.stream, "f/old", Direction.FORWARD), 10)
+        assert refused.value.details[0].field == "next_token"
