@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from functions.domain.catalog import INSTANCE_TYPES
+from functions.domain.storage_layout import SAGEMAKER_TRAINING_LOG_GROUP
 
 
 class EnvVar(StrEnum):
@@ -35,6 +36,7 @@ class EnvVar(StrEnum):
     TRAINING_SUBNET_IDS = "TRAINING_SUBNET_IDS"  # comma-separated, optional
     TRAINING_SECURITY_GROUP_IDS = "TRAINING_SECURITY_GROUP_IDS"  # comma-separated, optional
     PRESIGN_EXPIRY_SECONDS = "PRESIGN_EXPIRY_SECONDS"
+    TRAINING_LOG_GROUP = "TRAINING_LOG_GROUP"  # CloudWatch Logs group SageMaker writes job logs to
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class DeploymentDefaults:
     training_engine: str = "auto"
     network_isolation: bool = True
     presign_expiry_seconds: int = 900
+    training_log_group: str = SAGEMAKER_TRAINING_LOG_GROUP
 
 
 DEFAULTS = DeploymentDefaults()
@@ -91,6 +94,7 @@ class Settings:
     subnet_ids: tuple[str, ...] = field(default_factory=tuple)
     security_group_ids: tuple[str, ...] = field(default_factory=tuple)
     presign_expiry_seconds: int = DEFAULTS.presign_expiry_seconds
+    training_log_group: str = DEFAULTS.training_log_group
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -125,6 +129,7 @@ class Settings:
             presign_expiry_seconds=int(
                 e.get(EnvVar.PRESIGN_EXPIRY_SECONDS) or DEFAULTS.presign_expiry_seconds
             ),
+            training_log_group=e.get(EnvVar.TRAINING_LOG_GROUP) or DEFAULTS.training_log_group,
         )
 
 

@@ -12,7 +12,7 @@ from constructs import Construct
 
 from functions.domain.ids import ID_LENGTH
 from functions.domain.storage_layout import MAX_JOB_NAME_LENGTH
-from functions.settings import EnvVar
+from functions.settings import DEFAULTS, EnvVar
 from infrastructure.config import DeploymentConfig
 from infrastructure.constructs.api import ServiceApi
 from infrastructure.constructs.events import TrainingEvents
@@ -101,6 +101,7 @@ class LoraTrainingStack(Stack):
             EnvVar.TRAINING_NETWORK_ISOLATION: str(config.network_isolation).lower(),
             EnvVar.TRAINING_SUBNET_IDS: ",".join(config.training_subnet_ids),
             EnvVar.TRAINING_SECURITY_GROUP_IDS: ",".join(config.training_security_group_ids),
+            EnvVar.TRAINING_LOG_GROUP: DEFAULTS.training_log_group,
         }
         if config.instance_prices:
             environment[EnvVar.INSTANCE_PRICES_JSON] = json.dumps(config.instance_prices)

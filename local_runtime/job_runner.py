@@ -7,8 +7,9 @@ overloaded; further jobs wait in ``Starting`` like jobs waiting for capacity):
                              S3 prefix and any earlier checkpoints (spot-resume semantics)
              -> Training:    run ``python -m training_container.entrypoint --root <folder>`` as a
                              child process, syncing checkpoints/ to CheckpointConfig.S3Uri every
-                             few seconds (that is how live progress reaches the API) and enforcing
-                             StoppingCondition.MaxRuntimeInSeconds
+                             few seconds (that is how live progress reaches the API), shipping its
+                             output to CloudWatch Logs like SageMaker (``log_shipping``) and
+                             enforcing StoppingCondition.MaxRuntimeInSeconds
              -> Uploading:   copy model/ to ``<S3OutputPath><job name>/output/model/`` (the
                              CompressionType=NONE layout)
              -> Completed | Failed (reason from output/failure) | Stopped | Stopped/MaxRuntimeExceeded
@@ -33,7 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from functions.domain.storage_layout import SAGEMAKER_TRAINING_LOG_GROUP
 from functions.domain.training_contract import CHECKPOINTS_FOLDER, FAILURE_FILE, MODEL_FOLDER
+from local_runtime.log_shipping import (
+    JOURNAL_SUFFIX,
+    LogShipper,
+    OutputPump,
+    attempt_stream_name,
+    journal_path,
+)
 from local_runtime.sagemaker_jobs import (
     COMPLETED,
     FAILED,
@@ -96,6 +105,11 @@ class JobFolder:
     @property
     def log_file(self) -> Path:
         return self.root.parent / "container.log"
+
+    @property
+    def log_journal_dir(self) -> Path:
+        """What was shipped to CloudWatch Logs, to put back into a restarted emulator."""
+        return self.root.parent / "cloudwatch"
 
     def create(self) -> None:
         for folder in (self.config_dir, self.model_dir, self.checkpoints_dir, self.output_dir):
@@ -166,9 +180,13 @@ class LocalTrainingJobRunner:
         work_root: Path,
         event_sink: EventSink,
         options: RunnerOptions | None = None,
+        *,
+        logs_client: Any | None = None,
+        log_group: str = SAGEMAKER_TRAINING_LOG_GROUP,
     ) -> None:
         self._store = store
         self._s3 = S3Folders(s3_client)
+        self._logs, self.log_group = logs_client, log_group
         self._work_root = work_root
         self._sink = event_sink
         self._options = options or RunnerOptions()
@@ -343,12 +361,15 @@ class LocalTrainingJobRunner:
         with folder.log_file.open("ab") as log:
             process = subprocess.Popen(
                 command,
-                stdout=log,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env=self._child_environment(record, folder),
                 cwd=str(folder.root),
                 start_new_session=True,  # Ctrl-C in the runtime's terminal is not a stop request
             )
+            assert process.stdout is not None
+            pump = OutputPump(process.stdout, log, self._log_shipper(record, folder))
+            pump.start()
             with self._lock:
                 self._processes[record.name] = process
             sent: dict[str, tuple[int, int]] = {}
@@ -362,7 +383,20 @@ class LocalTrainingJobRunner:
                     self._terminate(process)
                     break
                 self._sync_checkpoints(record, folder, sent)
-            return ChildOutcome(exit_code=process.wait(), runtime_exceeded=runtime_exceeded)
+            exit_code = process.wait()
+            pump.join()  # the child's last lines reach the log file and CloudWatch Logs
+            return ChildOutcome(exit_code=exit_code, runtime_exceeded=runtime_exceeded)
+
+    def _log_shipper(self, record: TrainingJobRecord, folder: JobFolder) -> LogShipper | None:
+        """This attempt's CloudWatch Logs stream (None when the runner has no logs client)."""
+        if self._logs is None:
+            return None
+        stream = attempt_stream_name(record.name, record.training_start_time or time.time())
+        return LogShipper(self._logs, self.log_group, stream, journal_path(folder.log_journal_dir, stream))
+
+    def log_journals(self) -> list[Path]:
+        """Every job's shipped-log journal under the work root (oldest attempt first per job)."""
+        return sorted(self._work_root.glob(f"*/cloudwatch/*{JOURNAL_SUFFIX}"))
 
     def _terminate(self, process: subprocess.Popen[bytes]) -> None:
         """SIGTERM like SageMaker, then SIGKILL once the grace period is over."""

@@ -1,8 +1,8 @@
 """The local runtime: the whole service on one machine, started and stopped as one object.
 
-    moto (DynamoDB + S3) on loopback   <- the handlers' boto3 clients (AWS_ENDPOINT_URL_*)
+    moto (DynamoDB + S3 + CloudWatch Logs) on loopback   <- the handlers' boto3 clients (AWS_ENDPOINT_URL_*)
     local SageMaker (JSON 1.1)         <- the control plane's boto3 SageMaker client
-        job runner -> training_container.entrypoint child processes
+        job runner -> training_container.entrypoint child processes (output -> CloudWatch Logs)
         state-change events -> functions.events.handler.lambda_handler (in-process)
     local API Gateway (HTTP)           -> functions.api.handler.lambda_handler (in-process)
 
@@ -28,6 +28,7 @@ from local_runtime.defaults import DEFAULT_API_PORT, DEFAULT_DATA_DIR, RUNTIME_I
 from local_runtime.job_runner import LocalTrainingJobRunner, RunnerOptions
 from local_runtime.lambda_invoker import LocalLambdaFunction
 from local_runtime.local_auth import DEFAULT_USER, LocalTokens
+from local_runtime.log_shipping import restore_journals
 from local_runtime.sagemaker_jobs import ACCOUNT_ID, TrainingJobStore
 from local_runtime.sagemaker_server import LocalSageMaker, SageMakerWireServer
 from local_runtime.state_snapshot import PeriodicSnapshots, StateSnapshot
@@ -158,6 +159,12 @@ class LocalRuntime:
                 checkpoint_sync_seconds=self.options.checkpoint_sync_seconds,
                 stop_grace_seconds=self.options.stop_grace_seconds,
             ),
+            logs_client=self._emulator.client("logs"),
+            log_group=DEFAULTS.training_log_group,
+        )
+        # moto keeps logs in memory: put back what earlier runs shipped (see log_shipping).
+        restore_journals(
+            self._emulator.client("logs"), DEFAULTS.training_log_group, self._runner.log_journals()
         )
         self._sagemaker = LocalSageMaker(store, self._runner, self.options.region)
         self._sagemaker_server = SageMakerWireServer(self._sagemaker, port=self.options.sagemaker_port)
@@ -186,9 +193,11 @@ class LocalRuntime:
             EnvVar.PAGE_TOKEN_SECRET: self._page_token_secret(),
             EnvVar.TRAINING_ENGINE: "diffusers",  # CPU-friendly engine; sd-scripts is not installed locally
             EnvVar.TRAINING_NETWORK_ISOLATION: "true",
+            EnvVar.TRAINING_LOG_GROUP: DEFAULTS.training_log_group,
             "AWS_ENDPOINT_URL_S3": self._emulator.endpoint_url,
             "AWS_ENDPOINT_URL_DYNAMODB": self._emulator.endpoint_url,
             "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker_url,
+            "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self._emulator.endpoint_url,
             "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_ACCESS_KEY,
             "AWS_REGION": self.options.region,

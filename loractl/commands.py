@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import tomllib
 import uuid
@@ -412,6 +413,77 @@ def trainings_download(args: argparse.Namespace) -> int:
         if job.get("status") != "COMPLETED" or not lora_id:
             raise UsageError(f"training {args.id} has no LoRA to download (status {job.get('status')!r})")
         _download_model(client, lora_id, Path(args.directory), args.json)
+    return EXIT_OK
+
+
+# --- logs and the loss curve -----------------------------------------------------------------
+
+LOG_PAGE_LINES = 1000  # the API's largest page: fewest requests while following
+DRAIN_EMPTY_PAGES = 2  # after the job ended, empty pages in a row that mean the log is complete
+
+
+def _print_log_lines(page: dict[str, Any], as_json: bool) -> int:
+    """Print a page's lines (JSON Lines with --json); returns how many there were."""
+    lines = [line for line in page.get("lines") or [] if isinstance(line, dict)]
+    for line in lines:
+        if as_json:
+            sys.stdout.write(json.dumps(line) + "\n")
+        else:
+            sys.stdout.write(f"{line.get('timestamp', '')}  {line.get('message', '')}\n")
+    sys.stdout.flush()
+    return len(lines)
+
+
+def follow_log(
+    client: ApiClient, job_id: str, token: str, as_json: bool, poll_seconds: float = POLL_SECONDS
+) -> None:
+    """Print new lines as they arrive until the job has ended and its log is drained.
+
+    A job's last lines can reach CloudWatch Logs after its final status, so following stops
+    only once the job is terminal and ``DRAIN_EMPTY_PAGES`` polls in a row found nothing new.
+    """
+    empty_after_end = 0
+    while True:
+        page = client.get(f"/trainings/{job_id}/logs", next_token=token, limit=LOG_PAGE_LINES)
+        token = str(page["next_token"])
+        if _print_log_lines(page, as_json):
+            empty_after_end = 0
+            continue  # more may be waiting: read on without sleeping
+        if client.get(f"/trainings/{job_id}").get("status") in TERMINAL_STATUSES:
+            empty_after_end += 1
+            if empty_after_end >= DRAIN_EMPTY_PAGES:
+                return
+        time.sleep(poll_seconds)
+
+
+def trainings_logs(args: argparse.Namespace) -> int:
+    """The newest lines of the job's log (or the first with --head); --follow keeps printing."""
+    with api(args) as client:
+        start = "head" if args.head else "tail"
+        page = client.get(f"/trainings/{args.id}/logs", limit=args.limit, start=start)
+        _print_log_lines(page, args.json)
+        if args.follow:
+            follow_log(client, args.id, str(page["next_token"]), args.json)
+    return EXIT_OK
+
+
+def trainings_plot(args: argparse.Namespace) -> int:
+    """Write the job's loss curve as a PNG chart."""
+    from loractl.loss_chart import render_loss_chart  # Pillow is only needed here
+
+    output = Path(args.output or f"{args.id}-loss.png")
+    if output.suffix.lower() != ".png":
+        raise UsageError(f"--output must name a .png file, not {output.name!r}")
+    with api(args) as client:
+        curve = client.get(f"/trainings/{args.id}/metrics")
+    points = [p for p in curve.get("points") or [] if isinstance(p, dict) and "step" in p]
+    try:
+        image = render_loss_chart(points, f"training {args.id}: loss by step")
+    except ValueError as error:
+        raise UsageError(f"training {args.id}: {error}") from error
+    output.parent.mkdir(parents=True, exist_ok=True)
+    image.save(output, format="PNG")
+    emit({"path": str(output), "points": len(points), "stride": curve.get("stride")}, args.json)
     return EXIT_OK
 
 

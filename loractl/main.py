@@ -35,6 +35,8 @@ examples:
   loractl datasets upload ./my-dataset --name cats
   loractl trainings create --model MODEL_ID --dataset DATASET_ID --fm-type sd15 \\
       --instance-type ml.g5.xlarge --config lora.toml --wait
+  loractl trainings logs JOB_ID --follow
+  loractl trainings plot JOB_ID --output loss.png
   loractl trainings download JOB_ID ./loras
 """
 
@@ -169,6 +171,16 @@ def _trainings(root: argparse._SubParsersAction) -> None:
     )
     download.add_argument("id")
     download.add_argument("directory", nargs="?", default=".")
+    logs = _command(group, "logs", commands.trainings_logs, "print a training's log (the newest lines)")
+    logs.add_argument("id")
+    logs.add_argument("--limit", type=int, default=100, help="lines to show first (1-1000, default 100)")
+    logs.add_argument("--head", action="store_true", help="start from the first line instead of the newest")
+    logs.add_argument(
+        "--follow", action="store_true", help="keep printing new lines until the job ends and its log is read"
+    )
+    plot = _command(group, "plot", commands.trainings_plot, "write a PNG chart of a training's loss curve")
+    plot.add_argument("id")
+    plot.add_argument("--output", help="PNG file to write (default: <id>-loss.png)")
 
 
 def _local(root: argparse._SubParsersAction) -> None:

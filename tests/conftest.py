@@ -60,6 +60,7 @@ def running_aws_emulator() -> Iterator[str]:
             "AWS_ENDPOINT_URL_S3": endpoint,
             "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
             "AWS_ENDPOINT_URL_SAGEMAKER": endpoint,
+            "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": endpoint,
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
             "TABLE_NAME": TABLE,
             "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE,

@@ -53,6 +53,7 @@ from training_container.dataset_staging import StagedDataset
 from training_container.dataset_staging import stage_dataset as stage_dataset_folder
 from training_container.engines.base import EngineRequest, EngineResult
 from training_container.errors import JobFailure
+from training_container.metrics import MetricsRecorder
 from training_container.model_loading import ensure_family
 from training_container.progress import ProgressReporter, write_json_atomically
 
@@ -240,12 +241,14 @@ def run_job(root: Path, stop: threading.Event | None = None) -> int:
     progress = ProgressReporter(paths.checkpoints_dir)
     progress.update(phase=TrainingPhase.STAGING, force=True)
     progress.start_heartbeat()
+    metrics: MetricsRecorder | None = None
     try:
         inputs = read_job_inputs(root)
         hyperparameters = inputs.hyperparameters
         ensure_family(inputs.model_path, hyperparameters.fm_type)
         engine = choose_engine(hyperparameters.engine)
         progress.update(engine=engine, force=True)
+        metrics = MetricsRecorder(paths.checkpoints_dir, engine)
         paths.work_dir.mkdir(parents=True, exist_ok=True)
         dataset = stage_dataset(inputs, paths.work_dir)
         logger.info(
@@ -268,12 +271,14 @@ def run_job(root: Path, stop: threading.Event | None = None) -> int:
             progress=progress,
             stop_requested=stop,
             job_id=hyperparameters.job_id,
+            metrics=metrics,
         )
         result = run_engine(request, engine)
         if result.stopped:
             logger.warning("stopped at step %d; state saved in %s", result.steps, paths.checkpoints_dir)
             return EXIT_OK
         summary = publish_outputs(result, inputs, paths, started)
+        metrics.publish(paths.model_dir)
         progress.update(phase=TrainingPhase.DONE, step=summary.steps, force=True)
         logger.info("published %s (%d bytes)", summary.lora_filename, summary.lora_size_bytes)
         return EXIT_OK
@@ -286,6 +291,8 @@ def run_job(root: Path, stop: threading.Event | None = None) -> int:
         write_failure(paths, f"internal error: {type(error).__name__}: {error}")
         return EXIT_INTERNAL_ERROR
     finally:
+        if metrics is not None:
+            metrics.close()
         progress.close()
 
 

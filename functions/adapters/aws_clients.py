@@ -46,3 +46,9 @@ def secret_value(secret_arn: str) -> bytes:
     if value is None or value == "":
         raise RuntimeError(f"secret {secret_arn} is empty")
     return value if isinstance(value, bytes) else str(value).encode()
+
+
+@cache
+def logs_client() -> Any:
+    """CloudWatch Logs (training job logs); ``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`` redirects it."""
+    return boto3.client("logs", config=_RETRIES)

@@ -14,14 +14,20 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from functions.api.errors import error_response, field_name, service_error_response
-from functions.api.routes import configs, datasets, models, trainings
+from functions.api.routes import configs, datasets, models, training_observability, trainings
 from functions.domain.errors import ServiceError
 from functions.domain.records import ErrorDetail
 
 logger = Logger(child=True)
 
 app = APIGatewayRestResolver(enable_validation=True)
-for _router in (models.router, datasets.router, configs.router, trainings.router):
+for _router in (
+    models.router,
+    datasets.router,
+    configs.router,
+    trainings.router,
+    training_observability.router,
+):
     app.include_router(_router)
 
 

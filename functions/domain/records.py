@@ -373,3 +373,37 @@ def view_of(record: BaseModel, view: type[BaseModel], **extra: Any) -> Any:
     data = record.model_dump(mode="json")
     data.update(extra)
     return view.model_validate({k: v for k, v in data.items() if k in view.model_fields})
+
+
+# ---------------------------------------------------------------- logs and metrics
+
+
+class TrainingLogLine(BaseModel):
+    timestamp: str = Field(description="ISO-8601 UTC time CloudWatch Logs recorded the line")
+    message: str
+
+
+class TrainingLogPage(BaseModel):
+    job_id: str
+    lines: list[TrainingLogLine] = Field(description="oldest first")
+    next_token: str = Field(
+        description="newer lines; always given, so a follower polls it until the job ends and a page is empty"
+    )
+    previous_token: str | None = Field(default=None, description="older lines; null at the start of the log")
+
+
+class TrainingMetricPoint(BaseModel):
+    step: int
+    epoch: int
+    loss: float | None = None
+    learning_rate: float | None = Field(default=None, description="null when the engine does not report it")
+    elapsed_seconds: float | None = None
+
+
+class TrainingMetrics(BaseModel):
+    job_id: str
+    engine: Engine | None = None
+    total_steps: int | None = None
+    stride: int = Field(description="steps between consecutive points (long jobs are evenly downsampled)")
+    points: list[TrainingMetricPoint] = Field(description="by step; empty until the first step is recorded")
+    updated_at: str | None = None

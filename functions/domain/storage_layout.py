@@ -7,6 +7,11 @@ container agree.
     trainings/<owner_key>/<job_id>/output/                 SageMaker OutputDataConfig (uncompressed)
     trainings/<owner_key>/<job_id>/checkpoints/            SageMaker CheckpointConfig (synced live)
     trainings/<owner_key>/<job_id>/checkpoints/progress.json   live progress (see training_contract)
+    trainings/<owner_key>/<job_id>/checkpoints/metrics.json    the loss curve (see training_contract)
+
+Training logs are not in S3: SageMaker writes them to CloudWatch Logs, log group
+``/aws/sagemaker/TrainingJobs``, one stream per instance and attempt named
+``<training job name>/algo-1-<epoch seconds>`` (a restarted spot job gets a new stream).
 
 ``owner_key`` is a short hash of the caller's identity (an IAM ARN is not key-safe and should not
 leak into object names).
@@ -22,6 +27,8 @@ TRAININGS_PREFIX = "trainings/"
 DATASET_FILES_FOLDER = "files/"
 PROGRESS_FILENAME = "progress.json"
 SUMMARY_FILENAME = "summary.json"
+METRICS_FILENAME = "metrics.json"
+SAGEMAKER_TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 # SageMaker training job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$
 MAX_JOB_NAME_LENGTH = 63
@@ -62,6 +69,15 @@ def training_checkpoint_prefix(owner: str, job_id: str) -> str:
 
 def training_progress_key(owner: str, job_id: str) -> str:
     return training_checkpoint_prefix(owner, job_id) + PROGRESS_FILENAME
+
+
+def training_metrics_key(owner: str, job_id: str) -> str:
+    return training_checkpoint_prefix(owner, job_id) + METRICS_FILENAME
+
+
+def training_log_stream_prefix(sagemaker_job_name: str) -> str:
+    """Every CloudWatch Logs stream of one SageMaker training job starts with this."""
+    return f"{sagemaker_job_name}/"
 
 
 def sagemaker_job_name(prefix: str, job_id: str) -> str:

@@ -12,6 +12,10 @@ reads the small object on ``GET /trainings/{id}``. Locally the job runner syncs 
 folder into the emulated S3. CloudWatch metrics were rejected (they are not per-job readable
 by the API without extra permissions and lag by minutes); a DynamoDB write from the container
 would need table access from inside a user-controlled training process.
+
+The loss curve travels the same way: ``MetricsReport`` JSON in
+``/opt/ml/checkpoints/metrics.json`` (and a final copy in ``/opt/ml/model/metrics.json``), at
+most ``MAX_METRIC_POINTS`` points however long the job (see ``functions.domain.loss_curve``).
 """
 
 from __future__ import annotations
@@ -107,3 +111,39 @@ class TrainingSummary(BaseModel):
     final_loss: float | None
     duration_seconds: float
     training_seconds: float
+
+
+# A 10,000-step job still writes (and the API still reads) a curve of at most this many points,
+# about 60 bytes each: tens of kilobytes, never megabytes.
+MAX_METRIC_POINTS = 500
+
+
+class MetricPoint(BaseModel):
+    """One point of the loss curve.
+
+    ``loss`` is what the engine reports at that step: diffusers' mean loss of the step's
+    batches; sd-scripts' ``avr_loss`` (its moving average). ``learning_rate`` is the U-Net's
+    learning rate after the step, or None when the engine does not expose it (sd-scripts
+    prints no learning rate on its console; it only logs ``lr/unet`` to TensorBoard).
+    ``elapsed_seconds`` counts training time since the job's first step, resumes included.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    step: int = Field(ge=0)
+    epoch: int = Field(default=0, ge=0)
+    loss: float | None = None
+    learning_rate: float | None = None
+    elapsed_seconds: float | None = None
+
+
+class MetricsReport(BaseModel):
+    """``metrics.json``: the loss curve, evenly downsampled to at most ``MAX_METRIC_POINTS``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    engine: Engine | None = None
+    total_steps: int | None = None
+    stride: int = Field(default=1, ge=1, description="steps between consecutive kept points")
+    points: list[MetricPoint] = Field(default_factory=list)
+    updated_at: str = Field(description="ISO-8601 UTC time of this report")

@@ -117,6 +117,7 @@ class ServiceFunctions(Construct):
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )
+        self._grant_training_logs(environment[EnvVar.TRAINING_LOG_GROUP], job_name_prefix)
         bucket_arn, table_arn = arn_token(bucket), arn_token(table)
         jobs_wildcard = nag_arn(stack, "sagemaker", f"training-job/{job_name_prefix}-*")
         wildcards = {
@@ -174,6 +175,42 @@ class ServiceFunctions(Construct):
             log_group=log_group,
             reserved_concurrent_executions=reserved,
             description=description,
+        )
+
+    def _grant_training_logs(self, log_group: str, job_name_prefix: str) -> None:
+        """GET /trainings/{id}/logs: read this stack's jobs' streams in SageMaker's log group.
+
+        Streams are ``<job name>/algo-1-<epoch>`` and job names ``<prefix>-<id>``, so reading is
+        scoped to this stack's prefix. DescribeLogStreams is authorised on the log group as a
+        whole (it has no per-stream form); the API always passes the job's own stream prefix.
+        """
+        stack = self._stack
+        group_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{log_group}"
+        self.api.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadTrainingJobLogs",
+                actions=["logs:GetLogEvents"],
+                resources=[f"{group_arn}:log-stream:{job_name_prefix}-*"],
+            )
+        )
+        self.api.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ListTrainingJobLogStreams",
+                actions=["logs:DescribeLogStreams"],
+                resources=[group_arn, f"{group_arn}:*"],
+            )
+        )
+        acknowledge_wildcards(
+            self.api,
+            [nag_arn(stack, "logs", f"log-group:{log_group}:log-stream:{job_name_prefix}-*")],
+            "Training job log streams are named <job name>/algo-1-<epoch> and this stack's jobs "
+            "<prefix>-<job id>: the prefix is the narrowest resource.",
+        )
+        acknowledge_wildcards(
+            self.api,
+            [nag_arn(stack, "logs", f"log-group:{log_group}:*")],
+            "logs:DescribeLogStreams (read-only, stream names only) is authorised on the whole log "
+            "group; the API always filters by the job's own stream prefix.",
         )
 
     @staticmethod

@@ -45,6 +45,10 @@ def main() -> int:
             time.sleep(0.1)
         (root / "checkpoints/state.bin").write_bytes(b"resume")
         return 0
+    print("fake container: training", flush=True)
+    sys.stdout.write("steps: 1/2\rsteps: 2/2\n")  # a tqdm bar redrawn with carriage returns
+    sys.stdout.flush()
+    print("fake container: saved " + "x" * 100_000, file=sys.stderr, flush=True)  # longer than an event
     (root / "model/out.safetensors").write_bytes(b"fake lora")
     return 0
 

@@ -7,6 +7,7 @@ EventBridge events in seconds.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -18,8 +19,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from functions.domain.storage_layout import SAGEMAKER_TRAINING_LOG_GROUP
 from local_runtime.aws_emulator import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, AwsEmulator, ResourceNames
 from local_runtime.job_runner import LocalTrainingJobRunner, RunnerOptions
+from local_runtime.log_shipping import MAX_MESSAGE_BYTES, restore_journals
 from local_runtime.sagemaker_jobs import EVENT_DETAIL_TYPE, EVENT_SOURCE, RESTARTED_REASON, TrainingJobStore
 from local_runtime.sagemaker_server import LocalSageMaker, SageMakerWireServer
 
@@ -68,6 +71,7 @@ def start_sagemaker(
         RunnerOptions(
             container_command=FAKE_CONTAINER, checkpoint_sync_seconds=0.2, stop_grace_seconds=3, **options
         ),
+        logs_client=emulator.client("logs"),
     )
     service = LocalSageMaker(store, runner, REGION)
     server = SageMakerWireServer(service)
@@ -279,3 +283,39 @@ def test_jobs_running_at_restart_are_failed_with_a_reason(emulator: AwsEmulator,
     finally:
         server2.stop()
         runner2.shutdown()
+
+
+def stream_messages(logs: Any, group: str, prefix: str) -> dict[str, list[str]]:
+    streams = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=prefix)["logStreams"]
+    return {
+        s["logStreamName"]: [
+            e["message"]
+            for e in logs.get_log_events(
+                logGroupName=group, logStreamName=s["logStreamName"], startFromHead=True
+            )["events"]
+        ]
+        for s in streams
+    }
+
+
+def test_container_output_goes_to_cloudwatch_logs_and_the_log_file(
+    sagemaker: LocalSageMakerFixture, emulator: AwsEmulator
+) -> None:
+    sagemaker.client.create_training_job(**job_request("logged-job"))
+    sagemaker.wait_terminal("logged-job")
+
+    logs = emulator.client("logs")
+    streams = stream_messages(logs, SAGEMAKER_TRAINING_LOG_GROUP, "logged-job/")
+    [(stream, messages)] = streams.items()
+    assert re.fullmatch(r"logged-job/algo-1-\d{10}", stream)  # SageMaker's stream naming
+    assert messages[:3] == ["fake container: training", "steps: 1/2", "steps: 2/2"]
+    long_line = "".join(messages[3:])
+    assert long_line == "fake container: saved " + "x" * 100_000 and len(messages) > 4
+    assert all(len(m.encode()) <= MAX_MESSAGE_BYTES for m in messages)
+    log_file = (sagemaker.store_dir / "work" / "logged-job" / "container.log").read_bytes()
+    assert b"steps: 1/2\rsteps: 2/2\n" in log_file  # the raw output is kept too
+
+    # A restarted runtime (fresh emulator memory) gets the same events back from the journals.
+    restored = restore_journals(logs, "/restored/TrainingJobs", sagemaker.runner.log_journals())
+    assert restored >= len(messages)
+    assert stream_messages(logs, "/restored/TrainingJobs", "logged-job/") == streams

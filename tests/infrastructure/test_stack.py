@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -281,3 +282,40 @@ def test_bad_context_is_refused_with_the_key(context: dict[str, Any], message: s
 
     with pytest.raises(Exception, match=message):
         build_app({**NO_BUNDLING, **context})
+
+
+def _policy_statements_of(template_json: dict[str, Any], handler: str) -> list[dict[str, Any]]:
+    """The statements of the policies attached to the role of the function with this handler."""
+    function = next(
+        f
+        for f in _resources(template_json, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == handler
+    )
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    found: list[dict[str, Any]] = []
+    for policy in _resources(template_json, "AWS::IAM::Policy").values():
+        if {"Ref": role} in policy["Properties"]["Roles"]:
+            found += policy["Properties"]["PolicyDocument"]["Statement"]
+    return found
+
+
+def test_api_reads_only_this_stacks_training_logs(template_json: dict[str, Any]) -> None:
+    api = _policy_statements_of(template_json, "functions.api.handler.lambda_handler")
+    read = next(s for s in api if s.get("Sid") == "ReadTrainingJobLogs")
+    assert _as_list(read["Action"]) == ["logs:GetLogEvents"]
+    [resource] = _as_list(read["Resource"])
+    text = json.dumps(resource)
+    assert f"log-group:{DEFAULTS.training_log_group}:log-stream:loratraining-*" in text
+    listing = next(s for s in api if s.get("Sid") == "ListTrainingJobLogStreams")
+    assert _as_list(listing["Action"]) == ["logs:DescribeLogStreams"]
+    assert all(DEFAULTS.training_log_group in json.dumps(r) for r in _as_list(listing["Resource"]))
+    for handler in ("functions.events.handler.lambda_handler", "functions.reconciler.handler.lambda_handler"):
+        actions = {a for s in _policy_statements_of(template_json, handler) for a in _as_list(s["Action"])}
+        assert not any(action.startswith("logs:") for action in actions), handler
+    functions = _resources(template_json, "AWS::Lambda::Function").values()
+    api_env = next(
+        f["Properties"]["Environment"]["Variables"]
+        for f in functions
+        if f["Properties"]["Handler"] == "functions.api.handler.lambda_handler"
+    )
+    assert api_env[EnvVar.TRAINING_LOG_GROUP] == DEFAULTS.training_log_group

@@ -28,6 +28,8 @@ EXPECTED_OPERATIONS = {
     ("get", "/trainings/{job_id}"),
     ("post", "/trainings/{job_id}/stop"),
     ("delete", "/trainings/{job_id}"),
+    ("get", "/trainings/{job_id}/logs"),
+    ("get", "/trainings/{job_id}/metrics"),
 }
 
 

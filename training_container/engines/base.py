@@ -10,6 +10,7 @@ from functions.domain.catalog import FmType
 from functions.domain.kohya_params import ParamValue
 from functions.domain.training_contract import Engine
 from training_container.dataset_staging import StagedDataset
+from training_container.metrics import MetricsRecorder
 from training_container.progress import ProgressReporter
 
 
@@ -26,6 +27,7 @@ class EngineRequest:
     progress: ProgressReporter
     stop_requested: threading.Event = field(default_factory=threading.Event)
     job_id: str = ""
+    metrics: MetricsRecorder | None = None  # the loss curve; engines record a point per step
 
 
 @dataclass(frozen=True)

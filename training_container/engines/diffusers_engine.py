@@ -551,6 +551,14 @@ class DiffusersTrainer:
             loss=state.last_loss,
             eta_seconds=round(per_step * remaining, 1),
         )
+        if self.request.metrics is not None:
+            self.request.metrics.record(
+                step=state.global_step,
+                epoch=min(state.epoch + 1, self.schedule.epochs),
+                loss=state.last_loss,
+                learning_rate=float(self.lr_scheduler.get_last_lr()[0]),  # the U-Net group's
+                total_steps=self.schedule.max_steps,
+            )
         if state.global_step % 10 == 0 or remaining == 0:
             logger.info(
                 "step %d/%d loss %.4f", state.global_step, self.schedule.max_steps, state.last_loss or 0

@@ -84,6 +84,24 @@ def parse_kohya_line(line: str, progress: KohyaProgress) -> bool:
     return False
 
 
+def is_step_line(line: str) -> bool:
+    """The step bar (the curve's points), not an epoch banner or caching line."""
+    return _STEPS_BAR.match(line.strip()) is not None
+
+
+def _record_point(request: EngineRequest, state: KohyaProgress) -> None:
+    """A point of the loss curve; a redraw of the same step (new postfix) replaces it.
+
+    sd-scripts prints only ``avr_loss`` (its moving average) on the console; the learning rate
+    goes to TensorBoard alone (``lr/unet`` with ``--logging_dir``), which the image does not read,
+    so the curve's ``learning_rate`` is null for this engine.
+    """
+    if request.metrics is not None and state.step > 0:
+        request.metrics.record(
+            step=state.step, epoch=state.epoch, loss=state.loss, total_steps=state.total_steps
+        )
+
+
 def console_lines(stream: IO[bytes]) -> Iterator[str]:
     """Lines of a child's output split on ``\\n`` *and* ``\\r`` (tqdm redraws with ``\\r``)."""
     pending = b""
@@ -161,6 +179,8 @@ def run_kohya_engine(request: EngineRequest, sd_scripts_dir: Path) -> EngineResu
         tail = [*tail[-19:], line]
         if parse_kohya_line(line, state):
             _report(request, state)
+            if is_step_line(line):
+                _record_point(request, state)
     return_code = process.wait()
     seconds = time.monotonic() - started
     if request.stop_requested.is_set():
