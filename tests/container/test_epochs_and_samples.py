@@ -13,6 +13,7 @@ from PIL import Image
 from functions.domain.catalog import FmType
 from functions.domain.training_contract import TrainingSummary
 from tests.container.conftest import JobFactory
+from tests.container.test_kohya_wrapper import SCRIPT_OPTIONS
 from training_container.engines.base import SAMPLE_SUBFOLDER
 from training_container.entrypoint import run_job, verify_kohya_lora
 
@@ -72,6 +73,7 @@ def test_kohya_engine_gets_sd_scripts_sample_options_and_its_outputs_are_publish
     assert run_job(root) == 0
 
     training = toml.load(root / "work" / "kohya" / "training_config.toml")
+    assert set(training) <= SCRIPT_OPTIONS[FmType.SD15], set(training) - SCRIPT_OPTIONS[FmType.SD15]
     assert training["sample_every_n_epochs"] == 1 and training["sample_sampler"] == "euler_a"
     assert training["save_every_n_epochs"] == 1
     lines = Path(training["sample_prompts"]).read_text().splitlines()
