@@ -189,7 +189,9 @@ def register_epoch_loras(
     versions: list[ModelVersion] = []
     rejected: list[RejectedEpoch] = []
     for entry in sorted({e.epoch: e for e in listed}.values(), key=lambda e: e.epoch):
-        if entry.epoch not in expected or entry.epoch == final_epoch:
+        if entry.epoch == final_epoch:
+            continue  # the final LoRA is the default version, registered from its own file
+        if entry.epoch not in expected:
             rejected.append(RejectedEpoch(epoch=entry.epoch, reason="not an epoch this job saves"))
             continue
         relative = published_epoch_lora_path(job.sagemaker_job_name, entry.epoch)

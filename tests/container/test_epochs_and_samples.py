@@ -101,3 +101,13 @@ def test_a_corrupt_intermediate_lora_is_left_out_not_fatal(
 
     assert _summary(root).epoch_loras == []
     assert not (root / "model" / "epochs" / "my-lora-000001.safetensors").exists()
+
+
+def test_sdxl_samples_render_with_both_text_encoders(make_job: JobFactory) -> None:
+    prompt = {"prompt": "demo", "width": 64, "height": 64, "steps": 1, "cfg_scale": 1.0}
+    root = make_job(FmType.SDXL, config={"max_train_epochs": 1}, sample_prompts=[prompt], n_images=1)
+
+    assert run_job(root) == 0
+
+    with Image.open(root / "model" / "samples" / "my-lora_e000001_00.png") as image:
+        assert image.size == (64, 64)
