@@ -146,6 +146,13 @@ def saved_epochs(total_epochs: int, save_every: int | None) -> list[int]:
     return [*intermediate, total_epochs]
 
 
+def is_saved_epoch(epoch: int, total_epochs: int, save_every: int | None) -> bool:
+    """``epoch in saved_epochs(total_epochs, save_every)`` without building the list."""
+    if not 1 <= epoch <= total_epochs:
+        return False
+    return epoch == total_epochs or bool(save_every and epoch % save_every == 0)
+
+
 def sample_cadence(total_epochs: int | None, save_every: int | None) -> int:
     """sd-scripts' ``sample_every_n_epochs`` so that every saved epoch *and* the last one is sampled.
 

@@ -11,7 +11,12 @@ from aws_lambda_powertools import Logger
 
 from functions.adapters.training_launcher import TrainingJobState
 from functions.domain.catalog import ModelKind, ResourceStatus
-from functions.domain.epoch_outputs import epoch_lora_filename, saved_epochs
+from functions.domain.epoch_outputs import (
+    MAX_SAMPLE_IMAGES,
+    MAX_SAVED_EPOCHS,
+    epoch_lora_filename,
+    is_saved_epoch,
+)
 from functions.domain.errors import NotFound
 from functions.domain.file_checks import looks_like_image
 from functions.domain.ids import utc_now
@@ -181,17 +186,19 @@ def register_epoch_loras(
 ) -> tuple[list[ModelVersion], list[RejectedEpoch]]:
     """Verify each intermediate LoRA the summary lists and copy the good ones beside the final one.
 
-    Only epochs the job's own ``save_every_n_epochs`` saves are accepted (at most one file each),
-    so a summary can never make the control plane copy arbitrary objects.
+    Only epochs the job's own ``save_every_n_epochs`` saves are accepted (at most one file each,
+    at most ``MAX_SAVED_EPOCHS`` in all), so a summary can never make the control plane copy
+    arbitrary objects or grow the job record without bound.
     """
     save_every = job.config.get("save_every_n_epochs")
-    expected = set(saved_epochs(final_epoch, save_every if isinstance(save_every, int) else None))
+    every = save_every if isinstance(save_every, int) else None
     versions: list[ModelVersion] = []
     rejected: list[RejectedEpoch] = []
-    for entry in sorted({e.epoch: e for e in listed}.values(), key=lambda e: e.epoch):
+    entries = sorted({e.epoch: e for e in listed}.values(), key=lambda e: e.epoch)[:MAX_SAVED_EPOCHS]
+    for entry in entries:
         if entry.epoch == final_epoch:
             continue  # the final LoRA is the default version, registered from its own file
-        if entry.epoch not in expected:
+        if not is_saved_epoch(entry.epoch, final_epoch, every):
             rejected.append(RejectedEpoch(epoch=entry.epoch, reason="not an epoch this job saves"))
             continue
         relative = published_epoch_lora_path(job.sagemaker_job_name, entry.epoch)
@@ -222,7 +229,7 @@ def verified_samples(
     prefix = training_published_key(job.owner, job.id, job.sagemaker_job_name, "")
     present = ctx.storage.list_objects(prefix)  # one listing instead of a HEAD per image
     refs: list[SampleRef] = []
-    for sample in sorted({(s.epoch, s.prompt_index) for s in listed}):
+    for sample in sorted({(s.epoch, s.prompt_index) for s in listed})[:MAX_SAMPLE_IMAGES]:
         epoch, index = sample
         relative = published_sample_path(job.sagemaker_job_name, epoch, index)
         if index >= len(job.sample_prompts) or relative not in present:

@@ -11,6 +11,7 @@ from functions.domain.epoch_outputs import (
     VersionInfo,
     epoch_lora_filename,
     epoch_output_problems,
+    is_saved_epoch,
     parse_epoch_lora_name,
     parse_sample_name,
     sample_cadence,
@@ -109,6 +110,7 @@ def test_prompt_file_follows_sd_scripts_format() -> None:
 )
 def test_saved_epochs_follow_sd_scripts(total: int, every: int | None, expected: list[int]) -> None:
     assert saved_epochs(total, every) == expected
+    assert [e for e in range(-1, total + 3) if is_saved_epoch(e, total, every)] == expected
 
 
 @pytest.mark.parametrize(
