@@ -11,7 +11,11 @@ import httpx
 import pytest
 
 from functions.domain.storage_layout import model_object_key, training_published_key
-from functions.domain.training_contract import published_epoch_lora_path, published_sample_path
+from functions.domain.training_contract import (
+    TrainingHyperparameters,
+    published_epoch_lora_path,
+    published_sample_path,
+)
 from tests.integration.conftest import BUCKET, ApiCaller, sagemaker_event, send_event
 from tests.integration.workflow import png_bytes, ready_inputs, safetensors_bytes, training_body
 
@@ -178,3 +182,26 @@ def test_too_many_sample_images_are_refused_before_launch(api: ApiCaller) -> Non
     body = training_body(model_id, dataset_id, config=config, sample_prompts=PROMPTS * 2)
     status, error = api("POST", "/trainings", body)
     assert status == 400 and error["error"]["details"][0]["field"] == "sample_prompts", error
+
+
+def test_sample_prompts_travel_to_the_container_as_one_hyperparameter(
+    api: ApiCaller, sagemaker_stub: Any
+) -> None:
+    captured: dict[str, Any] = {}
+    sagemaker_stub.client.meta.events.register(
+        "provide-client-params.sagemaker.CreateTrainingJob", lambda params, **_: captured.update(params)
+    )
+    sagemaker_stub.add_response(
+        "create_training_job", {"TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x"}
+    )
+    long_prompts = [{"prompt": "p" * 400, "negative_prompt": "n" * 400, "seed": 2**32 - 1}] * 2
+    model_id, dataset_id = ready_inputs(api)
+    body = training_body(model_id, dataset_id, config=EPOCHS_CONFIG, sample_prompts=long_prompts)
+    status, job = api("POST", "/trainings", body)
+    assert status == 201, job
+    assert [{k: v for k, v in p.items() if v is not None} for p in job["sample_prompts"]] == long_prompts
+
+    hyperparameters = captured["HyperParameters"]
+    assert all(len(value) <= 2500 for value in hyperparameters.values())  # SageMaker's limit
+    parsed = TrainingHyperparameters.from_sagemaker(hyperparameters)
+    assert [p.model_dump(exclude_none=True) for p in parsed.sample_prompts] == long_prompts
