@@ -69,3 +69,25 @@ def lora_model_id(job: dict[str, Any]) -> str | None:
 def progress_of(job: dict[str, Any]) -> dict[str, Any]:
     progress = job.get("progress")
     return progress if isinstance(progress, dict) else {}
+
+
+def model_version(model: dict[str, Any], epoch: int | None) -> dict[str, Any] | None:
+    """The entry of ``versions`` for a saved epoch (None without an epoch or a match)."""
+    if epoch is None:
+        return None
+    versions = model.get("versions")
+    return next((v for v in versions or [] if isinstance(v, dict) and v.get("epoch") == epoch), None)
+
+
+def samples_of(job: dict[str, Any]) -> list[dict[str, Any]]:
+    """A training's sample images: ``[{"epoch", "prompt_index", "prompt", "download_url"}]``."""
+    samples = job.get("samples")
+    return [s for s in samples if isinstance(s, dict)] if isinstance(samples, list) else []
+
+
+def sample_prompt_texts(job: dict[str, Any]) -> list[str]:
+    """The prompt of each column of the contact sheet, in request order."""
+    prompts = job.get("sample_prompts")
+    if not isinstance(prompts, list):
+        return []
+    return [str(p.get("prompt", "")) if isinstance(p, dict) else str(p) for p in prompts]

@@ -28,6 +28,7 @@ from functions.domain.statuses import TERMINAL_STATUSES as DOMAIN_TERMINAL_STATU
 from loractl import api_shapes
 from loractl.client import ApiClient, ApiConnectionError
 from loractl.config import resolve_connection
+from loractl.contact_sheet import contact_sheet
 from loractl.output import console, emit, errors
 from loractl.uploads import FileTarget, ResumeState, download, plan_parts, upload_files, upload_parts
 
@@ -153,12 +154,17 @@ def models_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _download_model(client: ApiClient, model_id: str, directory: Path, as_json: bool) -> Path:
-    model = client.get(f"/models/{model_id}")
+def _download_model(
+    client: ApiClient, model_id: str, directory: Path, as_json: bool, epoch: int | None = None
+) -> Path:
+    """The model's file, or with ``epoch`` that saved epoch's LoRA version (``GET /models/{id}?epoch=``)."""
+    model = client.get(f"/models/{model_id}", **({"epoch": epoch} if epoch is not None else {}))
     url = api_shapes.download_url(model)
     if not url:
         raise UsageError(f"model {model_id} has no download URL (status {model.get('status')!r})")
-    target = directory / str(model.get("filename") or f"{model_id}.safetensors")
+    version = api_shapes.model_version(model, epoch)
+    filename = (version or model).get("filename") or f"{model_id}.safetensors"
+    target = directory / str(filename)
     with _transfer_progress() as progress:
         task = progress.add_task(target.name, total=None)
         download(
@@ -167,13 +173,18 @@ def _download_model(client: ApiClient, model_id: str, directory: Path, as_json: 
             lambda n: progress.advance(task, n),
             lambda total: progress.update(task, total=total or None),
         )
-    emit({"model_id": model_id, "path": str(target), "size_bytes": target.stat().st_size}, as_json)
+    result = {"model_id": model_id, "path": str(target), "size_bytes": target.stat().st_size}
+    if epoch is not None:
+        result["epoch"] = epoch
+    emit(result, as_json)
     return target
 
 
 def models_download(args: argparse.Namespace) -> int:
+    if args.epoch is not None and args.epoch < 1:
+        raise UsageError("--epoch must be at least 1")
     with api(args) as client:
-        _download_model(client, args.id, Path(args.directory), args.json)
+        _download_model(client, args.id, Path(args.directory), args.json, args.epoch)
     return EXIT_OK
 
 
@@ -297,6 +308,29 @@ def configs_validate(args: argparse.Namespace) -> int:
 # --- trainings ------------------------------------------------------------------------------
 
 
+def _read_sample_prompts(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``--sample-prompt TEXT`` (repeatable) then the entries of ``--sample-prompts FILE``.
+
+    The file is JSON (a list) or TOML (``[[prompts]]`` tables) of objects with ``prompt`` and
+    optional ``negative_prompt``, ``seed``, ``steps``, ``width``, ``height``, ``cfg_scale``; the
+    server validates every field.
+    """
+    prompts: list[dict[str, Any]] = [{"prompt": text} for text in args.sample_prompt or []]
+    if args.sample_prompts:
+        path = Path(args.sample_prompts)
+        if not path.is_file():
+            raise UsageError(f"sample prompts file {path} does not exist")
+        text = path.read_text(encoding="utf-8")
+        try:
+            data = tomllib.loads(text).get("prompts") if path.suffix.lower() == ".toml" else json.loads(text)
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+            raise UsageError(f"sample prompts file {path}: {error}") from error
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise UsageError(f"sample prompts file {path}: must hold a list of objects with a 'prompt'")
+        prompts += data
+    return prompts
+
+
 def trainings_create(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
         "fm_type": args.fm_type,
@@ -305,6 +339,9 @@ def trainings_create(args: argparse.Namespace) -> int:
         "instance_type": args.instance_type,
         "config": _read_parameter_file(args.config) if args.config else {},
     }
+    prompts = _read_sample_prompts(args)
+    if prompts:
+        body["sample_prompts"] = prompts
     optional = {"name": args.name, "use_spot": args.spot, "max_runtime_seconds": args.max_runtime}
     body.update({key: value for key, value in optional.items() if value is not None})
     key = args.idempotency_key or str(uuid.uuid4())
@@ -484,6 +521,39 @@ def trainings_plot(args: argparse.Namespace) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     image.save(output, format="PNG")
     emit({"path": str(output), "points": len(points), "stride": curve.get("stride")}, args.json)
+    return EXIT_OK
+
+
+def trainings_samples(args: argparse.Namespace) -> int:
+    """Download a job's sample images and write its contact sheet (rows epochs, columns prompts)."""
+    output = Path(args.output)
+    with api(args) as client:
+        job = client.get(f"/trainings/{args.id}")
+        samples = api_shapes.samples_of(job)
+        if not samples:
+            raise UsageError(
+                f"training {args.id} has no sample images (status {job.get('status')!r}; samples are "
+                "listed once it completed with sample_prompts)"
+            )
+        folder = output / str(job["id"])
+        files: dict[tuple[int, int], Path] = {}
+        for sample in samples:
+            epoch, index = int(sample["epoch"]), int(sample["prompt_index"])
+            target = folder / f"epoch{epoch:03d}_prompt{index:02d}.png"
+            download(str(sample["download_url"]), target, lambda n: None, lambda total: None)
+            files[(epoch, index)] = target
+    prompts = api_shapes.sample_prompt_texts(job)
+    epochs = sorted({epoch for epoch, _ in files})
+    sheet = contact_sheet(files, epochs, prompts, output / f"{job['id']}-contact-sheet.png")
+    emit(
+        {
+            "training_id": job["id"],
+            "samples": len(files),
+            "directory": str(folder),
+            "contact_sheet": str(sheet),
+        },
+        args.json,
+    )
     return EXIT_OK
 
 

@@ -95,6 +95,9 @@ def _models(root: argparse._SubParsersAction) -> None:
     download = _command(group, "download", commands.models_download, "download a model's file")
     download.add_argument("id")
     download.add_argument("directory", nargs="?", default=".")
+    download.add_argument(
+        "--epoch", type=int, help="a trained LoRA's saved epoch (save_every_n_epochs); default: the final one"
+    )
 
 
 def _datasets(root: argparse._SubParsersAction) -> None:
@@ -149,6 +152,17 @@ def _trainings(root: argparse._SubParsersAction) -> None:
         help="managed spot (default: the deployment's)",
     )
     create.add_argument("--max-runtime", type=int, help="seconds")
+    create.add_argument(
+        "--sample-prompt",
+        action="append",
+        metavar="TEXT",
+        help="render this prompt at each saved epoch (repeatable)",
+    )
+    create.add_argument(
+        "--sample-prompts",
+        metavar="FILE",
+        help="JSON list or TOML [[prompts]] of {prompt, negative_prompt, seed, steps, width, height, ...}",
+    )
     create.add_argument("--idempotency-key", help="retry-safe key (default: a new one per invocation)")
     create.add_argument(
         "--wait", action="store_true", help="follow the job with a progress bar until it ends"
@@ -181,6 +195,15 @@ def _trainings(root: argparse._SubParsersAction) -> None:
     plot = _command(group, "plot", commands.trainings_plot, "write a PNG chart of a training's loss curve")
     plot.add_argument("id")
     plot.add_argument("--output", help="PNG file to write (default: <id>-loss.png)")
+
+    samples = _command(
+        group,
+        "samples",
+        commands.trainings_samples,
+        "download a training's sample images and write a contact sheet (epochs x prompts)",
+    )
+    samples.add_argument("id")
+    samples.add_argument("--output", default=".", help="folder for the images and the contact sheet")
 
 
 def _local(root: argparse._SubParsersAction) -> None:

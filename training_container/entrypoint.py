@@ -52,6 +52,7 @@ from functions.domain.training_contract import (
 from training_container.dataset_staging import StagedDataset
 from training_container.dataset_staging import stage_dataset as stage_dataset_folder
 from training_container.engines.base import EngineRequest, EngineResult
+from training_container.epoch_publishing import EpochFiles, collect_epoch_files, publish_epoch_files
 from training_container.errors import JobFailure
 from training_container.metrics import MetricsRecorder
 from training_container.model_loading import ensure_family
@@ -65,6 +66,7 @@ SD_SCRIPTS_DIR_ENV = "SD_SCRIPTS_DIR"  # set in the image; kohya is used when tr
 HYPERPARAMETERS_FILE = "input/config/hyperparameters.json"
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2
 KOHYA_LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+DIFFUSERS_EPOCH_FOLDER = "diffusers_epochs"  # inside the checkpoints folder: survives spot restarts
 
 
 @dataclass(frozen=True)
@@ -189,9 +191,17 @@ def verify_kohya_lora(path: Path) -> None:
 
 
 def publish_outputs(
-    result: EngineResult, inputs: JobInputs, paths: JobPaths, started: float
+    result: EngineResult,
+    inputs: JobInputs,
+    paths: JobPaths,
+    started: float,
+    epoch_dir: Path | None = None,
 ) -> TrainingSummary:
-    """Stage 5: ``<root>/model/<output_name>.safetensors`` + ``summary.json``."""
+    """Stage 5: ``<root>/model/<output_name>.safetensors`` + ``summary.json``.
+
+    With ``save_every_n_epochs`` or sample prompts, also the intermediate LoRAs and sample images
+    the engine left in ``epoch_dir`` (see ``training_container.epoch_publishing``).
+    """
     hyperparameters = inputs.hyperparameters
     if result.lora_path is None or not result.lora_path.is_file():
         raise JobFailure("training finished without writing a LoRA (no images were trained?)")
@@ -200,6 +210,16 @@ def publish_outputs(
     if result.lora_path.resolve() != target.resolve():
         shutil.copyfile(result.lora_path, target)
     verify_kohya_lora(target)
+    save_every = inputs.config.get("save_every_n_epochs")
+    epoch_loras, samples = publish_epoch_files(
+        collect_epoch_files(epoch_dir, hyperparameters.output_name) if epoch_dir else EpochFiles(),
+        paths.model_dir,
+        hyperparameters.output_name,
+        final_epoch=result.epochs,
+        save_every=save_every if isinstance(save_every, int) else None,
+        prompt_count=len(hyperparameters.sample_prompts),
+        verify_lora=verify_kohya_lora,
+    )
     summary = TrainingSummary(
         job_id=hyperparameters.job_id,
         engine=result.engine,
@@ -213,6 +233,8 @@ def publish_outputs(
         final_loss=result.final_loss,
         duration_seconds=round(time.monotonic() - started, 3),
         training_seconds=round(result.training_seconds, 3),
+        epoch_loras=epoch_loras,
+        samples=samples,
     )
     write_json_atomically(paths.model_dir / SUMMARY_FILENAME, summary.model_dump_json(indent=2))
     return summary
@@ -272,12 +294,14 @@ def run_job(root: Path, stop: threading.Event | None = None) -> int:
             stop_requested=stop,
             job_id=hyperparameters.job_id,
             metrics=metrics,
+            sample_prompts=hyperparameters.sample_prompts,
+            epoch_dir=paths.checkpoints_dir / DIFFUSERS_EPOCH_FOLDER if engine == Engine.DIFFUSERS else None,
         )
         result = run_engine(request, engine)
         if result.stopped:
             logger.warning("stopped at step %d; state saved in %s", result.steps, paths.checkpoints_dir)
             return EXIT_OK
-        summary = publish_outputs(result, inputs, paths, started)
+        summary = publish_outputs(result, inputs, paths, started, request.epoch_output_dir)
         metrics.publish(paths.model_dir)
         progress.update(phase=TrainingPhase.DONE, step=summary.steps, force=True)
         logger.info("published %s (%d bytes)", summary.lora_filename, summary.lora_size_bytes)

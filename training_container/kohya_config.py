@@ -17,6 +17,12 @@ from typing import Any
 import toml
 
 from functions.domain.catalog import FmType
+from functions.domain.epoch_outputs import (
+    SD_SCRIPTS_SAMPLER,
+    SamplePrompt,
+    sample_cadence,
+    sd_scripts_prompt_file,
+)
 from functions.domain.kohya_params import ParamValue
 from training_container.dataset_staging import CAPTION_EXTENSION, StagedDataset
 
@@ -26,6 +32,7 @@ SD_SCRIPTS_COMMIT = "ae72efb92babe89ff8e70f057e42db68440e8d61"
 TRAINING_SCRIPT = {FmType.SD15: "train_network.py", FmType.SDXL: "sdxl_train_network.py"}
 ACCELERATE_LAUNCH = ("accelerate", "launch", "--num_cpu_threads_per_process", "1")
 STATE_FOLDER = "kohya_state"
+SAMPLE_PROMPTS_FILE = "sample_prompts.txt"
 
 # User parameters that sd-scripts reads from the dataset TOML's [general] section (argparse
 # name -> dataset schema name). Everything else goes to the training TOML.
@@ -108,6 +115,28 @@ def service_parameters(
     return parameters
 
 
+def sample_parameters(
+    config: dict[str, ParamValue], prompts: Sequence[SamplePrompt], fm_type: FmType, work_dir: Path
+) -> dict[str, Any]:
+    """sd-scripts' own sampling options: a prompt file we render, sampled on every saved epoch.
+
+    The cadence divides both the save interval and the epoch count, so the last epoch is sampled
+    too (sd-scripts samples when ``epoch % sample_every_n_epochs == 0``).
+    """
+    if not prompts:
+        return {}
+    prompt_file = work_dir / SAMPLE_PROMPTS_FILE
+    prompt_file.write_text(sd_scripts_prompt_file(prompts, fm_type), encoding="utf-8")
+    epochs, save_every = config.get("max_train_epochs"), config.get("save_every_n_epochs")
+    return {
+        "sample_prompts": str(prompt_file),
+        "sample_every_n_epochs": sample_cadence(
+            epochs if isinstance(epochs, int) else None, save_every if isinstance(save_every, int) else None
+        ),
+        "sample_sampler": SD_SCRIPTS_SAMPLER,
+    }
+
+
 def training_toml(config: dict[str, ParamValue], service: dict[str, Any]) -> dict[str, Any]:
     user = {key: value for key, value in config.items() if key not in DATASET_PARAMETERS}
     if "resolution" in config:
@@ -142,6 +171,7 @@ def build_kohya_configs(
     sd_scripts_dir: Path,
     tokenizer_cache_dir: Path | None,
     launcher: Sequence[str] = ACCELERATE_LAUNCH,
+    sample_prompts: Sequence[SamplePrompt] = (),
 ) -> KohyaFiles:
     """Write both TOML files into ``work_dir`` and return them with the command line."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +183,7 @@ def build_kohya_configs(
         output_dir=output_dir,
         output_name=output_name,
         tokenizer_cache_dir=tokenizer_cache_dir,
-    )
+    ) | sample_parameters(config, sample_prompts, fm_type, work_dir)
     training_path.write_text(toml.dumps(training_toml(config, service)), encoding="utf-8")
     script = sd_scripts_dir / TRAINING_SCRIPT[fm_type]
     return KohyaFiles(

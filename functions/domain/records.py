@@ -18,6 +18,7 @@ from functions.domain.dataset_rules import (
     UPLOAD_URLS_PER_RESPONSE,
     DatasetManifest,
 )
+from functions.domain.epoch_outputs import MAX_SAMPLE_PROMPTS, SamplePrompt, VersionInfo
 from functions.domain.kohya_params import ParamValue
 from functions.domain.planning import TrainingPlan
 from functions.domain.statuses import JobStatus
@@ -90,6 +91,24 @@ class CompleteModelRequest(BaseModel):
     parts: list[UploadedPart] = Field(min_length=1, max_length=10_000)
 
 
+class ModelVersion(VersionInfo):
+    """One stored file of a trained LoRA: an intermediate epoch or the final (default) one."""
+
+    filename: str
+    size_bytes: int
+    sha256: str | None = None
+    s3_key: str
+
+
+class ModelVersionView(BaseModel):
+    epoch: int
+    is_default: bool = Field(description="the final LoRA; what a download without ?epoch= gets")
+    filename: str
+    size_bytes: int
+    sha256: str | None = None
+    download_url: str | None = Field(default=None, description="presigned GET (GET /models/{id} only)")
+
+
 class ModelRecord(BaseModel):
     id: str
     owner: str
@@ -103,6 +122,7 @@ class ModelRecord(BaseModel):
     s3_key: str
     upload_id: str | None = None
     source_job_id: str | None = None
+    versions: list[ModelVersion] = Field(default_factory=list)
     created_at: str
     updated_at: str
 
@@ -120,6 +140,9 @@ class ModelView(BaseModel):
     created_at: str
     updated_at: str
     download_url: str | None = Field(default=None, description="presigned GET, once ready (GET /models/{id})")
+    versions: list[ModelVersionView] = Field(
+        default_factory=list, description="a trained LoRA's saved epochs (save_every_n_epochs), ascending"
+    )
 
 
 class PresignedPart(BaseModel):
@@ -269,6 +292,11 @@ class CreateTrainingRequest(BaseModel):
     name: DisplayName | None = None
     use_spot: bool | None = Field(default=None, description="managed spot; default set by the deployment")
     max_runtime_seconds: int | None = Field(default=None, ge=600, le=28 * 24 * 3600)
+    sample_prompts: list[SamplePrompt] = Field(
+        default_factory=list,
+        max_length=MAX_SAMPLE_PROMPTS,
+        description="prompts rendered as sample images at each saved epoch and at the end",
+    )
 
 
 class TrainingProgress(BaseModel):
@@ -282,6 +310,16 @@ class TrainingProgress(BaseModel):
     updated_at: str | None = None
 
 
+class RejectedEpoch(BaseModel):
+    epoch: int
+    reason: str
+
+
+class SampleRef(BaseModel):
+    epoch: int
+    prompt_index: int
+
+
 class TrainingOutput(BaseModel):
     lora_model_id: str
     lora_size_bytes: int
@@ -289,6 +327,18 @@ class TrainingOutput(BaseModel):
     steps: int | None = None
     final_loss: float | None = None
     training_seconds: float | None = None
+    epochs: list[int] = Field(default_factory=list, description="epochs kept as versions of the LoRA model")
+    rejected_epochs: list[RejectedEpoch] = Field(
+        default_factory=list, description="intermediate LoRAs that failed verification and were not kept"
+    )
+    samples: list[SampleRef] = Field(default_factory=list, description="verified sample images")
+
+
+class TrainingSampleView(BaseModel):
+    epoch: int
+    prompt_index: int
+    prompt: str
+    download_url: str = Field(description="presigned GET of the PNG")
 
 
 class StatusChange(BaseModel):
@@ -317,6 +367,7 @@ class TrainingJobRecord(BaseModel):
     progress: TrainingProgress | None = None
     output: TrainingOutput | None = None
     history: list[StatusChange] = Field(default_factory=list)
+    sample_prompts: list[SamplePrompt] = Field(default_factory=list)
     created_at: str
     updated_at: str
 
@@ -340,6 +391,10 @@ class TrainingJobView(BaseModel):
     progress: TrainingProgress | None = None
     output: TrainingOutput | None = None
     history: list[StatusChange] = Field(default_factory=list)
+    sample_prompts: list[SamplePrompt] = Field(default_factory=list)
+    samples: list[TrainingSampleView] = Field(
+        default_factory=list, description="sample images by epoch and prompt (GET /trainings/{id} only)"
+    )
     created_at: str
     updated_at: str
 

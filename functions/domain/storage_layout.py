@@ -5,6 +5,10 @@ container agree.
     datasets/<owner_key>/<dataset_id>/files/<rel path>     dataset files, Kohya layout under files/
     datasets/<owner_key>/<dataset_id>/declared.json        the declared file list
     trainings/<owner_key>/<job_id>/output/                 SageMaker OutputDataConfig (uncompressed)
+    trainings/<owner_key>/<job_id>/output/<sagemaker job>/output/model/   what the container left in
+        /opt/ml/model: <name>.safetensors, summary.json, epochs/<name>-000001.safetensors,
+        samples/<name>_e000001_00.png (see training_contract)
+    models/<owner_key>/<job_id>/<name>-000001.safetensors  a registered LoRA's intermediate versions
     trainings/<owner_key>/<job_id>/checkpoints/            SageMaker CheckpointConfig (synced live)
     trainings/<owner_key>/<job_id>/checkpoints/progress.json   live progress (see training_contract)
     trainings/<owner_key>/<job_id>/checkpoints/metrics.json    the loss curve (see training_contract)
@@ -78,6 +82,16 @@ def training_metrics_key(owner: str, job_id: str) -> str:
 def training_log_stream_prefix(sagemaker_job_name: str) -> str:
     """Every CloudWatch Logs stream of one SageMaker training job starts with this."""
     return f"{sagemaker_job_name}/"
+
+
+def training_model_output_prefix(owner: str, job_id: str, sagemaker_job_name: str) -> str:
+    """Where SageMaker uploads ``/opt/ml/model`` (CompressionType NONE keeps the files as they are)."""
+    return f"{training_output_prefix(owner, job_id)}{sagemaker_job_name}/output/model/"
+
+
+def training_published_key(owner: str, job_id: str, sagemaker_job_name: str, relative_path: str) -> str:
+    """A file the container published, by its path relative to ``/opt/ml/model``."""
+    return training_model_output_prefix(owner, job_id, sagemaker_job_name) + relative_path
 
 
 def sagemaker_job_name(prefix: str, job_id: str) -> str:

@@ -26,6 +26,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.domain.catalog import FmType
+from functions.domain.epoch_outputs import SamplePrompt, epoch_lora_filename, sample_filename
 
 # SageMaker's channel names and container folders (BYOC convention).
 MODEL_CHANNEL = "model"
@@ -36,6 +37,19 @@ FAILURE_FILE = "output/failure"
 CHECKPOINTS_FOLDER = "checkpoints"
 MODEL_FOLDER = "model"
 LORA_FILENAME_SUFFIX = ".safetensors"
+# Inside MODEL_FOLDER: intermediate LoRAs and sample images (see functions.domain.epoch_outputs).
+EPOCHS_FOLDER = "epochs"
+SAMPLES_FOLDER = "samples"
+
+
+def published_epoch_lora_path(output_name: str, epoch: int) -> str:
+    """Where the container publishes an intermediate LoRA, relative to ``/opt/ml/model``."""
+    return f"{EPOCHS_FOLDER}/{epoch_lora_filename(output_name, epoch)}"
+
+
+def published_sample_path(output_name: str, epoch: int, prompt_index: int) -> str:
+    """Where the container publishes a sample image, relative to ``/opt/ml/model``."""
+    return f"{SAMPLES_FOLDER}/{sample_filename(output_name, epoch, prompt_index)}"
 
 
 class Engine(StrEnum):
@@ -57,16 +71,25 @@ class TrainingHyperparameters(BaseModel):
     config: dict[str, bool | int | float | str | list[str]] = Field(
         description="validated, normalised Kohya parameters (defaults already merged)"
     )
+    sample_prompts: list[SamplePrompt] = Field(
+        default_factory=list, description="validated sample prompts, rendered at each saved epoch"
+    )
 
     def to_sagemaker(self) -> dict[str, str]:
-        data = self.model_dump(mode="json")
-        return {k: (json.dumps(v) if isinstance(v, dict | list) else str(v)) for k, v in data.items()}
+        data = self.model_dump(mode="json", exclude_none=True)
+        if not data["sample_prompts"]:
+            del data["sample_prompts"]  # jobs without samples keep their hyperparameters unchanged
+        return {
+            k: (json.dumps(v, separators=(",", ":")) if isinstance(v, dict | list) else str(v))
+            for k, v in data.items()
+        }
 
     @classmethod
     def from_sagemaker(cls, raw: dict[str, str]) -> TrainingHyperparameters:
         data: dict[str, object] = dict(raw)
-        if isinstance(data.get("config"), str):
-            data["config"] = json.loads(str(data["config"]))
+        for key in ("config", "sample_prompts"):
+            if isinstance(data.get(key), str):
+                data[key] = json.loads(str(data[key]))
         return cls.model_validate(data)
 
 
@@ -94,8 +117,27 @@ class ProgressReport(BaseModel):
     updated_at: str = Field(description="ISO-8601 UTC time of this report")
 
 
+class EpochLora(BaseModel):
+    """An intermediate LoRA published at ``published_epoch_lora_path(output_name, epoch)``."""
+
+    epoch: int = Field(ge=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0)
+
+
+class SampleImage(BaseModel):
+    """A PNG published at ``published_sample_path(output_name, epoch, prompt_index)``."""
+
+    epoch: int = Field(ge=1)
+    prompt_index: int = Field(ge=0)
+
+
 class TrainingSummary(BaseModel):
-    """``summary.json`` published next to the LoRA in ``/opt/ml/model``."""
+    """``summary.json`` published next to the LoRA in ``/opt/ml/model``.
+
+    File locations are not listed: both sides derive them from ``output_name`` and the epoch (and
+    prompt index), so the control plane never follows a path the container wrote.
+    """
 
     model_config = ConfigDict(extra="ignore")
 
@@ -111,6 +153,8 @@ class TrainingSummary(BaseModel):
     final_loss: float | None
     duration_seconds: float
     training_seconds: float
+    epoch_loras: list[EpochLora] = Field(default_factory=list, description="intermediate epochs, ascending")
+    samples: list[SampleImage] = Field(default_factory=list)
 
 
 # A 10,000-step job still writes (and the API still reads) a curve of at most this many points,

@@ -11,18 +11,40 @@ from aws_lambda_powertools import Logger
 
 from functions.adapters.training_launcher import TrainingJobState
 from functions.domain.catalog import ModelKind, ResourceStatus
+from functions.domain.epoch_outputs import (
+    MAX_SAMPLE_IMAGES,
+    MAX_SAVED_EPOCHS,
+    epoch_lora_filename,
+    is_saved_epoch,
+)
 from functions.domain.errors import NotFound
+from functions.domain.file_checks import looks_like_image
 from functions.domain.ids import utc_now
-from functions.domain.records import ModelRecord, TrainingJobRecord, TrainingOutput, TrainingProgress
+from functions.domain.records import (
+    ModelRecord,
+    ModelVersion,
+    RejectedEpoch,
+    SampleRef,
+    TrainingJobRecord,
+    TrainingOutput,
+    TrainingProgress,
+)
 from functions.domain.sagemaker_states import job_status_for, stop_reason
 from functions.domain.statuses import JobStatus, can_transition
 from functions.domain.storage_layout import (
     SUMMARY_FILENAME,
     job_id_from_sagemaker_name,
     model_object_key,
-    training_output_prefix,
+    training_published_key,
 )
-from functions.domain.training_contract import LORA_FILENAME_SUFFIX, TrainingSummary
+from functions.domain.training_contract import (
+    LORA_FILENAME_SUFFIX,
+    EpochLora,
+    SampleImage,
+    TrainingSummary,
+    published_epoch_lora_path,
+    published_sample_path,
+)
 from functions.services.context import ServiceContext
 from functions.services.models import verify_safetensors
 from functions.services.trainings import audit, live_progress
@@ -79,23 +101,41 @@ def apply_state(ctx: ServiceContext, state: TrainingJobState, cause: str) -> Job
 def completion_fields(ctx: ServiceContext, job: TrainingJobRecord) -> dict[str, object]:
     """Verify the LoRA SageMaker uploaded and register it as a model (id = the job's id).
 
+    Intermediate epochs (``save_every_n_epochs``) become versions of that one model, the final LoRA
+    the default version. An intermediate file that fails verification is left out, with its reason
+    in ``output.rejected_epochs``: the final LoRA is the paid-for result and stays usable. Sample
+    images are kept where SageMaker put them (they go with the job) and listed once verified.
+
     Returns the job fields to set: ``output`` and final ``progress``, or a ``failure_reason`` when
-    the output is missing or not a valid safetensors file.
+    the final output is missing or not a valid safetensors file.
     """
-    output_folder = f"{training_output_prefix(job.owner, job.id)}{job.sagemaker_job_name}/output/model/"
-    lora_key = f"{output_folder}{job.sagemaker_job_name}{LORA_FILENAME_SUFFIX}"
+    name = job.sagemaker_job_name
+    lora_key = training_published_key(job.owner, job.id, name, f"{name}{LORA_FILENAME_SUFFIX}")
     try:
         size = verify_safetensors(ctx, lora_key, None)
     except ValueError as problem:
         return {"failure_reason": f"the training finished but its LoRA is unusable: {problem}"}
-    summary_data = ctx.storage.read_json(output_folder + SUMMARY_FILENAME) or {}
+    summary_data = ctx.storage.read_json(training_published_key(job.owner, job.id, name, SUMMARY_FILENAME))
     try:
-        summary: TrainingSummary | None = TrainingSummary.model_validate(summary_data)
+        summary: TrainingSummary | None = TrainingSummary.model_validate(summary_data or {})
     except ValueError:
         summary = None
-    filename = f"{job.sagemaker_job_name}{LORA_FILENAME_SUFFIX}"
+    filename = f"{name}{LORA_FILENAME_SUFFIX}"
     model_key = model_object_key(job.owner, job.id, filename)
     ctx.storage.copy(lora_key, model_key)
+    final_epoch = summary.epochs if summary and summary.epochs else job.plan.epochs
+    intermediate, rejected = register_epoch_loras(
+        ctx, job, summary.epoch_loras if summary else [], final_epoch
+    )
+    final = ModelVersion(
+        epoch=final_epoch,
+        is_default=True,
+        filename=filename,
+        size_bytes=size,
+        sha256=summary.lora_sha256 if summary else None,
+        s3_key=model_key,
+    )
+    versions = [*intermediate, final] if intermediate else []
     now = utc_now()
     registered = ctx.repository.create_if_absent(
         ModelRecord(
@@ -110,12 +150,13 @@ def completion_fields(ctx: ServiceContext, job: TrainingJobRecord) -> dict[str, 
             status=ResourceStatus.READY,
             s3_key=model_key,
             source_job_id=job.id,
+            versions=versions,
             created_at=now,
             updated_at=now,
         )
     )
-    if registered:
-        ctx.repository.reserve_storage(job.owner, size, None)  # counted, never refused: the work is paid for
+    if registered:  # counted, never refused: the work is paid for
+        ctx.repository.reserve_storage(job.owner, size + sum(v.size_bytes for v in intermediate), None)
     output = TrainingOutput(
         lora_model_id=job.id,
         lora_size_bytes=size,
@@ -123,6 +164,9 @@ def completion_fields(ctx: ServiceContext, job: TrainingJobRecord) -> dict[str, 
         steps=summary.steps if summary else None,
         final_loss=summary.final_loss if summary else None,
         training_seconds=summary.training_seconds if summary else None,
+        epochs=[v.epoch for v in versions],
+        rejected_epochs=rejected,
+        samples=verified_samples(ctx, job, summary.samples if summary else []),
     )
     progress = TrainingProgress(
         phase="done",
@@ -135,3 +179,63 @@ def completion_fields(ctx: ServiceContext, job: TrainingJobRecord) -> dict[str, 
         updated_at=now,
     )
     return {"output": output.model_dump(mode="json"), "progress": progress.model_dump(mode="json")}
+
+
+def register_epoch_loras(
+    ctx: ServiceContext, job: TrainingJobRecord, listed: list[EpochLora], final_epoch: int
+) -> tuple[list[ModelVersion], list[RejectedEpoch]]:
+    """Verify each intermediate LoRA the summary lists and copy the good ones beside the final one.
+
+    Only epochs the job's own ``save_every_n_epochs`` saves are accepted (at most one file each,
+    at most ``MAX_SAVED_EPOCHS`` in all), so a summary can never make the control plane copy
+    arbitrary objects or grow the job record without bound.
+    """
+    save_every = job.config.get("save_every_n_epochs")
+    every = save_every if isinstance(save_every, int) else None
+    versions: list[ModelVersion] = []
+    rejected: list[RejectedEpoch] = []
+    entries = sorted({e.epoch: e for e in listed}.values(), key=lambda e: e.epoch)[:MAX_SAVED_EPOCHS]
+    for entry in entries:
+        if entry.epoch == final_epoch:
+            continue  # the final LoRA is the default version, registered from its own file
+        if not is_saved_epoch(entry.epoch, final_epoch, every):
+            rejected.append(RejectedEpoch(epoch=entry.epoch, reason="not an epoch this job saves"))
+            continue
+        relative = published_epoch_lora_path(job.sagemaker_job_name, entry.epoch)
+        source = training_published_key(job.owner, job.id, job.sagemaker_job_name, relative)
+        try:
+            size = verify_safetensors(ctx, source, entry.size_bytes)
+        except ValueError as problem:
+            logger.warning("epoch LoRA rejected", extra={"job_id": job.id, "epoch": entry.epoch})
+            rejected.append(RejectedEpoch(epoch=entry.epoch, reason=str(problem)))
+            continue
+        filename = epoch_lora_filename(job.sagemaker_job_name, entry.epoch)
+        target = model_object_key(job.owner, job.id, filename)
+        ctx.storage.copy(source, target)
+        versions.append(
+            ModelVersion(
+                epoch=entry.epoch, filename=filename, size_bytes=size, sha256=entry.sha256, s3_key=target
+            )
+        )
+    return versions, rejected
+
+
+def verified_samples(
+    ctx: ServiceContext, job: TrainingJobRecord, listed: list[SampleImage]
+) -> list[SampleRef]:
+    """Sample images that are really there and really PNGs, for prompts the job really had."""
+    if not listed or not job.sample_prompts:
+        return []
+    prefix = training_published_key(job.owner, job.id, job.sagemaker_job_name, "")
+    present = ctx.storage.list_objects(prefix)  # one listing instead of a HEAD per image
+    refs: list[SampleRef] = []
+    for sample in sorted({(s.epoch, s.prompt_index) for s in listed})[:MAX_SAMPLE_IMAGES]:
+        epoch, index = sample
+        relative = published_sample_path(job.sagemaker_job_name, epoch, index)
+        if index >= len(job.sample_prompts) or relative not in present:
+            continue
+        if not looks_like_image("png", ctx.storage.read_range(present[relative].key, 0, 16)):
+            logger.warning("sample image is not a PNG", extra={"job_id": job.id, "sample": relative})
+            continue
+        refs.append(SampleRef(epoch=epoch, prompt_index=index))
+    return refs

@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger
 
 from functions.adapters.storage import choose_part_size
 from functions.domain.catalog import ModelKind, ResourceStatus
+from functions.domain.epoch_outputs import select_version
 from functions.domain.errors import Conflict, invalid
 from functions.domain.file_checks import parse_safetensors_header, safetensors_header_length
 from functions.domain.ids import new_id, utc_now
@@ -17,6 +18,7 @@ from functions.domain.records import (
     ModelCreated,
     ModelList,
     ModelRecord,
+    ModelVersionView,
     ModelView,
     MultipartUpload,
     PresignedPart,
@@ -119,14 +121,34 @@ def _fail_upload(ctx: ServiceContext, record: ModelRecord) -> None:
         ctx.repository.release_storage(record.owner, record.size_bytes)
 
 
-def get_model(ctx: ServiceContext, owner: str, model_id: str) -> ModelView:
+def get_model(ctx: ServiceContext, owner: str, model_id: str, epoch: int | None = None) -> ModelView:
+    """A model with presigned links; ``epoch`` makes ``download_url`` that saved epoch's LoRA."""
     record = ctx.repository.get(ModelRecord, model_id, owner)
-    url = (
-        ctx.storage.presign_get(record.s3_key, record.filename)
-        if record.status is ResourceStatus.READY
-        else None
+    ready = record.status is ResourceStatus.READY
+    versions = [
+        ModelVersionView(
+            **v.model_dump(exclude={"s3_key"}),
+            download_url=ctx.storage.presign_get(v.s3_key, v.filename) if ready else None,
+        )
+        for v in record.versions
+    ]
+    url = ctx.storage.presign_get(record.s3_key, record.filename) if ready else None
+    if epoch is not None:
+        chosen = select_version(record.versions, epoch)
+        if chosen is None:
+            kept = ", ".join(str(v.epoch) for v in record.versions) or "none (no save_every_n_epochs)"
+            raise invalid("epoch", f"model {model_id} has no version for epoch {epoch}; saved epochs: {kept}")
+        url = ctx.storage.presign_get(chosen.s3_key, chosen.filename) if ready else None
+    return view_of(
+        record, ModelView, download_url=url, versions=[v.model_dump(mode="json") for v in versions]
     )
-    return view_of(record, ModelView, download_url=url)
+
+
+def stored_objects(record: ModelRecord) -> dict[str, int]:
+    """Every object a model owns with its size: the file, plus a trained LoRA's other versions."""
+    objects = {v.s3_key: v.size_bytes for v in record.versions}
+    objects[record.s3_key] = record.size_bytes
+    return objects
 
 
 def list_models(
@@ -166,9 +188,11 @@ def delete_model(ctx: ServiceContext, owner: str, model_id: str) -> None:
         )
     if record.upload_id:
         ctx.storage.abort_multipart_upload(record.s3_key, record.upload_id)
-    ctx.storage.delete(record.s3_key)
+    objects = stored_objects(record)
+    for key in objects:
+        ctx.storage.delete(key)
     if ctx.repository.delete(ModelRecord, model_id):
-        ctx.repository.release_storage(owner, record.size_bytes)
+        ctx.repository.release_storage(owner, sum(objects.values()))
     logger.info("model deleted", extra={"model_id": model_id, "owner": owner})
 
 

@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger
 
 from functions.adapters.training_launcher import LaunchRefused
 from functions.domain.catalog import INSTANCE_TYPES, FmType
+from functions.domain.epoch_outputs import epoch_output_problems, sample_prompt_problems
 from functions.domain.errors import Conflict, LimitExceeded, NotFound, invalid_all
 from functions.domain.ids import new_id, utc_now
 from functions.domain.job_rules import (
@@ -33,6 +34,7 @@ from functions.domain.records import (
     TrainingJobRecord,
     TrainingJobView,
     TrainingProgress,
+    TrainingSampleView,
     view_of,
 )
 from functions.domain.statuses import JobStatus, is_terminal
@@ -43,12 +45,14 @@ from functions.domain.storage_layout import (
     training_output_prefix,
     training_prefix,
     training_progress_key,
+    training_published_key,
 )
 from functions.domain.training_contract import (
     DATASET_CHANNEL,
     MODEL_CHANNEL,
     Engine,
     TrainingHyperparameters,
+    published_sample_path,
 )
 from functions.services.context import ServiceContext
 from functions.services.models import delete_lora_of_job
@@ -95,6 +99,7 @@ def ready_inputs(
         *dataset_problems(dataset, owner),
         *runtime_problems(request.max_runtime_seconds, ctx.settings.max_runtime_seconds),
         *config_problems,
+        *sample_prompt_problems(request.sample_prompts, request.fm_type),
     ]
     if problems:
         raise invalid_all(problems)
@@ -130,6 +135,7 @@ def build_create_request(ctx: ServiceContext, job: TrainingJobRecord, model: Mod
         output_name=job.sagemaker_job_name,
         base_model_filename=model.filename,
         config=job.config,
+        sample_prompts=job.sample_prompts,
     )
     model_prefix = model.s3_key.rsplit("/", 1)[0] + "/"
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": job.max_runtime_seconds}
@@ -193,6 +199,13 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
     )
     if refusal:
         raise LimitExceeded(refusal)
+    plan = plan_for(ctx, dataset, config, request.fm_type, request.instance_type)
+    save_every = config.get("save_every_n_epochs")
+    problems = epoch_output_problems(
+        plan.epochs, save_every if isinstance(save_every, int) else None, len(request.sample_prompts)
+    )
+    if problems:
+        raise invalid_all(problems)
     job_id, now = new_id(), utc_now()
     job = TrainingJobRecord(
         id=job_id,
@@ -206,9 +219,10 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
         max_runtime_seconds=max_runtime,
         engine=Engine(settings.training_engine),
         config=config,
-        plan=plan_for(ctx, dataset, config, request.fm_type, request.instance_type),
+        plan=plan,
         status=JobStatus.PENDING,
         sagemaker_job_name=sagemaker_job_name(settings.job_name_prefix, job_id),
+        sample_prompts=request.sample_prompts,
         created_at=now,
         updated_at=now,
     )
@@ -264,10 +278,36 @@ def live_progress(ctx: ServiceContext, job: TrainingJobRecord) -> TrainingProgre
         return job.progress
 
 
+def sample_views(ctx: ServiceContext, job: TrainingJobRecord) -> list[TrainingSampleView]:
+    """The job's verified sample images with presigned links, by epoch then prompt."""
+    if job.output is None:
+        return []
+    views = []
+    for ref in sorted(job.output.samples, key=lambda r: (r.epoch, r.prompt_index)):
+        if ref.prompt_index >= len(job.sample_prompts):
+            continue  # a record older than its prompts cannot be labelled; never guess
+        relative = published_sample_path(job.sagemaker_job_name, ref.epoch, ref.prompt_index)
+        key = training_published_key(job.owner, job.id, job.sagemaker_job_name, relative)
+        views.append(
+            TrainingSampleView(
+                epoch=ref.epoch,
+                prompt_index=ref.prompt_index,
+                prompt=job.sample_prompts[ref.prompt_index].prompt,
+                download_url=ctx.storage.presign_get(key, relative.rsplit("/", 1)[-1]),
+            )
+        )
+    return views
+
+
 def get_training(ctx: ServiceContext, owner: str, job_id: str) -> TrainingJobView:
     job = ctx.repository.get(TrainingJobRecord, job_id, owner)
     progress = job.progress if is_terminal(job.status) else live_progress(ctx, job)
-    return view_of(job, TrainingJobView, progress=progress.model_dump(mode="json") if progress else None)
+    return view_of(
+        job,
+        TrainingJobView,
+        progress=progress.model_dump(mode="json") if progress else None,
+        samples=[s.model_dump(mode="json") for s in sample_views(ctx, job)],
+    )
 
 
 def list_trainings(

@@ -50,6 +50,7 @@ def make_job(tmp_path: Path, tiny_checkpoints: dict[FmType, Path]) -> JobFactory
         checkpoint_family: FmType | None = None,
         n_images: int = 2,
         engine: str = "diffusers",
+        sample_prompts: list[dict[str, Any]] | None = None,
     ) -> Path:
         root = tmp_path / "opt_ml"
         model_channel = root / "input" / "data" / "model"
@@ -66,6 +67,7 @@ def make_job(tmp_path: Path, tiny_checkpoints: dict[FmType, Path]) -> JobFactory
             output_name="my-lora",
             base_model_filename="base.safetensors",
             config=normalised,
+            sample_prompts=sample_prompts or [],
         )
         config_dir = root / "input" / "config"
         config_dir.mkdir(parents=True)

@@ -154,3 +154,18 @@ def test_dataset_layout_problems_are_all_listed_before_any_upload(
     assert "10_cat/a.exe: has extension '.exe'" in message
     assert "cats/b.png: folder 'cats' must be named <repeats>_<concept>" in message
     assert "nothing was uploaded" in message
+
+
+def test_sample_prompt_files_and_epochs_are_checked_before_any_request(
+    isolated_config: Path, tmp_path: Path
+) -> None:
+    nowhere = ("--endpoint", "http://127.0.0.1:9", "--token", "t")
+    create = ("trainings", "create", "--model", "m", "--dataset", "d", "--fm-type", "sd15")
+    create += ("--instance-type", "ml.g5.xlarge")
+    code, err = run(*create, "--sample-prompts", str(tmp_path / "absent.json"), *nowhere)
+    assert code == 2 and "does not exist" in " ".join(err.split())  # rich wraps long lines
+    (tmp_path / "bad.json").write_text('{"prompt": "not a list"}')
+    code, err = run(*create, "--sample-prompts", str(tmp_path / "bad.json"), *nowhere)
+    assert code == 2 and "list of objects" in " ".join(err.split())
+    code, err = run("models", "download", "m", "--epoch", "0", *nowhere)
+    assert code == 2 and "--epoch" in err

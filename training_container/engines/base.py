@@ -7,11 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from functions.domain.catalog import FmType
+from functions.domain.epoch_outputs import SamplePrompt
 from functions.domain.kohya_params import ParamValue
 from functions.domain.training_contract import Engine
 from training_container.dataset_staging import StagedDataset
 from training_container.metrics import MetricsRecorder
 from training_container.progress import ProgressReporter
+
+SAMPLE_SUBFOLDER = "sample"  # sd-scripts writes sample images to <output_dir>/sample/
 
 
 @dataclass
@@ -28,6 +31,15 @@ class EngineRequest:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     job_id: str = ""
     metrics: MetricsRecorder | None = None  # the loss curve; engines record a point per step
+    sample_prompts: list[SamplePrompt] = field(default_factory=list)
+    # Where intermediate LoRAs (<output_name>-000001.safetensors) and, under sample/, sample images
+    # (<output_name>_e000001_00*.png) are left: sd-scripts' own names and layout, for every engine.
+    # None: output_dir. Inside the checkpoints folder they survive a spot restart.
+    epoch_dir: Path | None = None
+
+    @property
+    def epoch_output_dir(self) -> Path:
+        return self.epoch_dir or self.output_dir
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,18 @@ from peft import LoraConfig, inject_adapter_in_model
 from safetensors.torch import save_file
 
 from functions.domain.catalog import FmType
+from functions.domain.epoch_outputs import (
+    DEFAULT_CFG_SCALE,
+    DEFAULT_SAMPLE_STEPS,
+    epoch_lora_filename,
+    sample_filename,
+    sample_size,
+    saved_epochs,
+)
 from functions.domain.kohya_params import ParamValue
 from functions.domain.training_contract import Engine, TrainingPhase
 from training_container.engines import kohya_lora_format as kohya
-from training_container.engines.base import EngineRequest, EngineResult
+from training_container.engines.base import SAMPLE_SUBFOLDER, EngineRequest, EngineResult
 from training_container.engines.training_data import (
     BucketSettings,
     Sample,
@@ -68,6 +76,7 @@ SUPPORTED_PARAMETERS = frozenset(
         "cache_text_encoder_outputs", "no_half_vae", "sdpa", "max_data_loader_n_workers", "resolution",
         "enable_bucket", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "bucket_no_upscale",
         "random_crop", "flip_aug", "shuffle_caption", "keep_tokens", "caption_dropout_rate", "clip_skip",
+        "save_every_n_epochs",
     }
 )  # fmt: skip
 _SAVE_DTYPES = {"float": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -539,7 +548,72 @@ class DiffusersTrainer:
                     last_state_save = time.monotonic()
             if state.next_batch >= len(batches):
                 state.epoch, state.next_batch = state.epoch + 1, 0
+                if state.epoch in self.intermediate_epochs():
+                    self.save_epoch(state)
         return state
+
+    # --- per-epoch outputs (save_every_n_epochs, sample prompts)
+    def intermediate_epochs(self) -> set[int]:
+        """Epochs before the last that leave a LoRA (sd-scripts' rule: every n-th, not the last)."""
+        every = self.config.get("save_every_n_epochs")
+        return set(saved_epochs(self.schedule.epochs, int(every))[:-1]) if every else set()
+
+    def save_epoch(self, state: TrainingState) -> None:
+        """``<output_name>-00000N.safetensors`` and this epoch's samples, in sd-scripts' layout."""
+        folder = self.request.epoch_output_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / epoch_lora_filename(self.request.output_name, state.epoch)
+        temporary = path.with_suffix(".tmp")
+        save_file(self.lora_tensors(), str(temporary), metadata=self.metadata(state))
+        temporary.replace(path)
+        logger.info("saved epoch %d LoRA to %s", state.epoch, path)
+        self.render_samples(state.epoch)
+
+    def render_samples(self, epoch: int) -> list[Path]:
+        """Render each sample prompt with the LoRA as trained so far (eval mode, RNG untouched)."""
+        prompts = self.request.sample_prompts
+        if not prompts:
+            return []
+        folder = self.request.epoch_output_dir / SAMPLE_SUBFOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        trained = [m for m in [self.pipe.unet, *_text_encoders(self.pipe)] if m.training]
+        rng_state = torch.get_rng_state()
+        for module in trained:
+            module.eval()
+        self.pipe.set_progress_bar_config(disable=True)
+        written = []
+        try:
+            for index, prompt in enumerate(prompts):
+                width, height = sample_size(prompt, self.fm_type)
+                seed = prompt.seed if prompt.seed is not None else self.seed
+                with (
+                    torch.no_grad(),
+                    torch.autocast(
+                        self.precision.device.type,
+                        dtype=self.precision.autocast_dtype or torch.float32,
+                        enabled=self.precision.autocast_dtype is not None,
+                    ),
+                ):
+                    image = self.pipe(
+                        prompt=prompt.prompt,
+                        negative_prompt=prompt.negative_prompt,
+                        num_inference_steps=prompt.steps or DEFAULT_SAMPLE_STEPS,
+                        guidance_scale=prompt.cfg_scale
+                        if prompt.cfg_scale is not None
+                        else DEFAULT_CFG_SCALE,
+                        width=width,
+                        height=height,
+                        generator=torch.Generator(device="cpu").manual_seed(seed),
+                    ).images[0]
+                path = folder / sample_filename(self.request.output_name, epoch, index)
+                image.save(path, format="PNG")
+                written.append(path)
+        finally:
+            for module in trained:
+                module.train()
+            torch.set_rng_state(rng_state)
+        logger.info("rendered %d sample(s) for epoch %d", len(written), epoch)
+        return written
 
     def _report(self, state: TrainingState, started: float, steps_at_start: int) -> None:
         done = state.global_step - steps_at_start
@@ -669,6 +743,7 @@ def run_diffusers_engine(request: EngineRequest) -> EngineResult:
     if request.stop_requested.is_set() and state.global_step < trainer.schedule.max_steps:
         return EngineResult(Engine.DIFFUSERS, None, state.global_step, state.epoch, state.last_loss, seconds)
     lora_path = trainer.write_lora(state)
+    trainer.render_samples(trainer.schedule.epochs)
     return EngineResult(
         Engine.DIFFUSERS, lora_path, state.global_step, trainer.schedule.epochs, state.last_loss, seconds
     )

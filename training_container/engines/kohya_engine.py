@@ -165,6 +165,7 @@ def run_kohya_engine(request: EngineRequest, sd_scripts_dir: Path) -> EngineResu
         sd_scripts_dir=sd_scripts_dir,
         tokenizer_cache_dir=Path(tokenizer_dir) if tokenizer_dir else None,
         launcher=launcher(),
+        sample_prompts=request.sample_prompts,
     )
     logger.info("running %s", " ".join(files.command))
     state = KohyaProgress()

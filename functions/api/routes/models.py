@@ -72,12 +72,18 @@ def list_models(
 
 @router.get(
     "/models/<model_id>",
-    summary="Read a model (with a presigned download URL once ready)",
+    summary="Read a model (with presigned download URLs once ready; ?epoch= picks a saved epoch)",
     responses=success(200, ModelView, "The model") | error_responses(400, 401, 404),
     tags=["models"],
 )
-def get_model(model_id: ModelId) -> ModelView:
-    return models.get_model(ctx(), owner_of(router), model_id)
+def get_model(
+    model_id: ModelId,
+    epoch: Annotated[
+        int | None,
+        Query(ge=1, le=1_000_000, description="make download_url this saved epoch's LoRA version"),
+    ] = None,
+) -> ModelView:
+    return models.get_model(ctx(), owner_of(router), model_id, epoch)
 
 
 @router.delete(
