@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 from functions.domain.catalog import INSTANCE_TYPES, FmType, ModelKind, ResourceStatus
 from functions.domain.dataset_rules import MAX_FILES, MAX_PATH_LENGTH, DatasetManifest
 from functions.domain.kohya_params import ParamValue
+from functions.domain.notifications import WEBHOOK_URL_MAX_LENGTH
 from functions.domain.planning import TrainingPlan
 from functions.domain.statuses import JobStatus
 from functions.domain.training_contract import Engine
@@ -244,6 +245,11 @@ class CreateTrainingRequest(BaseModel):
     name: DisplayName | None = None
     use_spot: bool | None = Field(default=None, description="managed spot; default set by the deployment")
     max_runtime_seconds: int | None = Field(default=None, ge=600, le=28 * 24 * 3600)
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=WEBHOOK_URL_MAX_LENGTH,
+        description="https URL that receives a signed POST when the job ends (docs/notifications.md)",
+    )
 
 
 class TrainingProgress(BaseModel):
@@ -294,6 +300,7 @@ class TrainingJobRecord(BaseModel):
     history: list[StatusChange] = Field(default_factory=list)
     created_at: str
     updated_at: str
+    webhook_url: str | None = None
 
 
 class TrainingJobView(BaseModel):
@@ -317,6 +324,7 @@ class TrainingJobView(BaseModel):
     history: list[StatusChange] = Field(default_factory=list)
     created_at: str
     updated_at: str
+    webhook_url: str | None = None
 
 
 class ConfigValidation(BaseModel):

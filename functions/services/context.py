@@ -11,6 +11,7 @@ from functions.adapters.repository import Repository
 from functions.adapters.storage import ObjectStorage
 from functions.adapters.training_launcher import SageMakerLauncher
 from functions.domain.catalog import INSTANCE_TYPES
+from functions.services.notifications import Notifier
 from functions.settings import Settings
 
 
@@ -21,6 +22,7 @@ class ServiceContext:
     storage: ObjectStorage
     launcher: SageMakerLauncher
     page_secret: bytes
+    notifier: Notifier
 
     def price_per_hour(self, instance_type: str) -> float:
         """The deployment's price override for an instance type, else the catalogue's list price."""
@@ -48,4 +50,5 @@ def service_context() -> ServiceContext:
         storage=ObjectStorage(settings.bucket_name, settings.presign_expiry_seconds),
         launcher=SageMakerLauncher(),
         page_secret=page_token_secret(settings),
+        notifier=Notifier.from_settings(settings),
     )
