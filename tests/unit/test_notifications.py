@@ -12,6 +12,7 @@ from functions.domain.notifications import (
     JOB_STATE_CHANGE_DETAIL_TYPE,
     MODEL_READY_DETAIL_TYPE,
     JobStateChangeDetail,
+    Resolver,
     WebhookBody,
     detail_types_for,
     retry_delay_seconds,
@@ -135,7 +136,7 @@ def test_any_v1_matches_during_secret_rotation() -> None:
 # ---------------------------------------------------------------- webhook URLs
 
 
-def _resolver(mapping: dict[str, Sequence[str]]):  # type: ignore[no-untyped-def]
+def _resolver(mapping: dict[str, Sequence[str]]) -> Resolver:
     def resolve(host: str) -> Sequence[str]:
         if host not in mapping:
             raise OSError("no such host")
@@ -147,7 +148,7 @@ def _resolver(mapping: dict[str, Sequence[str]]):  # type: ignore[no-untyped-def
 PUBLIC = _resolver({"hooks.example.com": ["93.184.216.34"]})
 
 
-def _problems(url: str, allow_loopback: bool = False, resolve=PUBLIC) -> list[str]:  # type: ignore[no-untyped-def]
+def _problems(url: str, allow_loopback: bool = False, resolve: Resolver | None = PUBLIC) -> list[str]:
     return [p.problem for p in webhook_url_problems(url, allow_loopback_http=allow_loopback, resolve=resolve)]
 
 
