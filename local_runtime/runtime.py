@@ -5,6 +5,8 @@
         job runner -> training_container.entrypoint child processes
         state-change events -> functions.events.handler.lambda_handler (in-process)
     local API Gateway (HTTP)           -> functions.api.handler.lambda_handler (in-process)
+    moto EventBridge bus + SQS webhook queue <- state-change notifications (docs/notifications.md)
+        local SQS event source -> functions.webhooks.handler.lambda_handler (in-process)
 
 The handlers are the unmodified Lambda code: only environment variables point them here.
 State lives under the data directory (see ``state_snapshot`` and ``docs/LOCAL.md``).

@@ -214,3 +214,19 @@ def test_loopback_http_only_with_the_local_switch() -> None:
     assert _problems("http://10.0.0.1/hook", allow_loopback=True) == ["must use https"]
     assert "private" in _problems("https://10.0.0.1/hook", allow_loopback=True)[0]
     assert _problems("http://hooks.example.com/x", allow_loopback=True) == ["must use https"]
+
+
+def test_the_receiver_snippet_in_the_docs_verifies_our_signatures() -> None:
+    import re
+    import time
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "notifications.md").read_text(encoding="utf-8")
+    namespace: dict[str, object] = {}
+    exec(re.findall(r"```python\n(.*?)```", doc, re.S)[0], namespace)
+    verify = namespace["verify"]
+    body = _body()
+    header = signature_header(SECRET, int(time.time()), body)
+    assert verify(SECRET, header, body) is True  # type: ignore[operator]
+    assert verify(b"wrong", header, body) is False  # type: ignore[operator]
+    assert verify(SECRET, signature_header(SECRET, int(time.time()) - 301, body), body) is False  # type: ignore[operator]
