@@ -26,8 +26,8 @@ from functions.adapters.notifications import (
     post_json,
     resolve_host,
 )
-from functions.domain.errors import invalid, invalid_all
 from functions.domain.ids import utc_now
+from functions.domain.kohya_params import FieldProblem
 from functions.domain.notifications import (
     DELIVERY_ID_HEADER,
     EVENT_SOURCE,
@@ -76,15 +76,14 @@ def webhook_signing_secret(settings: Settings) -> bytes:
     raise RuntimeError("WEBHOOK_SIGNING_SECRET or WEBHOOK_SIGNING_SECRET_ARN must be set")
 
 
-def check_webhook_url(notifier: Notifier, url: str) -> None:
-    """Refuse (400 naming ``webhook_url``) a URL the service must not call, before the job exists."""
+def webhook_problems(notifier: Notifier, url: str | None) -> list[FieldProblem]:
+    """Why the service must not call ``url`` ([] when it may, or when there is none); checked
+    before the job exists, with the request's other problems (one 400 lists them all)."""
+    if url is None:
+        return []
     if notifier.webhooks is None:
-        raise invalid("webhook_url", "is not supported: this deployment has no webhook queue")
-    problems = webhook_url_problems(
-        url, allow_loopback_http=notifier.allow_loopback_http, resolve=resolve_host
-    )
-    if problems:
-        raise invalid_all(problems)
+        return [FieldProblem("webhook_url", "is not supported: this deployment has no webhook queue")]
+    return webhook_url_problems(url, allow_loopback_http=notifier.allow_loopback_http, resolve=resolve_host)
 
 
 def _count_failure(outlet: str) -> None:

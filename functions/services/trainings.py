@@ -52,7 +52,7 @@ from functions.domain.training_contract import (
 )
 from functions.services.context import ServiceContext
 from functions.services.models import delete_lora_of_job
-from functions.services.notifications import announce, check_webhook_url
+from functions.services.notifications import announce, webhook_problems
 from functions.services.pagination import list_page
 
 logger = Logger(child=True)
@@ -96,11 +96,10 @@ def ready_inputs(
         *dataset_problems(dataset, owner),
         *runtime_problems(request.max_runtime_seconds, ctx.settings.max_runtime_seconds),
         *config_problems,
+        *webhook_problems(ctx.notifier, request.webhook_url),
     ]
     if problems:
         raise invalid_all(problems)
-    if request.webhook_url is not None:
-        check_webhook_url(ctx.notifier, request.webhook_url)
     assert model is not None and dataset is not None  # no problems means both were found
     return model, dataset, config
 

@@ -39,7 +39,7 @@ def _queue_url(name: str) -> str:
 def _messages_of_job(
     queue: str, job_id: str, body_job_id: Any, wait_seconds: float = 3.0
 ) -> list[dict[str, Any]]:
-    """Receive this job's messages (others are released at once); stop after a quiet receive."""
+    """Receive this job's messages (others are stale: deleted); stop after a quiet receive."""
     sqs, url = boto3.client("sqs"), _queue_url(queue)
     found: list[dict[str, Any]] = []
     deadline = time.monotonic() + wait_seconds
@@ -50,10 +50,8 @@ def _messages_of_job(
         for message in batch:
             if body_job_id(json.loads(message["Body"])) == job_id:
                 found.append(message)
-            else:
-                sqs.change_message_visibility(
-                    QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
+            else:  # left by an earlier test (each xdist worker has its own emulator, tests run in turn)
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
         if not batch and found:
             break
     return found
@@ -232,6 +230,14 @@ def test_hostile_webhook_urls_are_refused_naming_the_field(api: ApiCaller, url: 
     assert details and details[0]["field"].endswith("webhook_url") and problem in json.dumps(details)
 
 
+def test_a_bad_webhook_url_is_listed_with_the_requests_other_problems(api: ApiCaller) -> None:
+    model_id, dataset_id = ready_inputs(api)
+    body = training_body(model_id, dataset_id, webhook_url="https://192.168.1.1/x", instance_type="ml.nope")
+    status, error = api("POST", "/trainings", body)
+    assert status == 400
+    assert {d["field"] for d in error["error"]["details"]} >= {"webhook_url", "instance_type"}
+
+
 def test_webhook_url_is_visible_to_its_owner_only(api: ApiCaller, other_api: ApiCaller) -> None:
     model_id, dataset_id = ready_inputs(api)
     url = f"http://127.0.0.1:9/hooks/{uuid.uuid4().hex}"
@@ -242,3 +248,47 @@ def test_webhook_url_is_visible_to_its_owner_only(api: ApiCaller, other_api: Api
     assert all(item.get("webhook_url") != url for item in listed["items"])
     # The other caller cannot stop it either, so it can never cause a delivery to this URL.
     assert other_api("POST", f"/trainings/{job['id']}/stop")[0] == 404
+
+
+def test_a_refused_launch_is_announced_and_its_webhook_fires(api: ApiCaller, sagemaker_stub: Any) -> None:
+    model_id, dataset_id = ready_inputs(api)
+    sagemaker_stub.add_client_error("create_training_job", "ValidationException", "Invalid RoleArn")
+    with webhook_receiver() as receiver:
+        _, job = api("POST", "/trainings", training_body(model_id, dataset_id, webhook_url=receiver.url))
+        assert job["status"] == "FAILED"
+        deliver_queued_webhooks(job["id"])
+    changes = sorted(
+        (e["detail"]["old_status"] or "", e["detail"]["new_status"]) for e in bus_events(job["id"])
+    )
+    assert changes == [("", "PENDING"), ("PENDING", "FAILED")]
+    (delivered,) = [WebhookBody.model_validate_json(r.body) for r in receiver.requests]
+    assert delivered.data.new_status == "FAILED" and "Invalid RoleArn" in (
+        delivered.data.failure_reason or ""
+    )
+
+
+def test_a_change_repaired_by_the_reconciler_is_announced(
+    api: ApiCaller, sagemaker_stub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functions.adapters.training_launcher import TrainingJobState
+    from functions.reconciler.handler import reconcile
+    from functions.services.context import service_context
+
+    model_id, dataset_id = ready_inputs(api)
+    sagemaker_stub.add_response(
+        "create_training_job", {"TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x"}
+    )
+    _, job = api("POST", "/trainings", training_body(model_id, dataset_id))
+    ctx = service_context()
+
+    def describe(name: str) -> TrainingJobState | None:  # the job's events were lost
+        return (
+            TrainingJobState(name, "Failed", "Failed", "lost event: spot reclaimed")
+            if name == job["sagemaker_job_name"]
+            else None
+        )
+
+    monkeypatch.setattr(ctx.launcher, "describe", describe)
+    reconcile(ctx)
+    (failed,) = [e["detail"] for e in bus_events(job["id"]) if e["detail"]["new_status"] == "FAILED"]
+    assert failed["cause"].startswith("reconciler") and "spot reclaimed" in failed["failure_reason"]
