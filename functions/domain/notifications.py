@@ -160,6 +160,7 @@ def verify_signature(
 
 # ---------------------------------------------------------------- webhook URLs
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 Resolver = Callable[[str], Sequence[str]]  # host name -> IP addresses (raises OSError when unknown)
 
 
@@ -168,8 +169,11 @@ def _address_problem(address: str, allow_loopback: bool) -> str | None:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):  # IPv6 forms that carry an IPv4 address: judge that
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        ip = embedded or ip
     if ip.is_loopback and allow_loopback:
         return None
     if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:

@@ -180,6 +180,8 @@ def test_a_public_https_url_is_accepted() -> None:
         ("https://[fe80::1]/x", "link-local"),
         ("https://[fd00::1]/x", "private"),
         ("https://[::ffff:10.0.0.1]/x", "private"),
+        ("https://[64:ff9b::a00:1]/x", "private"),  # NAT64 of 10.0.0.1
+        ("https://[2002:a9fe:a9fe::1]/x", "private"),  # 6to4 of 169.254.169.254
         ("https://0.0.0.0/x", "private"),
         ("https://100.64.0.1/x", "private"),
         ("https://224.0.0.1/x", "private"),
