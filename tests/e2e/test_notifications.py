@@ -10,13 +10,13 @@ import importlib.util
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from functions.domain.notifications import SIGNATURE_HEADER, WebhookBody, verify_signature
 from local_runtime.runtime import WEBHOOK_SECRET_FILE
+from tests.e2e.cli_helpers import run_cli
 from tests.e2e.conftest import RuntimeLauncher
-from tests.e2e.test_workflow import upload_inputs
+from tests.e2e.test_workflow import config_file, create_training, upload_inputs
 from tests.webhook_receiver import webhook_receiver
 from training_container.testing.tiny_models import make_tiny_dataset, save_tiny_checkpoint
 
@@ -27,17 +27,6 @@ pytestmark = [
     ),
     pytest.mark.xdist_group("local-runtime-training"),  # one CPU training at a time per worker
 ]
-
-TINY_CONFIG = {
-    "resolution": 256,
-    "min_bucket_reso": 256,
-    "max_bucket_reso": 512,
-    "network_dim": 4,
-    "network_alpha": 2,
-    "learning_rate": 1e-3,
-    "max_train_steps": 2,
-    "max_data_loader_n_workers": 0,
-}
 
 
 @pytest.mark.slow
@@ -50,30 +39,21 @@ def test_a_tiny_jobs_webhook_receives_completed_with_a_valid_signature(
         runtime, checkpoint, make_tiny_dataset(tmp_path / "ds", n_images=2, repeats=1)
     )
     secret = (runtime.data_dir / WEBHOOK_SECRET_FILE).read_text(encoding="utf-8").strip().encode()
-    headers = {"Authorization": f"Bearer {runtime.token()}"}
     with webhook_receiver(statuses=[503]) as receiver:  # the first attempt fails: the retry delivers
-        body = {
-            "fm_type": "sd15",
-            "base_model_id": model_id,
-            "dataset_id": dataset_id,
-            "instance_type": "ml.g5.xlarge",
-            "use_spot": False,
-            "config": TINY_CONFIG,
-            "webhook_url": receiver.url,
-        }
-        created = httpx.post(f"{runtime.api_url}/trainings", json=body, headers=headers, timeout=60)
-        assert created.status_code == 201, created.text
-        assert created.json()["webhook_url"] == receiver.url
+        created = create_training(
+            runtime, model_id, dataset_id, config_file(tmp_path, 2), "--webhook-url", receiver.url
+        )
+        assert created.exit_code == 0, created.stderr
+        assert created.data["webhook_url"] == receiver.url
         assert receiver.received.wait(timeout=300), (
             f"no webhook delivered:\n{runtime.log.read_text()[-3000:]}"
         )
 
-    job_id = created.json()["id"]
+    job_id = str(created.data["id"])
     delivered = receiver.requests[-1]
     assert len(receiver.requests) == 2  # one 503, then the delivery; none for non-terminal states
     assert verify_signature(secret, delivered.headers[SIGNATURE_HEADER], delivered.body, now=int(time.time()))
     payload = WebhookBody.model_validate_json(delivered.body)
     assert payload.data.job_id == job_id and payload.data.new_status == "COMPLETED"
     assert payload.data.lora_model_id == job_id
-    job = httpx.get(f"{runtime.api_url}/trainings/{job_id}", headers=headers, timeout=30).json()
-    assert job["status"] == "COMPLETED"
+    assert run_cli(runtime, "trainings", "get", job_id).data["status"] == "COMPLETED"
