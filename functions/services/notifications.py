@@ -86,9 +86,9 @@ def webhook_problems(notifier: Notifier, url: str | None) -> list[FieldProblem]:
     return webhook_url_problems(url, allow_loopback_http=notifier.allow_loopback_http, resolve=resolve_host)
 
 
-def _count_failure(outlet: str) -> None:
+def _count_failure() -> None:
+    """One ``NotificationsFailed`` (alarmed); the handler's metrics decorator flushes it."""
     build_metrics().add_metric(name="NotificationsFailed", unit=MetricUnit.Count, value=1)
-    logger.debug("notification failure counted", extra={"outlet": outlet})
 
 
 def announce(
@@ -127,7 +127,7 @@ def _publish(bus: EventBusPublisher, detail: JobStateChangeDetail) -> None:
             "could not publish a job state change; the job's state is unaffected",
             extra={"job_id": detail.job_id, "to_status": detail.new_status.value, "error": str(error)},
         )
-        _count_failure("event-bus")
+        _count_failure()
 
 
 def _enqueue(queue: WebhookQueue, url: str, detail: JobStateChangeDetail) -> None:
@@ -139,7 +139,7 @@ def _enqueue(queue: WebhookQueue, url: str, detail: JobStateChangeDetail) -> Non
             "could not queue a webhook delivery; the job's state is unaffected",
             extra={"job_id": detail.job_id, "to_status": detail.new_status.value, "error": str(error)},
         )
-        _count_failure("webhook-queue")
+        _count_failure()
 
 
 class WebhookRefused(Exception):
