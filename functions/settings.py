@@ -37,6 +37,15 @@ class EnvVar(StrEnum):
     TRAINING_SECURITY_GROUP_IDS = "TRAINING_SECURITY_GROUP_IDS"  # comma-separated, optional
     PRESIGN_EXPIRY_SECONDS = "PRESIGN_EXPIRY_SECONDS"
     TRAINING_LOG_GROUP = "TRAINING_LOG_GROUP"  # CloudWatch Logs group SageMaker writes job logs to
+    # Notifications (docs/notifications.md): the service's own EventBridge bus, the webhook
+    # delivery queue, the webhook signing secret (directly, or a Secrets Manager ARN), and the
+    # local runtime's switch to allow http:// webhooks to loopback.
+    EVENT_BUS_NAME = "EVENT_BUS_NAME"
+    WEBHOOK_QUEUE_URL = "WEBHOOK_QUEUE_URL"
+    WEBHOOK_SIGNING_SECRET = "WEBHOOK_SIGNING_SECRET"
+    WEBHOOK_SIGNING_SECRET_ARN = "WEBHOOK_SIGNING_SECRET_ARN"
+    WEBHOOK_ALLOW_LOOPBACK_HTTP = "WEBHOOK_ALLOW_LOOPBACK_HTTP"  # "true" only locally / in tests
+    WEBHOOK_RETRY_BASE_SECONDS = "WEBHOOK_RETRY_BASE_SECONDS"  # first retry delay; doubles each time
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,10 @@ class DeploymentDefaults:
     network_isolation: bool = True
     presign_expiry_seconds: int = 900
     training_log_group: str = SAGEMAKER_TRAINING_LOG_GROUP
+    # Webhook deliveries: attempts before the message goes to the dead-letter queue (SQS
+    # maxReceiveCount) and the first retry delay, doubled per attempt (capped by SQS at 12 h).
+    webhook_max_attempts: int = 8
+    webhook_retry_base_seconds: int = 30
 
 
 DEFAULTS = DeploymentDefaults()
@@ -95,6 +108,12 @@ class Settings:
     security_group_ids: tuple[str, ...] = field(default_factory=tuple)
     presign_expiry_seconds: int = DEFAULTS.presign_expiry_seconds
     training_log_group: str = DEFAULTS.training_log_group
+    event_bus_name: str = ""
+    webhook_queue_url: str = ""
+    webhook_signing_secret: str = ""
+    webhook_signing_secret_arn: str = ""
+    webhook_allow_loopback_http: bool = False
+    webhook_retry_base_seconds: int = DEFAULTS.webhook_retry_base_seconds
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +149,14 @@ class Settings:
                 e.get(EnvVar.PRESIGN_EXPIRY_SECONDS) or DEFAULTS.presign_expiry_seconds
             ),
             training_log_group=e.get(EnvVar.TRAINING_LOG_GROUP) or DEFAULTS.training_log_group,
+            event_bus_name=e.get(EnvVar.EVENT_BUS_NAME, ""),
+            webhook_queue_url=e.get(EnvVar.WEBHOOK_QUEUE_URL, ""),
+            webhook_signing_secret=e.get(EnvVar.WEBHOOK_SIGNING_SECRET, ""),
+            webhook_signing_secret_arn=e.get(EnvVar.WEBHOOK_SIGNING_SECRET_ARN, ""),
+            webhook_allow_loopback_http=_bool(e.get(EnvVar.WEBHOOK_ALLOW_LOOPBACK_HTTP), False),
+            webhook_retry_base_seconds=int(
+                e.get(EnvVar.WEBHOOK_RETRY_BASE_SECONDS) or DEFAULTS.webhook_retry_base_seconds
+            ),
         )
 
 

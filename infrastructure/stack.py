@@ -18,6 +18,7 @@ from infrastructure.constructs.api import ServiceApi
 from infrastructure.constructs.events import TrainingEvents
 from infrastructure.constructs.functions import SERVICE_NAME, ServiceFunctions
 from infrastructure.constructs.monitoring import ServiceMonitoring
+from infrastructure.constructs.notifications import ServiceNotifications
 from infrastructure.constructs.state import ServiceState
 from infrastructure.constructs.storage import ServiceStorage
 from infrastructure.constructs.training import TrainingEnvironment
@@ -84,7 +85,11 @@ class LoraTrainingStack(Stack):
             "SMG4",
             "Only signs short-lived pagination cursors; rotating it would merely invalidate open cursors.",
         )
+        notifications = ServiceNotifications(self, "Notifications")
         environment = {
+            EnvVar.EVENT_BUS_NAME: notifications.bus.event_bus_name,
+            EnvVar.WEBHOOK_QUEUE_URL: notifications.webhook_queue.queue_url,
+            EnvVar.WEBHOOK_SIGNING_SECRET_ARN: notifications.signing_secret.secret_arn,
             EnvVar.TABLE_NAME: state.table.table_name,
             EnvVar.IDEMPOTENCY_TABLE_NAME: state.idempotency_table.table_name,
             EnvVar.BUCKET_NAME: storage.bucket.bucket_name,
@@ -119,6 +124,9 @@ class LoraTrainingStack(Stack):
             removal_policy=removal,
             reserved_concurrency=config.reserved_concurrency,
         )
+        notifications.connect(
+            publishers=(functions.api, functions.events, functions.reconciler), delivery=functions.webhooks
+        )
         api = ServiceApi(self, "Http", handler=functions.api, log_retention=retention, removal_policy=removal)
         events = TrainingEvents(
             self,
@@ -131,8 +139,14 @@ class LoraTrainingStack(Stack):
             self,
             "Monitoring",
             api=api.api,
-            functions={"Api": functions.api, "Events": functions.events, "Reconciler": functions.reconciler},
+            functions={
+                "Api": functions.api,
+                "Events": functions.events,
+                "Reconciler": functions.reconciler,
+                "Webhooks": functions.webhooks,
+            },
             dead_letters=events.dead_letters,
+            webhook_dead_letters=notifications.webhook_dead_letters,
             service_name=SERVICE_NAME,
             alarm_email=config.alarm_email,
         )
@@ -143,3 +157,15 @@ class LoraTrainingStack(Stack):
         CfnOutput(self, "TrainingImageUri", value=training.image.image_uri)
         CfnOutput(self, "TableName", value=state.table.table_name)
         CfnOutput(self, "JobNamePrefix", value=prefix)
+        CfnOutput(
+            self,
+            "EventBusName",
+            value=notifications.bus.event_bus_name,
+            description="Job state change events",
+        )
+        CfnOutput(
+            self,
+            "WebhookSigningSecretArn",
+            value=notifications.signing_secret.secret_arn,
+            description="Key receivers verify X-Lora-Signature with",
+        )

@@ -43,6 +43,8 @@ class ResourceNames:
     table: str = "lora-local"
     idempotency_table: str = "lora-local-idempotency"
     bucket: str = "lora-local-artifacts"
+    event_bus: str = "lora-local-events"
+    webhook_queue: str = "lora-local-webhooks"
 
 
 class AwsEmulator:
@@ -101,3 +103,14 @@ class AwsEmulator:
                 create["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
             s3.create_bucket(**create)
         s3.put_bucket_cors(Bucket=names.bucket, CORSConfiguration=BUCKET_CORS)
+        self.create_notification_resources(names)
+
+    def create_notification_resources(self, names: ResourceNames) -> tuple[str, str]:
+        """The service's event bus and the webhook delivery queue; returns the queue's URL and ARN."""
+        events = self.client("events")
+        if names.event_bus not in {bus["Name"] for bus in events.list_event_buses()["EventBuses"]}:
+            events.create_event_bus(Name=names.event_bus)
+        sqs = self.client("sqs")
+        url = sqs.create_queue(QueueName=names.webhook_queue)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return str(url), str(arn)

@@ -5,6 +5,8 @@
         job runner -> training_container.entrypoint child processes (output -> CloudWatch Logs)
         state-change events -> functions.events.handler.lambda_handler (in-process)
     local API Gateway (HTTP)           -> functions.api.handler.lambda_handler (in-process)
+    moto EventBridge bus + SQS webhook queue <- state-change notifications (docs/notifications.md)
+        local SQS event source -> functions.webhooks.handler.lambda_handler (in-process)
 
 The handlers are the unmodified Lambda code: only environment variables point them here.
 State lives under the data directory (see ``state_snapshot`` and ``docs/LOCAL.md``).
@@ -31,6 +33,7 @@ from local_runtime.local_auth import DEFAULT_USER, LocalTokens
 from local_runtime.log_shipping import restore_journals
 from local_runtime.sagemaker_jobs import ACCOUNT_ID, TrainingJobStore
 from local_runtime.sagemaker_server import LocalSageMaker, SageMakerWireServer
+from local_runtime.sqs_event_source import SqsEventSource
 from local_runtime.state_snapshot import PeriodicSnapshots, StateSnapshot
 from loractl.config import save_profile
 
@@ -38,6 +41,9 @@ logger = logging.getLogger("local_runtime")
 
 API_HANDLER = "functions.api.handler.lambda_handler"
 EVENTS_HANDLER = "functions.events.handler.lambda_handler"
+WEBHOOKS_HANDLER = "functions.webhooks.handler.lambda_handler"
+WEBHOOK_SECRET_FILE = "webhook-signing-secret"  # in the data directory; receivers verify with it
+LOCAL_WEBHOOK_RETRY_BASE_SECONDS = 2  # local retries come quickly; AWS uses DEFAULTS
 LOCAL_TRAINING_IMAGE = "local/lora-training:latest"  # recorded only; the runner runs the entrypoint module
 LOCAL_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/lora-local-training"
 # Variables that would send the handlers' clients to real AWS instead of the emulator.
@@ -63,6 +69,7 @@ class LocalRuntimeOptions:
     # Dotted paths of the Lambda handlers (another build of them can be served for testing).
     api_handler: str = API_HANDLER
     events_handler: str = EVENTS_HANDLER
+    webhooks_handler: str = WEBHOOKS_HANDLER
     names: ResourceNames = field(default_factory=ResourceNames)
 
 
@@ -92,6 +99,8 @@ class LocalRuntime:
         self._runner: LocalTrainingJobRunner | None = None
         self._sagemaker: LocalSageMaker | None = None
         self._snapshots: PeriodicSnapshots | None = None
+        self._webhooks: SqsEventSource | None = None
+        self._webhook_queue: tuple[str, str] = ("", "")
         self.info: RuntimeInfo | None = None
 
     # --- start ---------------------------------------------------------------------------
@@ -103,6 +112,7 @@ class LocalRuntime:
             tokens.ensure_user(user)
         self._emulator.start()
         self._emulator.create_resources(self.options.names)
+        self._webhook_queue = self._emulator.create_notification_resources(self.options.names)
         snapshot = StateSnapshot(
             self.data_dir / "state",
             self.options.names,
@@ -120,6 +130,7 @@ class LocalRuntime:
         api_function = LocalLambdaFunction(self.options.api_handler, "lora-local-api", self.options.region)
         api_function.load()
         events.load()
+        self._start_webhook_delivery()
         assert self._sagemaker is not None
         interrupted = self._sagemaker.recover_interrupted_jobs()
 
@@ -171,8 +182,22 @@ class LocalRuntime:
         self._sagemaker_server.start()
         return self._sagemaker_server
 
+    def _start_webhook_delivery(self) -> None:
+        """The webhook delivery Lambda behind an SQS event source on the emulated queue."""
+        function = LocalLambdaFunction(
+            self.options.webhooks_handler, "lora-local-webhooks", self.options.region
+        )
+        function.load()
+        queue_url, queue_arn = self._webhook_queue
+        self._webhooks = SqsEventSource(self._emulator.client("sqs"), queue_url, queue_arn, function)
+        self._webhooks.start()
+
     def _page_token_secret(self) -> str:
-        path = self.data_dir / "page-token-secret"
+        return self._local_secret("page-token-secret")
+
+    def _local_secret(self, filename: str) -> str:
+        """A random secret kept in the data directory (so it survives restarts), owner-only."""
+        path = self.data_dir / filename
         if not path.is_file():
             path.write_text(secrets.token_hex(32), encoding="utf-8")
             path.chmod(0o600)
@@ -194,8 +219,15 @@ class LocalRuntime:
             EnvVar.TRAINING_ENGINE: "diffusers",  # CPU-friendly engine; sd-scripts is not installed locally
             EnvVar.TRAINING_NETWORK_ISOLATION: "true",
             EnvVar.TRAINING_LOG_GROUP: DEFAULTS.training_log_group,
+            EnvVar.EVENT_BUS_NAME: names.event_bus,
+            EnvVar.WEBHOOK_QUEUE_URL: self._webhook_queue[0],
+            EnvVar.WEBHOOK_SIGNING_SECRET: self._local_secret(WEBHOOK_SECRET_FILE),
+            EnvVar.WEBHOOK_ALLOW_LOOPBACK_HTTP: "true",  # local receivers are plain http on loopback
+            EnvVar.WEBHOOK_RETRY_BASE_SECONDS: str(LOCAL_WEBHOOK_RETRY_BASE_SECONDS),
             "AWS_ENDPOINT_URL_S3": self._emulator.endpoint_url,
             "AWS_ENDPOINT_URL_DYNAMODB": self._emulator.endpoint_url,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": self._emulator.endpoint_url,
+            "AWS_ENDPOINT_URL_SQS": self._emulator.endpoint_url,
             "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker_url,
             "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self._emulator.endpoint_url,
             "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY_ID,
@@ -250,6 +282,8 @@ class LocalRuntime:
             self._runner.shutdown()
         if self._api is not None:
             self._api.stop()
+        if self._webhooks is not None:
+            self._webhooks.stop()
         if self._snapshots is not None:
             self._snapshots.stop()
         self._emulator.stop()

@@ -342,7 +342,12 @@ def trainings_create(args: argparse.Namespace) -> int:
     prompts = _read_sample_prompts(args)
     if prompts:
         body["sample_prompts"] = prompts
-    optional = {"name": args.name, "use_spot": args.spot, "max_runtime_seconds": args.max_runtime}
+    optional = {
+        "name": args.name,
+        "use_spot": args.spot,
+        "max_runtime_seconds": args.max_runtime,
+        "webhook_url": args.webhook_url,
+    }
     body.update({key: value for key, value in optional.items() if value is not None})
     key = args.idempotency_key or str(uuid.uuid4())
     with api(args) as client:

@@ -163,6 +163,10 @@ def _trainings(root: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="JSON list or TOML [[prompts]] of {prompt, negative_prompt, seed, steps, width, height, ...}",
     )
+    create.add_argument(
+        "--webhook-url",
+        help="https URL that receives a signed POST when the job ends (docs/notifications.md)",
+    )
     create.add_argument("--idempotency-key", help="retry-safe key (default: a new one per invocation)")
     create.add_argument(
         "--wait", action="store_true", help="follow the job with a progress bar until it ends"

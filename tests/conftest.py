@@ -26,6 +26,10 @@ import pytest
 from functions.adapters.table_schema import create_idempotency_table_kwargs, create_table_kwargs
 
 TABLE, IDEMPOTENCY_TABLE, BUCKET = "lora-records", "lora-idempotency", "lora-bucket"
+# Notifications: the service's bus, a rule copying its events to a capture queue (what tests
+# read), the webhook delivery queue and its signing secret.
+EVENT_BUS, EVENTS_CAPTURE_QUEUE, WEBHOOK_QUEUE = "lora-events", "lora-events-capture", "lora-webhooks"
+WEBHOOK_SECRET = "integration-webhook-secret"
 JOB_PREFIX = "lora-it"
 
 
@@ -62,6 +66,8 @@ def running_aws_emulator() -> Iterator[str]:
             "AWS_ENDPOINT_URL_SAGEMAKER": endpoint,
             "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": endpoint,
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": endpoint,
+            "AWS_ENDPOINT_URL_SQS": endpoint,
             "TABLE_NAME": TABLE,
             "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE,
             "BUCKET_NAME": BUCKET,
@@ -79,10 +85,34 @@ def running_aws_emulator() -> Iterator[str]:
     dynamodb.create_table(**create_table_kwargs(TABLE))
     dynamodb.create_table(**create_idempotency_table_kwargs(IDEMPOTENCY_TABLE))
     boto3.client("s3").create_bucket(Bucket=BUCKET)
+    os.environ.update(create_notification_resources())
     try:
         yield endpoint
     finally:
         server.stop()
+
+
+def create_notification_resources() -> dict[str, str]:
+    """The bus, a capture rule -> SQS, and the webhook queue; returns their env vars."""
+    import boto3
+
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    events.create_event_bus(Name=EVENT_BUS)
+    capture_url = sqs.create_queue(QueueName=EVENTS_CAPTURE_QUEUE)["QueueUrl"]
+    capture_arn = sqs.get_queue_attributes(QueueUrl=capture_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="capture-all", EventBusName=EVENT_BUS, EventPattern=json.dumps({"source": ["lora-training"]})
+    )
+    events.put_targets(Rule="capture-all", EventBusName=EVENT_BUS, Targets=[{"Id": "q", "Arn": capture_arn}])
+    return {
+        "EVENT_BUS_NAME": EVENT_BUS,
+        "WEBHOOK_QUEUE_URL": sqs.create_queue(QueueName=WEBHOOK_QUEUE)["QueueUrl"],
+        "WEBHOOK_SIGNING_SECRET": WEBHOOK_SECRET,
+        "WEBHOOK_ALLOW_LOOPBACK_HTTP": "true",
+        "WEBHOOK_RETRY_BASE_SECONDS": "1",
+    }
 
 
 @dataclass

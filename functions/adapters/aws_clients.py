@@ -33,6 +33,16 @@ def sagemaker_client() -> Any:
     return boto3.client("sagemaker", config=_RETRIES)
 
 
+@cache
+def events_client() -> Any:
+    return boto3.client("events", config=_RETRIES)
+
+
+@cache
+def sqs_client() -> Any:
+    return boto3.client("sqs", config=_RETRIES)
+
+
 def secret_value(secret_arn: str) -> bytes:
     """A Secrets Manager secret's value, through Powertools' parameters utility.
 

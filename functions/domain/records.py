@@ -20,6 +20,7 @@ from functions.domain.dataset_rules import (
 )
 from functions.domain.epoch_outputs import MAX_SAMPLE_PROMPTS, SamplePrompt, VersionInfo
 from functions.domain.kohya_params import ParamValue
+from functions.domain.notifications import WEBHOOK_URL_MAX_LENGTH
 from functions.domain.planning import TrainingPlan
 from functions.domain.statuses import JobStatus
 from functions.domain.training_contract import Engine
@@ -297,6 +298,11 @@ class CreateTrainingRequest(BaseModel):
         max_length=MAX_SAMPLE_PROMPTS,
         description="prompts rendered as sample images at each saved epoch and at the end",
     )
+    webhook_url: str | None = Field(
+        default=None,
+        max_length=WEBHOOK_URL_MAX_LENGTH,
+        description="https URL that receives a signed POST when the job ends (docs/notifications.md)",
+    )
 
 
 class TrainingProgress(BaseModel):
@@ -370,6 +376,7 @@ class TrainingJobRecord(BaseModel):
     sample_prompts: list[SamplePrompt] = Field(default_factory=list)
     created_at: str
     updated_at: str
+    webhook_url: str | None = None
 
 
 class TrainingJobView(BaseModel):
@@ -397,6 +404,7 @@ class TrainingJobView(BaseModel):
     )
     created_at: str
     updated_at: str
+    webhook_url: str | None = None
 
 
 class ConfigValidation(BaseModel):

@@ -22,6 +22,7 @@ from functions.domain.statuses import JobStatus
 from functions.observability import build_metrics, cold_start_metric_enabled
 from functions.services.context import ServiceContext, service_context
 from functions.services.job_events import apply_state
+from functions.services.notifications import announce
 from functions.services.trainings import audit
 
 logger = Logger()
@@ -49,7 +50,9 @@ def reconcile_job(ctx: ServiceContext, job: TrainingJobRecord, now: datetime) ->
                 job.id, JobStatus.FAILED, at=utc_now(), cause="reconciler", fields={"failure_reason": reason}
             )
             if moved:
-                audit(job, job.status, JobStatus.FAILED, "reconciler: unknown to SageMaker")
+                cause = "reconciler: unknown to SageMaker"
+                audit(job, job.status, JobStatus.FAILED, cause)
+                announce(ctx.notifier, moved, job.status, JobStatus.FAILED, cause)
                 return "failed-unlaunched"
         return "unchanged"
     return "repaired" if apply_state(ctx, state, cause="reconciler") else "unchanged"

@@ -12,6 +12,7 @@ from functions.adapters.storage import ObjectStorage
 from functions.adapters.training_launcher import SageMakerLauncher
 from functions.adapters.training_logs import TrainingLogReader
 from functions.domain.catalog import INSTANCE_TYPES
+from functions.services.notifications import Notifier
 from functions.settings import Settings
 
 
@@ -23,6 +24,7 @@ class ServiceContext:
     launcher: SageMakerLauncher
     page_secret: bytes
     training_logs: TrainingLogReader
+    notifier: Notifier
 
     def price_per_hour(self, instance_type: str) -> float:
         """The deployment's price override for an instance type, else the catalogue's list price."""
@@ -51,4 +53,5 @@ def service_context() -> ServiceContext:
         launcher=SageMakerLauncher(),
         page_secret=page_token_secret(settings),
         training_logs=TrainingLogReader(settings.training_log_group),
+        notifier=Notifier.from_settings(settings),
     )

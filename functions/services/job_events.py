@@ -47,6 +47,7 @@ from functions.domain.training_contract import (
 )
 from functions.services.context import ServiceContext
 from functions.services.models import verify_safetensors
+from functions.services.notifications import announce
 from functions.services.trainings import audit, live_progress
 
 logger = Logger(child=True)
@@ -95,6 +96,7 @@ def apply_state(ctx: ServiceContext, state: TrainingJobState, cause: str) -> Job
     if moved is None:
         return None  # someone else moved it first: their state stands
     audit(job, job.status, target, f"{cause}: {state.status}/{state.secondary_status}")
+    announce(ctx.notifier, moved, job.status, target, f"{cause}: {state.status}/{state.secondary_status}")
     return target
 
 

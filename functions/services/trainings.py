@@ -56,6 +56,7 @@ from functions.domain.training_contract import (
 )
 from functions.services.context import ServiceContext
 from functions.services.models import delete_lora_of_job
+from functions.services.notifications import announce, webhook_problems
 from functions.services.pagination import list_page
 
 logger = Logger(child=True)
@@ -100,6 +101,7 @@ def ready_inputs(
         *runtime_problems(request.max_runtime_seconds, ctx.settings.max_runtime_seconds),
         *config_problems,
         *sample_prompt_problems(request.sample_prompts, request.fm_type),
+        *webhook_problems(ctx.notifier, request.webhook_url),
     ]
     if problems:
         raise invalid_all(problems)
@@ -225,9 +227,11 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
         sample_prompts=request.sample_prompts,
         created_at=now,
         updated_at=now,
+        webhook_url=request.webhook_url,
     )
     ctx.repository.create(job)
     audit(job, None, JobStatus.PENDING, "job recorded")
+    announce(ctx.notifier, job, None, JobStatus.PENDING, "job recorded")
     try:
         ctx.launcher.create(build_create_request(ctx, job, model), job.instance_type)
     except LaunchRefused as refused:
@@ -239,6 +243,7 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
             fields={"failure_reason": refused.reason},
         )
         audit(job, JobStatus.PENDING, JobStatus.FAILED, refused.reason)
+        announce(ctx.notifier, failed or job, JobStatus.PENDING, JobStatus.FAILED, refused.reason)
         return view_of(failed or ctx.repository.get(TrainingJobRecord, job_id, owner), TrainingJobView)
     started = ctx.repository.transition_job(
         job_id,
@@ -249,6 +254,7 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
     )
     if started:
         audit(job, JobStatus.PENDING, JobStatus.STARTING, "CreateTrainingJob accepted")
+        announce(ctx.notifier, started, JobStatus.PENDING, JobStatus.STARTING, "CreateTrainingJob accepted")
     return view_of(started or ctx.repository.get(TrainingJobRecord, job_id, owner), TrainingJobView)
 
 
@@ -336,6 +342,7 @@ def stop_training(ctx: ServiceContext, owner: str, job_id: str) -> TrainingJobVi
             job = ctx.repository.get(TrainingJobRecord, job_id, owner)
             raise Conflict(f"training {job_id} already ended ({job.status.value})")
         audit(job, job.status, JobStatus.STOPPING, "stop requested by owner")
+        announce(ctx.notifier, moved, job.status, JobStatus.STOPPING, "stop requested by owner")
     ctx.launcher.stop(job.sagemaker_job_name)
     return get_training(ctx, owner, job_id)
 

@@ -1,4 +1,5 @@
-"""The three Lambda functions (API, SageMaker events, reconciler) and their least-privilege grants."""
+"""The Lambda functions (API, SageMaker events, reconciler, webhook delivery) and their
+least-privilege grants (the notification grants are in ``constructs/notifications.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from constructs import Construct
 
 from functions.domain.storage_layout import DATASETS_PREFIX, MODELS_PREFIX, TRAININGS_PREFIX
 from functions.settings import METRICS_NAMESPACE, EnvVar
+from infrastructure.constructs.notifications import DELIVERY_TIMEOUT_SECONDS
 from infrastructure.lambda_bundling import FUNCTIONS, asset_hash, bundling_options
 from infrastructure.nag import acknowledge, acknowledge_wildcards, arn_token, nag_arn
 
@@ -67,6 +69,12 @@ class ServiceFunctions(Construct):
             "Reconciler", "functions.reconciler.handler.lambda_handler", env, memory=512, timeout=300,
             description="Repairs jobs whose SageMaker events were lost",
             reserved=1 if reserved_concurrency else None,  # never two repair runs at once
+        )  # fmt: skip
+        self.webhooks = self._function(
+            "Webhooks", "functions.webhooks.handler.lambda_handler", env, memory=256,
+            timeout=DELIVERY_TIMEOUT_SECONDS,
+            description="Delivers signed webhooks of ended training jobs (SQS, retries, DLQ)",
+            reserved=5 if reserved_concurrency else None,  # bounds outbound calls to receivers
         )  # fmt: skip
         for function in (self.api, self.events, self.reconciler):
             table.grant_read_write_data(function)
@@ -140,7 +148,12 @@ class ServiceFunctions(Construct):
                 ["*"],
                 "Only xray:PutTraceSegments/PutTelemetryRecords, which have no resource-level form.",
             )
-        for function in (self.api, self.events, self.reconciler):
+        acknowledge_wildcards(
+            self.webhooks,
+            ["*"],
+            "Only xray:PutTraceSegments/PutTelemetryRecords, which have no resource-level form.",
+        )
+        for function in (self.api, self.events, self.reconciler, self.webhooks):
             acknowledge(
                 function,
                 "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",

@@ -25,6 +25,7 @@ class ServiceMonitoring(Construct):
         api: apigw.RestApi,
         functions: dict[str, lambda_.IFunction],
         dead_letters: sqs.IQueue,
+        webhook_dead_letters: sqs.IQueue | None = None,
         service_name: str,
         alarm_email: str | None,
     ) -> None:
@@ -60,7 +61,19 @@ class ServiceMonitoring(Construct):
                 1,
             ),
             self._alarm("TrainingsFailed", failed_trainings, 1),
+            # A state change that could not be put on the bus or queued for its webhook.
+            self._alarm("NotificationsFailed", self._service_metric("NotificationsFailed", service_name), 1),
         ]
+        if webhook_dead_letters is not None:  # webhooks that failed every attempt
+            self.alarms.append(
+                self._alarm(
+                    "WebhookDeadLetters",
+                    webhook_dead_letters.metric_approximate_number_of_messages_visible(
+                        period=Duration.minutes(5)
+                    ),
+                    1,
+                )
+            )
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard")
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
@@ -79,6 +92,16 @@ class ServiceMonitoring(Construct):
                 right=[f.metric_duration(statistic="p99") for f in functions.values()],
             ),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms),
+        )
+
+    @staticmethod
+    def _service_metric(name: str, service_name: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=name,
+            dimensions_map={"service": service_name},
+            statistic="Sum",
+            period=Duration.minutes(5),
         )
 
     def _alarm(self, name: str, metric: cloudwatch.IMetric, threshold: float) -> cloudwatch.Alarm:

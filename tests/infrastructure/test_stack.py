@@ -109,6 +109,7 @@ def test_functions_are_arm64_traced_bounded_and_configured(template_json: dict[s
         "functions.api.handler.lambda_handler",
         "functions.events.handler.lambda_handler",
         "functions.reconciler.handler.lambda_handler",
+        "functions.webhooks.handler.lambda_handler",
     }
     for props in functions.values():
         assert props["Architectures"] == ["arm64"]

@@ -1,0 +1,85 @@
+"""Notifications: the service's own EventBridge bus, the webhook queue (+ DLQ) and signing secret.
+
+Job state changes are put on the bus by the API, events and reconciler functions (PutEvents on
+this bus only); users subscribe with their own rules (docs/notifications.md). Webhook deliveries
+are SQS messages consumed by the delivery function: a failed delivery returns to the queue with
+a backoff and, after ``DEFAULTS.webhook_max_attempts`` receives, moves to the dead-letter queue,
+which the monitoring construct alarms on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from functions.settings import DEFAULTS
+from infrastructure.nag import acknowledge
+
+# SQS wants the visibility timeout to be at least six times the consumer's timeout.
+DELIVERY_TIMEOUT_SECONDS = 30
+QUEUE_VISIBILITY = Duration.seconds(6 * DELIVERY_TIMEOUT_SECONDS)
+
+
+class ServiceNotifications(Construct):
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.bus = events.EventBus(self, "Bus", description="LoRA training job state changes (lora-training)")
+        self.webhook_dead_letters = sqs.Queue(
+            self,
+            "WebhookDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.webhook_dead_letters,
+            "SQS3",
+            "This queue is itself the dead-letter queue of webhook deliveries.",
+        )
+        self.webhook_queue = sqs.Queue(
+            self,
+            "WebhookDeliveries",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=QUEUE_VISIBILITY,
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.webhook_dead_letters, max_receive_count=DEFAULTS.webhook_max_attempts
+            ),
+        )
+        self.signing_secret = secretsmanager.Secret(
+            self,
+            "WebhookSigningSecret",
+            description="HMAC-SHA256 key of webhook signatures (X-Lora-Signature); receivers verify with it",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                exclude_punctuation=True, password_length=64
+            ),
+        )
+        acknowledge(
+            self.signing_secret,
+            "SMG4",
+            "Receivers hold a copy of this key: rotation is a coordinated step (docs/notifications.md).",
+        )
+
+    def connect(self, *, publishers: Iterable[lambda_.IFunction], delivery: lambda_.IFunction) -> None:
+        """Least privilege: publishers may put events on this bus and enqueue deliveries; the
+        delivery function consumes the queue (partial batch failures) and reads the secret."""
+        for function in publishers:
+            self.bus.grant_put_events_to(function)
+            self.webhook_queue.grant_send_messages(function)
+        self.signing_secret.grant_read(delivery)
+        delivery.add_event_source(
+            sources.SqsEventSource(
+                self.webhook_queue,
+                batch_size=10,
+                max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+            )
+        )
