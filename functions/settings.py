@@ -46,6 +46,11 @@ class EnvVar(StrEnum):
     WEBHOOK_SIGNING_SECRET_ARN = "WEBHOOK_SIGNING_SECRET_ARN"
     WEBHOOK_ALLOW_LOOPBACK_HTTP = "WEBHOOK_ALLOW_LOOPBACK_HTTP"  # "true" only locally / in tests
     WEBHOOK_RETRY_BASE_SECONDS = "WEBHOOK_RETRY_BASE_SECONDS"  # first retry delay; doubles each time
+    TASKS_FUNCTION_NAME = "TASKS_FUNCTION_NAME"  # the function background tasks are handed to
+    # Model imports from a URL (docs/dataset-preparation-and-imports.md): the largest file fetched,
+    # and the local runtime's switch allowing http:// to loopback (never set in AWS).
+    MODEL_IMPORT_MAX_BYTES = "MODEL_IMPORT_MAX_BYTES"
+    MODEL_IMPORT_ALLOW_LOOPBACK_HTTP = "MODEL_IMPORT_ALLOW_LOOPBACK_HTTP"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class DeploymentDefaults:
     training_log_group: str = SAGEMAKER_TRAINING_LOG_GROUP
     # Webhook deliveries: attempts before the message goes to the dead-letter queue (SQS
     # maxReceiveCount) and the first retry delay, doubled per attempt (capped by SQS at 12 h).
+    # The largest model a URL import fetches (the upload limit for checkpoints).
+    model_import_max_bytes: int = 20 * 1024**3
     webhook_max_attempts: int = 8
     webhook_retry_base_seconds: int = 30
 
@@ -114,6 +121,9 @@ class Settings:
     webhook_signing_secret_arn: str = ""
     webhook_allow_loopback_http: bool = False
     webhook_retry_base_seconds: int = DEFAULTS.webhook_retry_base_seconds
+    tasks_function_name: str = ""
+    model_import_max_bytes: int = DEFAULTS.model_import_max_bytes
+    model_import_allow_loopback_http: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -157,6 +167,11 @@ class Settings:
             webhook_retry_base_seconds=int(
                 e.get(EnvVar.WEBHOOK_RETRY_BASE_SECONDS) or DEFAULTS.webhook_retry_base_seconds
             ),
+            tasks_function_name=e.get(EnvVar.TASKS_FUNCTION_NAME, ""),
+            model_import_max_bytes=int(
+                e.get(EnvVar.MODEL_IMPORT_MAX_BYTES) or DEFAULTS.model_import_max_bytes
+            ),
+            model_import_allow_loopback_http=_bool(e.get(EnvVar.MODEL_IMPORT_ALLOW_LOOPBACK_HTTP), False),
         )
 
 

@@ -43,6 +43,11 @@ def sqs_client() -> Any:
     return boto3.client("sqs", config=_RETRIES)
 
 
+@cache
+def lambda_client() -> Any:
+    return boto3.client("lambda", config=_RETRIES)
+
+
 def secret_value(secret_arn: str) -> bytes:
     """A Secrets Manager secret's value, through Powertools' parameters utility.
 

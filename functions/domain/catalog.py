@@ -24,6 +24,8 @@ class ResourceStatus(StrEnum):
     UPLOADING = "uploading"
     READY = "ready"
     INVALID = "invalid"  # datasets only: uploaded, but the manifest found problems
+    PROCESSING = "processing"  # a background task is producing it (a crop, an import from a URL)
+    FAILED = "failed"  # its background task failed; ``failure_reason`` says why
 
 
 # SDXL LoRA training at 1024 px needs >= 24 GB even with gradient checkpointing and

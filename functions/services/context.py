@@ -9,6 +9,7 @@ from functools import cache
 from functions.adapters.aws_clients import secret_value
 from functions.adapters.repository import Repository
 from functions.adapters.storage import ObjectStorage
+from functions.adapters.task_dispatcher import TaskDispatcher
 from functions.adapters.training_launcher import SageMakerLauncher
 from functions.adapters.training_logs import TrainingLogReader
 from functions.domain.catalog import INSTANCE_TYPES
@@ -25,6 +26,7 @@ class ServiceContext:
     page_secret: bytes
     training_logs: TrainingLogReader
     notifier: Notifier
+    tasks: TaskDispatcher
 
     def price_per_hour(self, instance_type: str) -> float:
         """The deployment's price override for an instance type, else the catalogue's list price."""
@@ -54,4 +56,5 @@ def service_context() -> ServiceContext:
         page_secret=page_token_secret(settings),
         training_logs=TrainingLogReader(settings.training_log_group),
         notifier=Notifier.from_settings(settings),
+        tasks=TaskDispatcher(settings.tasks_function_name),
     )

@@ -1,0 +1,41 @@
+"""Runs a background task by its kind (see ``functions/domain/background_tasks.py``).
+
+Runners are imported on first use: the image work of a crop needs Pillow, which only the tasks
+function bundles, and the API function never imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from functions.domain.background_tasks import TASK_DEADLINE_SECONDS, BackgroundTask, TaskKind
+from functions.domain.ids import utc_now
+from functions.services.context import ServiceContext
+
+Runner = Callable[[ServiceContext, BackgroundTask], None]
+
+# "module:function" of each kind's runner: ``runner(ctx, task)`` does the work and records the
+# outcome on the task's record; it must tolerate running twice (asynchronous invocations retry).
+RUNNERS: dict[TaskKind, str] = {
+    TaskKind.DATASET_CROP: "functions.services.dataset_crop:run_crop_task",
+    TaskKind.MODEL_IMPORT: "functions.services.model_import:run_import_task",
+}
+
+
+def runner_for(kind: TaskKind) -> Runner:
+    module, name = RUNNERS[kind].split(":")
+    runner: Runner = getattr(importlib.import_module(module), name)
+    return runner
+
+
+def run_task(ctx: ServiceContext, task: BackgroundTask) -> None:
+    runner_for(task.kind)(ctx, task)
+
+
+def is_overdue(updated_at: str, now: str | None = None) -> bool:
+    """Whether a record still waiting for its task has outlived any run of it (ISO-8601 UTC times)."""
+    from datetime import datetime
+
+    current = datetime.fromisoformat(now or utc_now())
+    return (current - datetime.fromisoformat(updated_at)).total_seconds() > TASK_DEADLINE_SECONDS
