@@ -144,9 +144,11 @@ class LoraTrainingStack(Stack):
                 "Events": functions.events,
                 "Reconciler": functions.reconciler,
                 "Webhooks": functions.webhooks,
+                "Tasks": functions.tasks,
             },
             dead_letters=events.dead_letters,
             webhook_dead_letters=notifications.webhook_dead_letters,
+            task_dead_letters=functions.tasks_dead_letters,
             service_name=SERVICE_NAME,
             alarm_email=config.alarm_email,
         )

@@ -29,6 +29,7 @@ from local_runtime.aws_emulator import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KE
 from local_runtime.defaults import DEFAULT_API_PORT, DEFAULT_DATA_DIR, RUNTIME_INFO_FILE
 from local_runtime.job_runner import LocalTrainingJobRunner, RunnerOptions
 from local_runtime.lambda_invoker import LocalLambdaFunction
+from local_runtime.lambda_server import LambdaWireServer, LocalLambdaService
 from local_runtime.local_auth import DEFAULT_USER, LocalTokens
 from local_runtime.log_shipping import restore_journals
 from local_runtime.sagemaker_jobs import ACCOUNT_ID, TrainingJobStore
@@ -42,6 +43,9 @@ logger = logging.getLogger("local_runtime")
 API_HANDLER = "functions.api.handler.lambda_handler"
 EVENTS_HANDLER = "functions.events.handler.lambda_handler"
 WEBHOOKS_HANDLER = "functions.webhooks.handler.lambda_handler"
+TASKS_HANDLER = "functions.tasks.handler.lambda_handler"
+TASKS_FUNCTION = "lora-local-tasks"
+TASKS_TIMEOUT_SECONDS = 900  # as the stack's tasks function
 WEBHOOK_SECRET_FILE = "webhook-signing-secret"  # in the data directory; receivers verify with it
 LOCAL_WEBHOOK_RETRY_BASE_SECONDS = 2  # local retries come quickly; AWS uses DEFAULTS
 LOCAL_TRAINING_IMAGE = "local/lora-training:latest"  # recorded only; the runner runs the entrypoint module
@@ -70,6 +74,7 @@ class LocalRuntimeOptions:
     api_handler: str = API_HANDLER
     events_handler: str = EVENTS_HANDLER
     webhooks_handler: str = WEBHOOKS_HANDLER
+    tasks_handler: str = TASKS_HANDLER
     names: ResourceNames = field(default_factory=ResourceNames)
 
 
@@ -101,6 +106,7 @@ class LocalRuntime:
         self._snapshots: PeriodicSnapshots | None = None
         self._webhooks: SqsEventSource | None = None
         self._webhook_queue: tuple[str, str] = ("", "")
+        self._lambda_server: LambdaWireServer | None = None
         self.info: RuntimeInfo | None = None
 
     # --- start ---------------------------------------------------------------------------
@@ -124,12 +130,20 @@ class LocalRuntime:
 
         events = LocalLambdaFunction(self.options.events_handler, "lora-local-events", self.options.region)
         sagemaker = self._start_sagemaker(events)
-        os.environ.update(self._handler_environment(sagemaker.endpoint_url))
+        tasks = LocalLambdaFunction(
+            self.options.tasks_handler, TASKS_FUNCTION, self.options.region, TASKS_TIMEOUT_SECONDS
+        )
+        self._lambda_server = LambdaWireServer(
+            LocalLambdaService({TASKS_FUNCTION: tasks}, after_async=self._snapshots.save_now)
+        )
+        self._lambda_server.start()
+        os.environ.update(self._handler_environment(sagemaker.endpoint_url, self._lambda_server.endpoint_url))
         for name in AWS_VARIABLES_TO_CLEAR:
             os.environ.pop(name, None)
         api_function = LocalLambdaFunction(self.options.api_handler, "lora-local-api", self.options.region)
         api_function.load()
         events.load()
+        tasks.load()
         self._start_webhook_delivery()
         assert self._sagemaker is not None
         interrupted = self._sagemaker.recover_interrupted_jobs()
@@ -203,7 +217,7 @@ class LocalRuntime:
             path.chmod(0o600)
         return path.read_text(encoding="utf-8").strip()
 
-    def _handler_environment(self, sagemaker_url: str) -> dict[str, str]:
+    def _handler_environment(self, sagemaker_url: str, lambda_url: str) -> dict[str, str]:
         """The Lambda environment of the stack, pointed at the local emulators."""
         names = self.options.names
         return {
@@ -229,6 +243,9 @@ class LocalRuntime:
             "AWS_ENDPOINT_URL_EVENTBRIDGE": self._emulator.endpoint_url,
             "AWS_ENDPOINT_URL_SQS": self._emulator.endpoint_url,
             "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker_url,
+            "AWS_ENDPOINT_URL_LAMBDA": lambda_url,
+            EnvVar.TASKS_FUNCTION_NAME: TASKS_FUNCTION,
+            EnvVar.MODEL_IMPORT_ALLOW_LOOPBACK_HTTP: "true",  # local test servers are plain http on loopback
             "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self._emulator.endpoint_url,
             "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_ACCESS_KEY,
@@ -284,6 +301,8 @@ class LocalRuntime:
             self._api.stop()
         if self._webhooks is not None:
             self._webhooks.stop()
+        if self._lambda_server is not None:
+            self._lambda_server.stop()
         if self._snapshots is not None:
             self._snapshots.stop()
         self._emulator.stop()

@@ -7,15 +7,18 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from functions.domain.background_tasks import TASK_TIMEOUT_SECONDS
 from functions.domain.storage_layout import DATASETS_PREFIX, MODELS_PREFIX, TRAININGS_PREFIX
 from functions.settings import METRICS_NAMESPACE, EnvVar
 from infrastructure.constructs.notifications import DELIVERY_TIMEOUT_SECONDS
-from infrastructure.lambda_bundling import FUNCTIONS, asset_hash, bundling_options
+from infrastructure.lambda_bundling import FUNCTIONS, TASKS_REQUIREMENTS, asset_hash, bundling_options
 from infrastructure.nag import acknowledge, acknowledge_wildcards, arn_token, nag_arn
 
 SERVICE_NAME = "lora-training"
@@ -70,6 +73,52 @@ class ServiceFunctions(Construct):
             description="Repairs jobs whose SageMaker events were lost",
             reserved=1 if reserved_concurrency else None,  # never two repair runs at once
         )  # fmt: skip
+        # Background tasks (dataset crops, model imports): the same code plus Pillow, in its own
+        # asset so the other functions' bundles stay small.
+        self.tasks = self._function(
+            "Tasks", "functions.tasks.handler.lambda_handler", env, memory=2048,
+            timeout=TASK_TIMEOUT_SECONDS,
+            description="Background tasks: dataset crops, model imports from a URL",
+            reserved=5 if reserved_concurrency else None,  # bounds parallel downloads and image work
+            code=lambda_.Code.from_asset(
+                str(FUNCTIONS), bundling=bundling_options(TASKS_REQUIREMENTS),
+                asset_hash=asset_hash(TASKS_REQUIREMENTS),
+            ),
+        )  # fmt: skip
+        self.tasks_dead_letters = sqs.Queue(
+            self,
+            "TaskDeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.tasks_dead_letters, "SQS3", "This queue is itself the on-failure destination of tasks."
+        )
+        # Lambda retries a failed asynchronous invocation twice, then hands the event here; the
+        # record it worked on is failed by the next reader once its deadline has passed.
+        self.tasks.configure_async_invoke(
+            retry_attempts=2,
+            max_event_age=Duration.hours(1),
+            on_failure=destinations.SqsDestination(self.tasks_dead_letters),
+        )
+        self.tasks.grant_invoke(self.api)
+        acknowledge_wildcards(
+            self.api,
+            [f"{arn_token(self.tasks)}:*"],
+            "grant_invoke's qualified form of the tasks function's own ARN (its versions/aliases).",
+        )
+        self.api.add_environment(EnvVar.TASKS_FUNCTION_NAME, self.tasks.function_name)
+        table.grant_read_write_data(self.tasks)
+        self._grant_objects(
+            self.tasks,
+            bucket,
+            ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+            (MODELS_PREFIX, DATASETS_PREFIX),
+        )
+        self.tasks.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn])
+        )
         self.webhooks = self._function(
             "Webhooks", "functions.webhooks.handler.lambda_handler", env, memory=256,
             timeout=DELIVERY_TIMEOUT_SECONDS,
@@ -134,6 +183,7 @@ class ServiceFunctions(Construct):
             self.events: [f"{bucket_arn}/{p}*" for p in (MODELS_PREFIX, TRAININGS_PREFIX)],
             self.reconciler: [*(f"{bucket_arn}/{p}*" for p in (MODELS_PREFIX, TRAININGS_PREFIX)),
                               jobs_wildcard],
+            self.tasks: [f"{bucket_arn}/{p}*" for p in (MODELS_PREFIX, DATASETS_PREFIX)],
         }  # fmt: skip
         for function, resources in wildcards.items():
             acknowledge_wildcards(
@@ -153,7 +203,7 @@ class ServiceFunctions(Construct):
             ["*"],
             "Only xray:PutTraceSegments/PutTelemetryRecords, which have no resource-level form.",
         )
-        for function in (self.api, self.events, self.reconciler, self.webhooks):
+        for function in (self.api, self.events, self.reconciler, self.webhooks, self.tasks):
             acknowledge(
                 function,
                 "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
@@ -170,6 +220,7 @@ class ServiceFunctions(Construct):
         timeout: int,
         description: str,
         reserved: int | None,
+        code: lambda_.Code | None = None,
     ) -> lambda_.Function:
         log_group = logs.LogGroup(
             self, f"{name}Logs", retention=self._log_retention, removal_policy=self._removal_policy
@@ -180,7 +231,7 @@ class ServiceFunctions(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler=handler,
-            code=self._code,
+            code=code or self._code,
             memory_size=memory,
             timeout=Duration.seconds(timeout),
             environment=env,

@@ -26,6 +26,7 @@ class ServiceMonitoring(Construct):
         functions: dict[str, lambda_.IFunction],
         dead_letters: sqs.IQueue,
         webhook_dead_letters: sqs.IQueue | None = None,
+        task_dead_letters: sqs.IQueue | None = None,
         service_name: str,
         alarm_email: str | None,
     ) -> None:
@@ -69,6 +70,16 @@ class ServiceMonitoring(Construct):
                 self._alarm(
                     "WebhookDeadLetters",
                     webhook_dead_letters.metric_approximate_number_of_messages_visible(
+                        period=Duration.minutes(5)
+                    ),
+                    1,
+                )
+            )
+        if task_dead_letters is not None:  # background tasks that failed every attempt
+            self.alarms.append(
+                self._alarm(
+                    "TaskDeadLetters",
+                    task_dead_letters.metric_approximate_number_of_messages_visible(
                         period=Duration.minutes(5)
                     ),
                     1,

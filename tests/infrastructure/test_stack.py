@@ -110,6 +110,7 @@ def test_functions_are_arm64_traced_bounded_and_configured(template_json: dict[s
         "functions.events.handler.lambda_handler",
         "functions.reconciler.handler.lambda_handler",
         "functions.webhooks.handler.lambda_handler",
+        "functions.tasks.handler.lambda_handler",
     }
     for props in functions.values():
         assert props["Architectures"] == ["arm64"]
@@ -128,6 +129,40 @@ def test_functions_are_arm64_traced_bounded_and_configured(template_json: dict[s
         assert "LoggingConfig" in props  # its own log group, with retention
     assert functions["functions.reconciler.handler.lambda_handler"]["ReservedConcurrentExecutions"] == 1
     assert functions["functions.events.handler.lambda_handler"]["ReservedConcurrentExecutions"] == 10
+
+
+def test_background_tasks_run_async_with_retries_a_dead_letter_queue_and_only_the_api_invokes(
+    template_json: dict[str, Any],
+) -> None:
+    functions = _resources(template_json, "AWS::Lambda::Function")
+    tasks_id = next(
+        i for i, f in functions.items() if f["Properties"]["Handler"].startswith("functions.tasks.")
+    )
+    api_id = next(i for i, f in functions.items() if f["Properties"]["Handler"].startswith("functions.api."))
+    tasks = functions[tasks_id]["Properties"]
+    assert tasks["Timeout"] == 900 and tasks["MemorySize"] == 2048
+    api_env = functions[api_id]["Properties"]["Environment"]["Variables"]
+    assert api_env[EnvVar.TASKS_FUNCTION_NAME] == {"Ref": tasks_id}
+    (invoke_config,) = _resources(template_json, "AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["Properties"]["MaximumRetryAttempts"] == 2
+    assert "OnFailure" in invoke_config["Properties"]["DestinationConfig"]
+    invokers = [
+        role
+        for role, policy in (
+            (p["Properties"]["Roles"][0]["Ref"], p["Properties"]["PolicyDocument"])
+            for p in _resources(template_json, "AWS::IAM::Policy").values()
+        )
+        for statement in policy["Statement"]
+        if "lambda:InvokeFunction" in json.dumps(statement["Action"])
+        and tasks_id in json.dumps(statement["Resource"])
+    ]
+    api_role = functions[api_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+    assert invokers == [api_role]
+    assert any(
+        a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and "TaskDeadLetters" in json.dumps(a["Properties"].get("Dimensions"))
+        for a in _resources(template_json, "AWS::CloudWatch::Alarm").values()
+    ), "no alarm on the tasks' dead-letter queue"
 
 
 def test_tables(template: Any) -> None:
