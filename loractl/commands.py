@@ -23,6 +23,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from functions.domain.catalog import FmType
 from functions.domain.dataset_rules import UPLOAD_URLS_PER_RESPONSE, DeclaredFile, check_declared_files
 from functions.domain.statuses import TERMINAL_STATUSES as DOMAIN_TERMINAL_STATUSES
 from loractl import api_shapes
@@ -272,6 +273,92 @@ def datasets_get(args: argparse.Namespace) -> int:
     with api(args) as client:
         emit(client.get(f"/datasets/{args.id}"), args.json)
     return EXIT_OK
+
+
+def _crop_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The crop fields of ``datasets prepare``/``crop``, shaped like ``POST /datasets/{id}/crop``."""
+    if args.resolution is None and args.fm_type is None:
+        raise UsageError("give --resolution (pixels) or --fm-type (its native resolution)")
+    fields = {"width": args.resolution, "height": args.height, "fm_type": args.fm_type}
+    return {
+        **{k: v for k, v in fields.items() if v is not None},
+        "mode": args.mode,
+        "upscale": args.upscale,
+    }
+
+
+def datasets_prepare(args: argparse.Namespace) -> int:
+    """Crop every image of a local dataset with the service's own function; copy the captions."""
+    from functions.domain.dataset_preparation import (
+        NATIVE_SIDE,
+        CropMode,
+        CropSpec,
+        output_name,
+        side_problem,
+    )
+    from functions.domain.image_preparation import ImageProblem, prepare_image  # Pillow: only here
+
+    request = _crop_request(args)
+    width = request.get("width") or NATIVE_SIDE[FmType(request["fm_type"])]
+    height = request.get("height") or width
+    problems = [p for p in (side_problem("--resolution", width), side_problem("--height", height)) if p]
+    if problems:
+        raise UsageError("; ".join(problems))
+    spec = CropSpec(width, height, CropMode(args.mode), args.upscale)
+    root, output = Path(args.directory), Path(args.output)
+    if output.resolve() == root.resolve() or root.resolve() in output.resolve().parents:
+        raise UsageError("--output must be a folder outside the dataset (originals are never overwritten)")
+    files = collect_dataset_files(root)
+    failed: list[str] = []
+    kept_stems: set[str] = set()
+    for relative, path in files:
+        if relative.lower().endswith(".txt"):
+            continue
+        try:
+            prepared = prepare_image(path.read_bytes(), relative, spec)
+        except ImageProblem as problem:
+            failed.append(f"{relative}: {problem}")
+            continue
+        target = output / output_name(relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(prepared)
+        kept_stems.add(relative.rsplit(".", 1)[0])
+    for relative, path in files:
+        if relative.lower().endswith(".txt") and relative.rsplit(".", 1)[0] in kept_stems:
+            (output / relative).parent.mkdir(parents=True, exist_ok=True)
+            (output / relative).write_bytes(path.read_bytes())
+    for line in failed:
+        errors.print(f"  left out {line}", highlight=False, markup=False)
+    emit(
+        {
+            "output": str(output),
+            "images": len(kept_stems),
+            "left_out": len(failed),
+            "width": width,
+            "height": height,
+        },
+        args.json,
+    )
+    return EXIT_OK
+
+
+def datasets_crop(args: argparse.Namespace) -> int:
+    with api(args) as client:
+        body = _crop_request(args)
+        if args.name:
+            body["name"] = args.name
+        else:
+            source = client.get(f"/datasets/{args.id}")
+            size = f"{body.get('width') or body.get('fm_type')}" + (
+                f"x{body['height']}" if "height" in body else ""
+            )
+            body["name"] = f"{source.get('name', args.id)} {size}"[:100]
+        dataset = client.post(f"/datasets/{args.id}/crop", body)
+        while args.wait and dataset.get("status") == "processing":
+            time.sleep(POLL_SECONDS)
+            dataset = client.get(f"/datasets/{dataset['id']}")
+    emit(dataset, args.json)
+    return 3 if dataset.get("status") in ("failed", "invalid") else EXIT_OK
 
 
 def datasets_delete(args: argparse.Namespace) -> int:

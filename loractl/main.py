@@ -120,6 +120,32 @@ def _datasets(root: argparse._SubParsersAction) -> None:
     listing.add_argument("--limit", type=int)
     _command(group, "get", commands.datasets_get, "show one dataset and its manifest").add_argument("id")
     _command(group, "delete", commands.datasets_delete, "delete a dataset and its files").add_argument("id")
+    prepare = _command(
+        group,
+        "prepare",
+        commands.datasets_prepare,
+        "crop and resize a local dataset folder before uploading it (as the service's crop does)",
+    )
+    prepare.add_argument("directory")
+    prepare.add_argument("--output", required=True, help="folder to write the prepared dataset to")
+    _crop_arguments(prepare)
+    crop = _command(
+        group, "crop", commands.datasets_crop, "make a cropped copy of an uploaded dataset (server side)"
+    )
+    crop.add_argument("id")
+    crop.add_argument("--name", help="the new dataset's name (default: '<source name> <width>x<height>')")
+    crop.add_argument("--wait", action="store_true", help="wait until the new dataset is ready")
+    _crop_arguments(crop)
+
+
+def _crop_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resolution", type=int, help="target width in pixels (square unless --height)")
+    parser.add_argument("--height", type=int, help="target height in pixels")
+    parser.add_argument(
+        "--fm-type", choices=["sd15", "sdxl"], help="use the family's native side (512 / 1024) as resolution"
+    )
+    parser.add_argument("--mode", choices=["center", "smart"], default="center", help="which part to keep")
+    parser.add_argument("--upscale", action="store_true", help="also enlarge images smaller than the target")
 
 
 def _configs(root: argparse._SubParsersAction) -> None:

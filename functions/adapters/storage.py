@@ -111,6 +111,18 @@ class ObjectStorage:
         )
         return bytes(response["Body"].read())
 
+    def read_bytes(self, key: str) -> bytes | None:
+        """A whole (small) object, or None when it does not exist."""
+        try:
+            return bytes(self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=data)
+
     def read_json(self, key: str) -> dict[str, Any] | None:
         try:
             body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from functions.domain.catalog import INSTANCE_TYPES, FmType, ModelKind, ResourceStatus
+from functions.domain.dataset_preparation import CropMode
 from functions.domain.dataset_rules import (
     MAX_FILES,
     MAX_PATH_LENGTH,
@@ -188,6 +189,16 @@ class PresignedFileUpload(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict, description="headers the PUT must send")
 
 
+class CropParameters(BaseModel):
+    """How a dataset was (or is being) cropped from another one."""
+
+    source_dataset_id: str
+    width: int
+    height: int
+    mode: CropMode
+    upscale: bool
+
+
 class DatasetRecord(BaseModel):
     id: str
     owner: str
@@ -196,6 +207,9 @@ class DatasetRecord(BaseModel):
     file_count: int
     total_bytes: int
     manifest: DatasetManifest | None = None
+    crop: CropParameters | None = None
+    failure_reason: str | None = None
+    file_errors: list[str] = Field(default_factory=list)
     created_at: str
     updated_at: str
 
@@ -207,8 +221,28 @@ class DatasetView(BaseModel):
     file_count: int
     total_bytes: int
     manifest: DatasetManifest | None = None
+    crop: CropParameters | None = Field(None, description="set on a dataset made by POST /datasets/{id}/crop")
+    failure_reason: str | None = Field(None, description="why its background task failed (status failed)")
+    file_errors: list[str] = Field(
+        default_factory=list, description="files a crop could not process (left out, with the reason)"
+    )
     created_at: str
     updated_at: str
+
+
+class CropDatasetRequest(BaseModel):
+    """``POST /datasets/{id}/crop``: a new dataset with every image cropped and resized."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: DisplayName
+    width: int | None = Field(None, description="target width in pixels (default: the family's native side)")
+    height: int | None = Field(None, description="target height in pixels (default: the width)")
+    fm_type: FmType | None = Field(
+        None, description="family whose native resolution to use when no width is given (sd15 512, sdxl 1024)"
+    )
+    mode: CropMode = Field(CropMode.CENTER, description="center, or smart: the window with the most detail")
+    upscale: bool = Field(False, description="enlarge images smaller than the target (default: only crop)")
 
 
 class DatasetCreated(BaseModel):

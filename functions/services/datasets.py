@@ -31,6 +31,7 @@ from functions.domain.records import (
     view_of,
 )
 from functions.domain.storage_layout import dataset_declared_key, dataset_file_key, dataset_prefix
+from functions.services.background import is_overdue
 from functions.services.context import ServiceContext
 from functions.services.models import jobs_using
 from functions.services.pagination import list_page
@@ -143,8 +144,20 @@ def complete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> Datase
         raise Conflict(f"dataset {dataset_id} is already {record.status.value}")
     raw = ctx.storage.read_json(dataset_declared_key(owner, dataset_id))
     declared = [DeclaredFile(str(f["path"]), int(f["size_bytes"])) for f in (raw or {}).get("files", [])]
-    prefix = dataset_prefix(owner, dataset_id)
-    objects = ctx.storage.list_objects(prefix)
+    return view_of(record_arrival(ctx, record, declared), DatasetView)
+
+
+def record_arrival(
+    ctx: ServiceContext, record: DatasetRecord, declared: list[DeclaredFile], **updates: object
+) -> DatasetRecord:
+    """Check the declared files against what is in the bucket, write the manifest, set the status.
+
+    Shared by ``complete`` (files uploaded by the caller) and crops (files written by the tasks
+    function): either way a dataset is ready only once its objects were checked. The write is
+    conditional on the record's current status, so a concurrent change or delete wins.
+    """
+    owner, dataset_id = record.owner, record.id
+    objects = ctx.storage.list_objects(dataset_prefix(owner, dataset_id))
     declared_paths = {d.path for d in declared}
     for path, info in objects.items():
         if path not in declared_paths:
@@ -154,11 +167,13 @@ def complete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> Datase
         extra = len(manifest.problems) - MAX_LISTED_PROBLEMS
         manifest.problems = [*manifest.problems[:MAX_LISTED_PROBLEMS], f"... and {extra} more problems"]
     status = ResourceStatus.INVALID if manifest.problems else ResourceStatus.READY
-    record = record.model_copy(update={"status": status, "manifest": manifest, "updated_at": utc_now()})
-    if not ctx.repository.save(record, expected_status=ResourceStatus.UPLOADING.value):
-        raise Conflict(f"dataset {dataset_id} changed while completing; try again")
+    finished = record.model_copy(
+        update={**updates, "status": status, "manifest": manifest, "updated_at": utc_now()}
+    )
+    if not ctx.repository.save(finished, expected_status=record.status.value):
+        raise Conflict(f"dataset {dataset_id} changed while its files were checked; try again")
     logger.info(
-        "dataset completed",
+        "dataset checked",
         extra={
             "dataset_id": dataset_id,
             "owner": owner,
@@ -166,18 +181,38 @@ def complete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> Datase
             "problems": len(manifest.problems),
         },
     )
-    return view_of(record, DatasetView)
+    return finished
 
 
 def get_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> DatasetView:
-    return view_of(ctx.repository.get(DatasetRecord, dataset_id, owner), DatasetView)
+    return view_of(settled(ctx, ctx.repository.get(DatasetRecord, dataset_id, owner)), DatasetView)
+
+
+def settled(ctx: ServiceContext, record: DatasetRecord) -> DatasetRecord:
+    """The record, failed first if its background task has outlived any possible run of it."""
+    if record.status is not ResourceStatus.PROCESSING or not is_overdue(record.updated_at):
+        return record
+    failed = record.model_copy(
+        update={
+            "status": ResourceStatus.FAILED,
+            "failure_reason": "its background task did not finish in time (it stopped or timed out)",
+            "total_bytes": 0,
+            "updated_at": utc_now(),
+        }
+    )
+    if not ctx.repository.save(failed, expected_status=ResourceStatus.PROCESSING.value):
+        return ctx.repository.get(DatasetRecord, record.id, record.owner)  # it finished meanwhile
+    ctx.storage.delete_prefix(dataset_prefix(record.owner, record.id))
+    ctx.repository.release_storage(record.owner, record.total_bytes)
+    logger.warning("overdue dataset task failed", extra={"dataset_id": record.id, "owner": record.owner})
+    return failed
 
 
 def list_datasets(
     ctx: ServiceContext, owner: str, *, status: str | None, limit: int, next_token: str | None
 ) -> DatasetList:
     items, token = list_page(ctx, DatasetRecord, owner, status=status, limit=limit, next_token=next_token)
-    return DatasetList(items=[view_of(d, DatasetView) for d in items], next_token=token)
+    return DatasetList(items=[view_of(settled(ctx, d), DatasetView) for d in items], next_token=token)
 
 
 def delete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> None:

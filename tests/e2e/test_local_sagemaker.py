@@ -49,7 +49,9 @@ class LocalSageMakerFixture:
     store_dir: Path
     runner: LocalTrainingJobRunner
 
-    def wait_terminal(self, name: str, timeout: float = 20) -> dict[str, Any]:
+    def wait_terminal(
+        self, name: str, timeout: float = 60
+    ) -> dict[str, Any]:  # generous: CI machines are busy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job: dict[str, Any] = self.client.describe_training_job(TrainingJobName=name)

@@ -112,3 +112,21 @@ def sagemaker_stub(aws_emulator: str) -> Iterator[Any]:
 
 def created_response(name: str) -> dict[str, Any]:
     return {"TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{name}"}
+
+
+@pytest.fixture
+def dispatched_tasks(aws_emulator: str) -> Iterator[list[Any]]:
+    """The background tasks the API hands over, captured instead of invoking the tasks function."""
+    from functions.services.context import service_context
+
+    ctx = service_context()
+    captured: list[Any] = []
+    original = ctx.tasks
+
+    class Recorder:
+        def dispatch(self, task: Any) -> None:
+            captured.append(task)
+
+    ctx.tasks = Recorder()  # type: ignore[assignment]
+    yield captured
+    ctx.tasks = original

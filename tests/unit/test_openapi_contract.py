@@ -21,6 +21,7 @@ EXPECTED_OPERATIONS = {
     ("delete", "/datasets/{dataset_id}"),
     ("post", "/datasets/{dataset_id}/complete"),
     ("post", "/datasets/{dataset_id}/uploads"),
+    ("post", "/datasets/{dataset_id}/crop"),
     ("get", "/configs/defaults"),
     ("post", "/configs/validate"),
     ("post", "/trainings"),

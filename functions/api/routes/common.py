@@ -25,6 +25,11 @@ def created(body: BaseModel) -> Response[Any]:
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json())
 
 
+def accepted(body: BaseModel) -> Response[Any]:
+    """202: the work was accepted and goes on in the background; the body says what to poll."""
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=body.model_dump_json())
+
+
 def no_content() -> Response[Any]:
     return Response(status_code=204, body="")
 

@@ -9,17 +9,18 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api.errors import error_responses
-from functions.api.routes.common import created, ctx, no_content, owner_of, success
+from functions.api.routes.common import accepted, created, ctx, no_content, owner_of, success
 from functions.domain.catalog import ResourceStatus
 from functions.domain.records import (
     CreateDatasetRequest,
+    CropDatasetRequest,
     DatasetCreated,
     DatasetList,
     DatasetUploads,
     DatasetUploadsRequest,
     DatasetView,
 )
-from functions.services import datasets
+from functions.services import dataset_crop, datasets
 
 router = Router()
 DatasetId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="dataset id")]
@@ -56,6 +57,17 @@ def issue_dataset_uploads(dataset_id: DatasetId, request: DatasetUploadsRequest)
 )
 def complete_dataset(dataset_id: DatasetId) -> DatasetView:
     return datasets.complete_dataset(ctx(), owner_of(router), dataset_id)
+
+
+@router.post(
+    "/datasets/<dataset_id>/crop",
+    summary="Make a new dataset with every image cropped and resized (runs in the background)",
+    responses=success(202, DatasetView, "The new dataset, processing; poll GET /datasets/{id}")
+    | error_responses(400, 401, 404, 409, 413, 415, 429),
+    tags=["datasets"],
+)
+def crop_dataset(dataset_id: DatasetId, request: CropDatasetRequest) -> Response[Any]:
+    return accepted(dataset_crop.request_crop(ctx(), owner_of(router), dataset_id, request))
 
 
 @router.get(
