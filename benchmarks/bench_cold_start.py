@@ -1,7 +1,7 @@
 """Cold-start proxy for the Lambda functions.
 
 Measures, in fresh interpreters, the wall time and peak memory of importing each handler module
-(median of several runs), and the unzipped size of the Lambda bundle built by the CDK bundling
+(median of several runs), and the unzipped size of each Lambda bundle built by the CDK bundling
 step (``infrastructure``'s local bundler) when it exists in ``cdk.out``. Targets: import <= 300 ms,
 bundle <= 25 MB. Prints the slowest imports (``-X importtime``) so the dominant cost is visible.
 
@@ -23,6 +23,8 @@ HANDLERS = (
     "functions.api.handler",
     "functions.events.handler",
     "functions.reconciler.handler",
+    "functions.webhooks.handler",
+    "functions.tasks.handler",
 )
 # Environment a deployed function has; values are irrelevant to import cost.
 LAMBDA_ENV = {
@@ -85,17 +87,24 @@ def top_imports(module: str, count: int = 6) -> list[tuple[int, str]]:
     return sorted(rows, reverse=True)[:count]
 
 
-def bundle_size_mb() -> float | None:
-    """Unzipped size of the largest Lambda asset folder in cdk.out (``make synth`` builds it)."""
+def bundle_sizes_mb() -> dict[str, float]:
+    """Unzipped size of each function's Lambda asset in cdk.out (``make synth`` builds them)."""
     out = ROOT / "cdk.out"
-    if not out.is_dir():
-        return None
-    sizes = [
-        sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-        for d in out.glob("asset.*")
-        if d.is_dir() and (d / "functions").is_dir()
-    ]
-    return max(sizes) / 1024**2 if sizes else None
+    template_file = out / "LoraTraining.template.json"
+    if not template_file.is_file():
+        return {}
+    sizes: dict[str, float] = {}
+    for resource in json.loads(template_file.read_text())["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] != "AWS::Lambda::Function" or not str(properties.get("Handler")).startswith(
+            "functions."
+        ):
+            continue
+        folder = out / f"asset.{str(properties['Code']['S3Key']).removesuffix('.zip')}"
+        if folder.is_dir():
+            total = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            sizes[str(properties["Handler"]).removesuffix(".lambda_handler")] = total / 1024**2
+    return sizes
 
 
 def main() -> None:
@@ -111,8 +120,8 @@ def main() -> None:
             "peak_rss_mib": round(rss, 1),
             "top_imports_us": top_imports(module),
         }
-    size = bundle_size_mb()
-    results["bundle_unzipped_mb"] = None if size is None else round(size, 2)
+    sizes = bundle_sizes_mb()
+    results["bundle_unzipped_mb"] = {handler: round(mb, 2) for handler, mb in sizes.items()}
     if args.json:
         print(json.dumps(results, indent=2))
         return
@@ -124,10 +133,11 @@ def main() -> None:
             "    slowest top-level imports: "
             + ", ".join(f"{n} {us / 1000:.0f} ms" for us, n in r["top_imports_us"])
         )
-    if size is None:
-        print("Lambda bundle: not built (run `make synth` first)")
-    else:
-        print(f"Lambda bundle (unzipped): {size:.2f} MB (target <= 25)")
+    if not sizes:
+        print("Lambda bundles: not built (run `make synth` first)")
+    for handler, mb in sorted(sizes.items()):
+        note = "(target <= 25)" if handler != "functions.tasks.handler" else "(background tasks, with Pillow)"
+        print(f"Lambda bundle of {handler:32s} (unzipped): {mb:6.2f} MB {note}")
 
 
 if __name__ == "__main__":
