@@ -1,95 +1,9 @@
-"""A stand-in for sd-scripts' train_network.py, for unit tests of the kohya wrapper only.
-
-It reads the same TOML files, prints the console output sd-scripts prints (tqdm bar redrawn
-with carriage returns) and writes a Kohya-format LoRA, or misbehaves as FAKE_SD_SCRIPTS_MODE
-asks: ``ok`` | ``no_output`` (exits 0 without a LoRA, like sd-scripts with no images) | ``crash``
-| ``corrupt_epoch`` (an intermediate LoRA that is not a safetensors file).
-
-Like sd-scripts it saves ``<output_name>-00000N.safetensors`` when ``save_every_n_epochs`` divides
-an epoch before the last, and renders ``--sample_prompts`` (parsed the way sd-scripts parses each
-line: split on `` --``, options ``n w h d s l``) into ``<output_dir>/sample/`` when
-``sample_every_n_epochs`` divides the epoch.
-"""
+"""sd-scripts has one script per family; the stand-in for both is train_network.py (same
+console output, same TOML keys, same LoRA naming), run here under this script's name."""
 
 from __future__ import annotations
 
-import argparse
-import os
-import re
-import sys
-import time
+import runpy
 from pathlib import Path
 
-import toml
-import torch
-from PIL import Image
-from safetensors.torch import save_file
-
-SAMPLE_OPTION = re.compile(r"^(?:n .+|w \d+|h \d+|d \d+|s \d+|l [\d.]+)$")
-
-
-def parse_prompt_line(line: str) -> dict[str, str]:
-    """sd-scripts' line_to_prompt_dict, strict: an unknown option is an error here."""
-    prompt, *options = line.split(" --")
-    parsed = {"prompt": prompt}
-    for option in options:
-        assert SAMPLE_OPTION.match(option), f"unknown sample option --{option}"
-        parsed[option[0]] = option[2:]
-    return parsed
-
-
-def save_lora(path: Path, corrupt: bool = False) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if corrupt:
-        path.write_bytes(b"not a safetensors file")
-        return
-    name = "lora_unet_down_blocks_0_attentions_0_proj_in"
-    tensors = {
-        f"{name}.lora_down.weight": torch.zeros(4, 8),
-        f"{name}.lora_up.weight": torch.zeros(8, 4),
-        f"{name}.alpha": torch.tensor(2.0),
-    }
-    save_file(
-        tensors, str(path), metadata={"ss_network_module": config["network_module"], "ss_network_dim": "4"}
-    )
-
-
-parser = argparse.ArgumentParser()
-parser.add_argument("--config_file", required=True)
-parser.add_argument("--dataset_config", required=True)
-args = parser.parse_args()
-config = toml.load(args.config_file)
-dataset = toml.load(args.dataset_config)
-mode = os.environ.get("FAKE_SD_SCRIPTS_MODE", "ok")
-assert dataset["datasets"][0]["subsets"], "no subsets"
-
-print("prepare optimizer, data loader etc.")
-print("caching latents.")
-print("  total optimization steps / 学習ステップ数: 4", flush=True)
-if mode == "crash":
-    print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", flush=True)
-    sys.exit(1)
-for epoch in (1, 2):
-    print(f"\nepoch {epoch}/2\n", flush=True)
-    for step in (2 * epoch - 1, 2 * epoch):
-        timing = f"[00:0{step}<00:0{4 - step},  1.74it/s, avr_loss=0.0{step}5]"
-        bar = f"steps:  {step * 25}%|██▌   | {step}/4 {timing}"
-        sys.stdout.write("\r" + bar)
-        sys.stdout.flush()
-    output_dir, output_name = Path(config["output_dir"]), config["output_name"]
-    every = config.get("save_every_n_epochs")
-    if every and epoch % every == 0 and epoch < 2:
-        save_lora(output_dir / f"{output_name}-{epoch:06d}.safetensors", corrupt=mode == "corrupt_epoch")
-    sample_every = config.get("sample_every_n_epochs")
-    if config.get("sample_prompts") and sample_every and epoch % sample_every == 0:
-        lines = Path(config["sample_prompts"]).read_text(encoding="utf-8").splitlines()
-        for index, line in enumerate(lines):
-            options = parse_prompt_line(line)
-            stamp = time.strftime("%Y%m%d%H%M%S", time.localtime())
-            seed = f"_{options['d']}" if "d" in options else ""
-            target = output_dir / "sample" / f"{output_name}_e{epoch:06d}_{index:02d}_{stamp}{seed}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            Image.new("RGB", (int(options["w"]), int(options["h"])), (epoch * 60, index * 90, 0)).save(target)
-print()
-if mode in ("ok", "corrupt_epoch"):
-    save_lora(Path(config["output_dir"]) / f"{config['output_name']}.safetensors")
+runpy.run_path(str(Path(__file__).with_name("train_network.py")), run_name="__main__")
