@@ -133,6 +133,24 @@ def models_upload(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def models_import(args: argparse.Namespace) -> int:
+    """POST /models with source_url; --wait polls until the import ends."""
+    name = (
+        args.name
+        or (args.filename or args.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])[:100]
+        or "imported"
+    )
+    body = {"name": name, "kind": args.kind, "fm_type": args.fm_type, "source_url": args.url}
+    body.update({k: v for k, v in {"filename": args.filename, "sha256": args.sha256}.items() if v})
+    with api(args) as client:
+        model = api_shapes.created_record(client.post("/models", body), "model")
+        while args.wait and model.get("status") == "processing":
+            time.sleep(POLL_SECONDS)
+            model = client.get(f"/models/{model['id']}")
+    emit(model, args.json)
+    return 3 if model.get("status") == "failed" else EXIT_OK
+
+
 def models_list(args: argparse.Namespace) -> int:
     with api(args) as client:
         items = client.list_all(

@@ -85,6 +85,21 @@ def _models(root: argparse._SubParsersAction) -> None:
         default=DEFAULT_WORKERS,
         help=f"parallel part uploads (default {DEFAULT_WORKERS})",
     )
+    imported = _command(
+        group,
+        "import",
+        commands.models_import,
+        "have the service fetch a .safetensors model from an https URL",
+    )
+    imported.add_argument("url")
+    _fm_type(imported)
+    imported.add_argument("--kind", choices=["checkpoint", "lora"], default="checkpoint")
+    imported.add_argument("--name", help="display name (default: the file name)")
+    imported.add_argument(
+        "--filename", help="stored file name (needed when the URL has no .safetensors name)"
+    )
+    imported.add_argument("--sha256", help="expected SHA-256 of the file (hex); a mismatch fails the import")
+    imported.add_argument("--wait", action="store_true", help="wait until the model is ready or failed")
     listing = _command(group, "list", commands.models_list, "list your models, newest first")
     listing.add_argument("--kind", choices=["checkpoint", "lora"])
     _fm_type(listing, required=False)

@@ -112,7 +112,12 @@ def create_notification_resources() -> dict[str, str]:
         "WEBHOOK_SIGNING_SECRET": WEBHOOK_SECRET,
         "WEBHOOK_ALLOW_LOOPBACK_HTTP": "true",
         "WEBHOOK_RETRY_BASE_SECONDS": "1",
+        "MODEL_IMPORT_ALLOW_LOOPBACK_HTTP": "true",  # imports from the tests' loopback file servers
+        "MODEL_IMPORT_MAX_BYTES": str(IMPORT_LIMIT_BYTES),
     }
+
+
+IMPORT_LIMIT_BYTES = 4 * 1024**2  # small, so the tests can exceed it cheaply
 
 
 @dataclass

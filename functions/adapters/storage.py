@@ -64,6 +64,13 @@ class ObjectStorage:
             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in sorted(parts)]},
         )
 
+    def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> str:
+        """Upload one part from the server side (imports); returns its ETag."""
+        response = self._s3.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=part_number, Body=data
+        )
+        return str(response["ETag"])
+
     def abort_multipart_upload(self, key: str, upload_id: str) -> None:
         try:
             self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)

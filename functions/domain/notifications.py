@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
-from collections.abc import Callable, Sequence
 from typing import Final, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.domain.kohya_params import FieldProblem
+from functions.domain.outbound_urls import (
+    MAX_URL_LENGTH,
+    Resolver,
+    outbound_url_problems,
+    resolved_address_problems,
+)
 from functions.domain.statuses import JobStatus, is_terminal
 
 EVENT_SOURCE = "lora-training"
@@ -33,7 +36,8 @@ SCHEMA_VERSION: Final = "1"
 SIGNATURE_HEADER = "X-Lora-Signature"
 DELIVERY_ID_HEADER = "X-Lora-Delivery"
 SIGNATURE_TOLERANCE_SECONDS = 300  # a receiver rejects older signatures (replay protection)
-WEBHOOK_URL_MAX_LENGTH = 2048
+WEBHOOK_URL_MAX_LENGTH = MAX_URL_LENGTH
+WEBHOOK_FIELD = "webhook_url"
 WEBHOOK_TIMEOUT_SECONDS = 10.0
 MAX_RETRY_DELAY_SECONDS = 15 * 60
 
@@ -160,93 +164,15 @@ def verify_signature(
 
 # ---------------------------------------------------------------- webhook URLs
 
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-Resolver = Callable[[str], Sequence[str]]  # host name -> IP addresses (raises OSError when unknown)
-
-
-def _address_problem(address: str, allow_loopback: bool) -> str | None:
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address):  # IPv6 forms that carry an IPv4 address: judge that
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        ip = embedded or ip
-    if ip.is_loopback and allow_loopback:
-        return None
-    if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
-        return f"must not point at a private, loopback or link-local address ({ip})"
-    return None
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
 
 def webhook_url_problems(
     url: str, *, allow_loopback_http: bool, resolve: Resolver | None
 ) -> list[FieldProblem]:
-    """Why ``url`` may not receive webhooks ([] when it may).
-
-    https only (http only to loopback, when the deployment allows it: the local runtime); no
-    credentials, no fragment, a host name or public IP literal; a host name must not resolve to a
-    private, loopback or link-local address (pass ``resolve=None`` to skip DNS, e.g. in a unit
-    test of the static rules). The delivery checks resolution again before each send.
-    """
-    field = "webhook_url"
-    if len(url) > WEBHOOK_URL_MAX_LENGTH:
-        return [FieldProblem(field, f"must be at most {WEBHOOK_URL_MAX_LENGTH} characters")]
-    if any(ord(char) < 0x21 or ord(char) == 0x7F or char == "\\" for char in url):
-        return [FieldProblem(field, "must not contain spaces, control characters or backslashes")]
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return [FieldProblem(field, "is not a valid URL")]
-    host = (parts.hostname or "").rstrip(".")
-    if parts.scheme not in ("https", "http") or not host:
-        return [FieldProblem(field, "must be an https:// URL with a host")]
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        return [FieldProblem(field, "must not contain credentials")]
-    if parts.fragment:
-        return [FieldProblem(field, "must not contain a fragment")]
-    if port == 0:
-        return [FieldProblem(field, "must not use port 0")]
-    loopback_allowed = allow_loopback_http and (host == "localhost" or _is_loopback_literal(host))
-    if parts.scheme == "http" and not loopback_allowed:
-        return [FieldProblem(field, "must use https")]
-    if host == "localhost" or host.endswith(".localhost"):
-        return [] if loopback_allowed else [FieldProblem(field, "must not point at localhost")]
-    if _is_ip_literal(host):
-        problem = _address_problem(host, allow_loopback_http)
-        return [FieldProblem(field, problem)] if problem else []
-    if "." not in host:
-        return [FieldProblem(field, "must use a fully qualified host name")]
-    if resolve is None:
-        return []
-    return resolved_host_problems(host, allow_loopback=allow_loopback_http, resolve=resolve)
-
-
-def _is_loopback_literal(host: str) -> bool:
-    return _is_ip_literal(host) and ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    """Why ``url`` may not receive webhooks ([] when it may): the outbound URL rules, field
+    ``webhook_url`` (see ``functions/domain/outbound_urls.py``). The delivery checks resolution
+    again before each send."""
+    return outbound_url_problems(url, WEBHOOK_FIELD, allow_loopback_http=allow_loopback_http, resolve=resolve)
 
 
 def resolved_host_problems(host: str, *, allow_loopback: bool, resolve: Resolver) -> list[FieldProblem]:
-    """Every address the host resolves to must be public (a DNS answer cannot smuggle in 10.0.0.1)."""
-    try:
-        addresses = list(resolve(host))
-    except OSError:
-        return [FieldProblem("webhook_url", f"host {host} does not resolve")]
-    if not addresses:
-        return [FieldProblem("webhook_url", f"host {host} does not resolve")]
-    for address in addresses:
-        problem = _address_problem(address, allow_loopback)
-        if problem:
-            return [FieldProblem("webhook_url", f"host {host} resolves to a forbidden address: {problem}")]
-    return []
+    return resolved_address_problems(host, WEBHOOK_FIELD, allow_loopback=allow_loopback, resolve=resolve)

@@ -22,6 +22,7 @@ from functions.domain.dataset_rules import (
 from functions.domain.epoch_outputs import MAX_SAMPLE_PROMPTS, SamplePrompt, VersionInfo
 from functions.domain.kohya_params import ParamValue
 from functions.domain.notifications import WEBHOOK_URL_MAX_LENGTH
+from functions.domain.outbound_urls import MAX_URL_LENGTH
 from functions.domain.planning import TrainingPlan
 from functions.domain.statuses import JobStatus
 from functions.domain.training_contract import Engine
@@ -70,14 +71,24 @@ class CreateModelRequest(BaseModel):
     name: DisplayName
     kind: ModelKind = ModelKind.CHECKPOINT
     fm_type: FmType
-    filename: str = Field(
+    filename: str | None = Field(
+        default=None,
         min_length=13,
         max_length=128,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]*\.safetensors$",
-        description="the file's name; only .safetensors is accepted (pickled .ckpt files can run code)",
+        description="the file's name; only .safetensors is accepted (pickled .ckpt files can run code). "
+        "Required for an upload; for an import, defaults to the URL's file name",
     )
-    size_bytes: int = Field(ge=1, le=MAX_MODEL_BYTES)
+    size_bytes: int | None = Field(
+        default=None, ge=1, le=MAX_MODEL_BYTES, description="the file's size; required for an upload"
+    )
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    source_url: str | None = Field(
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        description="import from this https URL instead of uploading (docs/model-imports.md); "
+        "the model is processing until the server has fetched and checked it",
+    )
 
 
 class UploadedPart(BaseModel):
@@ -125,6 +136,8 @@ class ModelRecord(BaseModel):
     upload_id: str | None = None
     source_job_id: str | None = None
     versions: list[ModelVersion] = Field(default_factory=list)
+    source_url: str | None = None
+    failure_reason: str | None = None
     created_at: str
     updated_at: str
 
@@ -139,6 +152,8 @@ class ModelView(BaseModel):
     sha256: str | None = None
     status: ResourceStatus
     source_job_id: str | None = Field(default=None, description="the training job that produced this LoRA")
+    source_url: str | None = Field(default=None, description="where an imported model was fetched from")
+    failure_reason: str | None = Field(default=None, description="why an import failed (status failed)")
     created_at: str
     updated_at: str
     download_url: str | None = Field(default=None, description="presigned GET, once ready (GET /models/{id})")
@@ -161,7 +176,9 @@ class MultipartUpload(BaseModel):
 
 class ModelCreated(BaseModel):
     model: ModelView
-    upload: MultipartUpload
+    upload: MultipartUpload | None = Field(
+        default=None, description="where to PUT the parts (absent for an import from source_url)"
+    )
 
 
 # ---------------------------------------------------------------- datasets

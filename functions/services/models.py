@@ -9,9 +9,10 @@ from aws_lambda_powertools import Logger
 from functions.adapters.storage import choose_part_size
 from functions.domain.catalog import ModelKind, ResourceStatus
 from functions.domain.epoch_outputs import select_version
-from functions.domain.errors import Conflict, invalid
+from functions.domain.errors import Conflict, invalid, invalid_all
 from functions.domain.file_checks import parse_safetensors_header, safetensors_header_length
 from functions.domain.ids import new_id, utc_now
+from functions.domain.kohya_params import FieldProblem
 from functions.domain.records import (
     CompleteModelRequest,
     CreateModelRequest,
@@ -26,6 +27,7 @@ from functions.domain.records import (
     view_of,
 )
 from functions.domain.storage_layout import model_object_key
+from functions.services.background import is_overdue
 from functions.services.context import ServiceContext
 from functions.services.pagination import list_page
 
@@ -33,19 +35,30 @@ logger = Logger(child=True)
 
 
 def create_model(ctx: ServiceContext, owner: str, request: CreateModelRequest) -> ModelCreated:
+    """Register an upload (``source_url`` imports go through ``model_import.create_import``)."""
+    if request.filename is None or request.size_bytes is None:
+        missing = [name for name in ("filename", "size_bytes") if getattr(request, name) is None]
+        raise invalid_all(
+            [
+                FieldProblem(name, "is required for an upload (or give source_url to import)")
+                for name in missing
+            ],
+            "model",
+        )
+    filename, size_bytes = request.filename, request.size_bytes
     model_id, now = new_id(), utc_now()
-    key = model_object_key(owner, model_id, request.filename)
-    ctx.repository.reserve_storage(owner, request.size_bytes, ctx.settings.max_storage_bytes_per_owner)
+    key = model_object_key(owner, model_id, filename)
+    ctx.repository.reserve_storage(owner, size_bytes, ctx.settings.max_storage_bytes_per_owner)
     upload_id = ctx.storage.start_multipart_upload(key)
-    part_size = choose_part_size(request.size_bytes)
+    part_size = choose_part_size(size_bytes)
     record = ModelRecord(
         id=model_id,
         owner=owner,
         name=request.name,
         kind=request.kind,
         fm_type=request.fm_type,
-        filename=request.filename,
-        size_bytes=request.size_bytes,
+        filename=filename,
+        size_bytes=size_bytes,
         sha256=request.sha256,
         status=ResourceStatus.UPLOADING,
         s3_key=key,
@@ -56,9 +69,9 @@ def create_model(ctx: ServiceContext, owner: str, request: CreateModelRequest) -
     ctx.repository.create(record)
     parts = [
         PresignedPart(part_number=n, url=ctx.storage.presign_upload_part(key, upload_id, n))
-        for n in range(1, math.ceil(request.size_bytes / part_size) + 1)
+        for n in range(1, math.ceil(size_bytes / part_size) + 1)
     ]
-    logger.info("model registered", extra={"model_id": model_id, "owner": owner, "size": request.size_bytes})
+    logger.info("model registered", extra={"model_id": model_id, "owner": owner, "size": size_bytes})
     return ModelCreated(
         model=view_of(record, ModelView),
         upload=MultipartUpload(
@@ -123,7 +136,7 @@ def _fail_upload(ctx: ServiceContext, record: ModelRecord) -> None:
 
 def get_model(ctx: ServiceContext, owner: str, model_id: str, epoch: int | None = None) -> ModelView:
     """A model with presigned links; ``epoch`` makes ``download_url`` that saved epoch's LoRA."""
-    record = ctx.repository.get(ModelRecord, model_id, owner)
+    record = settled_model(ctx, ctx.repository.get(ModelRecord, model_id, owner))
     ready = record.status is ResourceStatus.READY
     versions = [
         ModelVersionView(
@@ -165,7 +178,25 @@ def list_models(
     items, token = list_page(
         ctx, ModelRecord, owner, status=status, limit=limit, next_token=next_token, filters=filters
     )
-    return ModelList(items=[view_of(m, ModelView) for m in items], next_token=token)
+    return ModelList(items=[view_of(settled_model(ctx, m), ModelView) for m in items], next_token=token)
+
+
+def settled_model(ctx: ServiceContext, record: ModelRecord) -> ModelRecord:
+    """The record, failed first if its import has outlived any possible run of its task."""
+    if record.status is not ResourceStatus.PROCESSING or not is_overdue(record.updated_at):
+        return record
+    failed = record.model_copy(
+        update={
+            "status": ResourceStatus.FAILED,
+            "failure_reason": "the import did not finish in time (it stopped or timed out)",
+            "updated_at": utc_now(),
+        }
+    )
+    if not ctx.repository.save(failed, expected_status=ResourceStatus.PROCESSING.value):
+        return ctx.repository.get(ModelRecord, record.id, record.owner)  # it finished meanwhile
+    ctx.storage.delete(record.s3_key)
+    logger.warning("overdue model import failed", extra={"model_id": record.id, "owner": record.owner})
+    return failed
 
 
 def jobs_using(

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api.errors import error_responses
-from functions.api.routes.common import created, ctx, no_content, owner_of, success
+from functions.api.routes.common import accepted, created, ctx, no_content, owner_of, success
 from functions.domain.catalog import FmType, ModelKind, ResourceStatus
 from functions.domain.records import (
     CompleteModelRequest,
@@ -19,7 +19,7 @@ from functions.domain.records import (
     ModelView,
     RecordId,
 )
-from functions.services import models
+from functions.services import model_import, models
 
 router = Router()
 ModelId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="model id")]
@@ -27,12 +27,15 @@ ModelId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="model id")
 
 @router.post(
     "/models",
-    summary="Register a model and get its presigned multipart upload",
+    summary="Register a model: a presigned multipart upload, or an import from source_url",
     responses=success(201, ModelCreated, "Registered; upload each part to its URL, then complete")
+    | success(202, ModelCreated, "Import accepted: the model is processing; poll GET /models/{id}")
     | error_responses(400, 401, 413, 415, 429),
     tags=["models"],
 )
 def create_model(request: CreateModelRequest) -> Response[Any]:
+    if request.source_url is not None:
+        return accepted(model_import.create_import(ctx(), owner_of(router), request))
     return created(models.create_model(ctx(), owner_of(router), request))
 
 
