@@ -188,3 +188,27 @@ def test_others_cannot_see_an_import_and_an_overdue_one_fails_on_read(
     run_last(dispatched_tasks)  # the late task finds nothing to do
     assert api("GET", f"/models/{model['id']}")[1]["status"] == "failed"
     assert api("DELETE", f"/models/{model['id']}")[0] == 204
+
+
+def test_a_large_file_arrives_whole_in_several_parts(
+    api: ApiCaller, dispatched_tasks: list[Any], files: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    import functions.services.model_import as model_import
+
+    ctx = service_context()
+    monkeypatch.setattr(
+        ctx, "settings", dataclasses.replace(ctx.settings, model_import_max_bytes=64 * 1024**2)
+    )
+    monkeypatch.setattr(model_import, "choose_part_size", lambda size: 5 * 1024**2)  # S3's smallest part
+    big = safetensors_bytes(12 * 1024**2 + 123)  # three parts, the last one short
+    files.routes["/big.safetensors"] = (200, {}, big)
+    model = start_import(api, files.url("/big.safetensors"))
+    run_last(dispatched_tasks)
+    ready = api("GET", f"/models/{model['id']}")[1]
+    assert ready["status"] == "ready" and ready["size_bytes"] == len(big), ready
+    record = ctx.repository.get(ModelRecord, model["id"], api.owner)
+    head = boto3.client("s3").head_object(Bucket=BUCKET, Key=record.s3_key)
+    assert head["ETag"].strip('"').endswith("-3")  # a multipart object of three parts
+    assert boto3.client("s3").get_object(Bucket=BUCKET, Key=record.s3_key)["Body"].read() == big
