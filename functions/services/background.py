@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from functions.domain.background_tasks import TASK_DEADLINE_SECONDS, BackgroundTask, TaskKind
+from functions.domain.catalog import ResourceStatus
 from functions.domain.ids import utc_now
 from functions.services.context import ServiceContext
 
 Runner = Callable[[ServiceContext, BackgroundTask], None]
+Waiting = TypeVar("Waiting", bound=BaseModel)
+OVERDUE_REASON = "its background task did not finish in time (it stopped or timed out)"
 
 # "module:function" of each kind's runner: ``runner(ctx, task)`` does the work and records the
 # outcome on the task's record; it must tolerate running twice (asynchronous invocations retry).
@@ -39,3 +45,12 @@ def is_overdue(updated_at: str, now: str | None = None) -> bool:
 
     current = datetime.fromisoformat(now or utc_now())
     return (current - datetime.fromisoformat(updated_at)).total_seconds() > TASK_DEADLINE_SECONDS
+
+
+def mark_failed(ctx: ServiceContext, record: Waiting, reason: str, **updates: object) -> Waiting | None:
+    """The record marked failed with ``reason``, if it was still waiting for its task (else None:
+    the task finished, or someone else failed or deleted the record, first)."""
+    failed = record.model_copy(
+        update={**updates, "status": ResourceStatus.FAILED, "failure_reason": reason, "updated_at": utc_now()}
+    )
+    return failed if ctx.repository.save(failed, expected_status=ResourceStatus.PROCESSING.value) else None

@@ -22,7 +22,7 @@ from functions.domain.ids import new_id, utc_now
 from functions.domain.records import CropDatasetRequest, CropParameters, DatasetRecord, DatasetView, view_of
 from functions.domain.storage_layout import dataset_declared_key, dataset_file_key, dataset_prefix
 from functions.services.context import ServiceContext
-from functions.services.datasets import record_arrival
+from functions.services.datasets import fail_waiting_dataset, record_arrival
 
 logger = Logger(child=True)
 CROP_CONCURRENCY = 8  # Pillow releases the GIL while decoding and resizing
@@ -76,30 +76,12 @@ def request_crop(ctx: ServiceContext, owner: str, source_id: str, request: CropD
     try:
         ctx.tasks.dispatch(task)
     except Exception as error:  # nothing will run it: fail the record now rather than leave it waiting
-        fail_crop(ctx, record, f"the crop could not be started: {error}")
+        fail_waiting_dataset(ctx, record, f"the crop could not be started: {error}")
         raise
     logger.info(
         "dataset crop requested", extra={"dataset_id": record.id, "source": source_id, "owner": owner}
     )
     return view_of(record, DatasetView)
-
-
-def fail_crop(ctx: ServiceContext, record: DatasetRecord, reason: str) -> None:
-    """Mark a waiting crop failed, drop what it wrote and give its reserved bytes back."""
-    failed = record.model_copy(
-        update={
-            "status": ResourceStatus.FAILED,
-            "failure_reason": reason,
-            "total_bytes": 0,
-            "updated_at": utc_now(),
-        }
-    )
-    if ctx.repository.save(failed, expected_status=ResourceStatus.PROCESSING.value):
-        ctx.storage.delete_prefix(dataset_prefix(record.owner, record.id))
-        ctx.repository.release_storage(record.owner, record.total_bytes)
-        logger.warning(
-            "dataset crop failed", extra={"dataset_id": record.id, "owner": record.owner, "reason": reason}
-        )
 
 
 def run_crop_task(ctx: ServiceContext, task: BackgroundTask) -> None:
@@ -114,7 +96,7 @@ def run_crop_task(ctx: ServiceContext, task: BackgroundTask) -> None:
     source_id = record.crop.source_dataset_id
     raw = ctx.storage.read_json(dataset_declared_key(task.owner, source_id))
     if raw is None:
-        fail_crop(ctx, record, f"the source dataset {source_id} no longer exists")
+        fail_waiting_dataset(ctx, record, f"the source dataset {source_id} no longer exists")
         return
     spec = CropSpec(record.crop.width, record.crop.height, record.crop.mode, record.crop.upscale)
     written, errors = copy_cropped(

@@ -31,7 +31,7 @@ from functions.domain.records import (
     view_of,
 )
 from functions.domain.storage_layout import dataset_declared_key, dataset_file_key, dataset_prefix
-from functions.services.background import is_overdue
+from functions.services.background import OVERDUE_REASON, is_overdue, mark_failed
 from functions.services.context import ServiceContext
 from functions.services.models import jobs_using
 from functions.services.pagination import list_page
@@ -192,19 +192,21 @@ def settled(ctx: ServiceContext, record: DatasetRecord) -> DatasetRecord:
     """The record, failed first if its background task has outlived any possible run of it."""
     if record.status is not ResourceStatus.PROCESSING or not is_overdue(record.updated_at):
         return record
-    failed = record.model_copy(
-        update={
-            "status": ResourceStatus.FAILED,
-            "failure_reason": "its background task did not finish in time (it stopped or timed out)",
-            "total_bytes": 0,
-            "updated_at": utc_now(),
-        }
+    # None: it finished meanwhile, so read what it became
+    return fail_waiting_dataset(ctx, record, OVERDUE_REASON) or ctx.repository.get(
+        DatasetRecord, record.id, record.owner
     )
-    if not ctx.repository.save(failed, expected_status=ResourceStatus.PROCESSING.value):
-        return ctx.repository.get(DatasetRecord, record.id, record.owner)  # it finished meanwhile
-    ctx.storage.delete_prefix(dataset_prefix(record.owner, record.id))
-    ctx.repository.release_storage(record.owner, record.total_bytes)
-    logger.warning("overdue dataset task failed", extra={"dataset_id": record.id, "owner": record.owner})
+
+
+def fail_waiting_dataset(ctx: ServiceContext, record: DatasetRecord, reason: str) -> DatasetRecord | None:
+    """Fail a dataset still waiting for its task, drop what the task wrote, give its bytes back."""
+    failed = mark_failed(ctx, record, reason, total_bytes=0)
+    if failed is not None:
+        ctx.storage.delete_prefix(dataset_prefix(record.owner, record.id))
+        ctx.repository.release_storage(record.owner, record.total_bytes)
+        logger.warning(
+            "dataset task failed", extra={"dataset_id": record.id, "owner": record.owner, "reason": reason}
+        )
     return failed
 
 

@@ -25,7 +25,7 @@ from functions.domain.model_import import import_filename, source_problems
 from functions.domain.records import CreateModelRequest, ModelCreated, ModelRecord, ModelView, view_of
 from functions.domain.storage_layout import model_object_key
 from functions.services.context import ServiceContext
-from functions.services.models import verify_safetensors
+from functions.services.models import fail_waiting_model, verify_safetensors
 
 logger = Logger(child=True)
 READ_CHUNK_BYTES = 1024 * 1024
@@ -64,20 +64,10 @@ def create_import(ctx: ServiceContext, owner: str, request: CreateModelRequest) 
     try:
         ctx.tasks.dispatch(BackgroundTask(kind=TaskKind.MODEL_IMPORT, owner=owner, record_id=model_id))
     except Exception as error:  # nothing will run it: fail the record now rather than leave it waiting
-        fail_import(ctx, record, f"the import could not be started: {error}")
+        fail_waiting_model(ctx, record, f"the import could not be started: {error}")
         raise
     logger.info("model import requested", extra={"model_id": model_id, "owner": owner})
     return ModelCreated(model=view_of(record, ModelView))
-
-
-def fail_import(ctx: ServiceContext, record: ModelRecord, reason: str) -> None:
-    failed = record.model_copy(
-        update={"status": ResourceStatus.FAILED, "failure_reason": reason, "updated_at": utc_now()}
-    )
-    if ctx.repository.save(failed, expected_status=ResourceStatus.PROCESSING.value):
-        logger.warning(
-            "model import failed", extra={"model_id": record.id, "owner": record.owner, "reason": reason}
-        )
 
 
 def run_import_task(ctx: ServiceContext, task: BackgroundTask) -> None:
@@ -95,8 +85,8 @@ def run_import_task(ctx: ServiceContext, task: BackgroundTask) -> None:
             raise ValueError(f"its sha256 is {digest}, not the {record.sha256} given")
         ctx.repository.reserve_storage(record.owner, size, ctx.settings.max_storage_bytes_per_owner)
     except (FetchRefused, ValueError, LimitExceeded, OSError, http.client.HTTPException) as problem:
-        ctx.storage.delete(record.s3_key)
-        fail_import(ctx, record, str(problem))
+        if fail_waiting_model(ctx, record, str(problem)) is None:
+            ctx.storage.delete(record.s3_key)  # no longer waiting (deleted meanwhile): still leave nothing
         return
     ready = record.model_copy(
         update={"status": ResourceStatus.READY, "size_bytes": size, "sha256": digest, "updated_at": utc_now()}

@@ -27,7 +27,7 @@ from functions.domain.records import (
     view_of,
 )
 from functions.domain.storage_layout import model_object_key
-from functions.services.background import is_overdue
+from functions.services.background import OVERDUE_REASON, is_overdue, mark_failed
 from functions.services.context import ServiceContext
 from functions.services.pagination import list_page
 
@@ -185,17 +185,20 @@ def settled_model(ctx: ServiceContext, record: ModelRecord) -> ModelRecord:
     """The record, failed first if its import has outlived any possible run of its task."""
     if record.status is not ResourceStatus.PROCESSING or not is_overdue(record.updated_at):
         return record
-    failed = record.model_copy(
-        update={
-            "status": ResourceStatus.FAILED,
-            "failure_reason": "the import did not finish in time (it stopped or timed out)",
-            "updated_at": utc_now(),
-        }
+    # None: it finished meanwhile, so read what it became
+    return fail_waiting_model(ctx, record, OVERDUE_REASON) or ctx.repository.get(
+        ModelRecord, record.id, record.owner
     )
-    if not ctx.repository.save(failed, expected_status=ResourceStatus.PROCESSING.value):
-        return ctx.repository.get(ModelRecord, record.id, record.owner)  # it finished meanwhile
-    ctx.storage.delete(record.s3_key)
-    logger.warning("overdue model import failed", extra={"model_id": record.id, "owner": record.owner})
+
+
+def fail_waiting_model(ctx: ServiceContext, record: ModelRecord, reason: str) -> ModelRecord | None:
+    """Fail a model still waiting for its import and drop whatever the import stored."""
+    failed = mark_failed(ctx, record, reason)
+    if failed is not None:
+        ctx.storage.delete(record.s3_key)
+        logger.warning(
+            "model import failed", extra={"model_id": record.id, "owner": record.owner, "reason": reason}
+        )
     return failed
 
 
