@@ -11,17 +11,17 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from functions.domain.errors import Unauthenticated
 from local_runtime.lambda_invoker import LocalLambdaFunction
 from local_runtime.local_auth import LocalTokens
+from local_runtime.loopback_server import LoopbackServer
 from local_runtime.sagemaker_jobs import ACCOUNT_ID
 
 logger = logging.getLogger("local_runtime.api")
@@ -201,10 +201,10 @@ class _ApiHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-class LocalApiServer(ThreadingHTTPServer):
-    """The HTTP listener of the local API, served from a daemon thread."""
+class LocalApiServer(LoopbackServer):
+    """The HTTP listener of the local API."""
 
-    daemon_threads = True
+    thread_name = "local-api"
 
     def __init__(
         self,
@@ -214,21 +214,7 @@ class LocalApiServer(ThreadingHTTPServer):
         port: int = 0,
         after_mutation: Callable[[], None] = lambda: None,
     ) -> None:
-        super().__init__((host, port), _ApiHandler)
+        super().__init__(_ApiHandler, host, port)
         self.function = function
         self.tokens = tokens
         self.after_mutation = after_mutation
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint_url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="local-api", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()

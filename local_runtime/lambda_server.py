@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from local_runtime.lambda_invoker import LocalLambdaFunction
+from local_runtime.loopback_server import LoopbackServer
 
 logger = logging.getLogger("local_runtime.lambda")
 
@@ -63,31 +63,22 @@ class LocalLambdaService:
         self._workers.shutdown(wait=False, cancel_futures=True)
 
 
-class LambdaWireServer:
-    """A loopback HTTP server speaking Lambda's Invoke REST protocol."""
+class LambdaWireServer(LoopbackServer):
+    """The HTTP listener speaking Lambda's Invoke REST protocol."""
+
+    thread_name = "local-lambda"
 
     def __init__(self, service: LocalLambdaService, port: int = 0) -> None:
-        handler = type("Handler", (_InvokeHandler,), {"service": service})
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="local-lambda", daemon=True)
-        self._service = service
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> None:
-        self._thread.start()
+        super().__init__(_InvokeHandler, port=port)
+        self.service = service
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._service.shutdown()
+        super().stop()
+        self.service.shutdown()
 
 
 class _InvokeHandler(BaseHTTPRequestHandler):
-    service: LocalLambdaService
+    server: LambdaWireServer
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug(format, *args)
@@ -97,7 +88,7 @@ class _InvokeHandler(BaseHTTPRequestHandler):
         if match is None:
             self._error(404, "UnknownOperationException", f"unsupported path {self.path}")
             return
-        function = self.service.function(match["name"])
+        function = self.server.service.function(match["name"])
         if function is None:
             self._error(404, "ResourceNotFoundException", f"Function not found: {match['name']}")
             return
@@ -108,7 +99,7 @@ class _InvokeHandler(BaseHTTPRequestHandler):
             self._error(400, "InvalidRequestContentException", "Could not parse request body into json")
             return
         if self.headers.get("X-Amz-Invocation-Type", "RequestResponse") == "Event":
-            self.service.invoke_async(function, event)
+            self.server.service.invoke_async(function, event)
             self._reply(202, b"")
             return
         try:

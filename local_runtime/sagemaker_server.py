@@ -12,13 +12,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from local_runtime.job_runner import LocalTrainingJobRunner
+from local_runtime.loopback_server import LoopbackServer
 from local_runtime.sagemaker_jobs import (
     FAILED,
     RESTARTED_REASON,
@@ -201,25 +201,11 @@ class _WireHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class SageMakerWireServer(ThreadingHTTPServer):
-    """The HTTP listener of the local SageMaker, served from a daemon thread."""
+class SageMakerWireServer(LoopbackServer):
+    """The HTTP listener of the local SageMaker."""
 
-    daemon_threads = True
+    thread_name = "local-sagemaker"
 
     def __init__(self, sagemaker: LocalSageMaker, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__((host, port), _WireHandler)
+        super().__init__(_WireHandler, host, port)
         self.sagemaker = sagemaker
-        self._thread: threading.Thread | None = None
-
-    @property
-    def endpoint_url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="local-sagemaker", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
