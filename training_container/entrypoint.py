@@ -16,7 +16,6 @@ internal error (reason in the same file).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -52,7 +51,12 @@ from functions.domain.training_contract import (
 from training_container.dataset_staging import StagedDataset
 from training_container.dataset_staging import stage_dataset as stage_dataset_folder
 from training_container.engines.base import EngineRequest, EngineResult
-from training_container.epoch_publishing import EpochFiles, collect_epoch_files, publish_epoch_files
+from training_container.epoch_publishing import (
+    EpochFiles,
+    collect_epoch_files,
+    publish_epoch_files,
+    sha256_of,
+)
 from training_container.errors import JobFailure
 from training_container.metrics import MetricsRecorder
 from training_container.model_loading import ensure_family
@@ -169,14 +173,6 @@ def run_engine(request: EngineRequest, engine: Engine) -> EngineResult:
     from training_container.engines.diffusers_engine import run_diffusers_engine
 
     return run_diffusers_engine(request)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_kohya_lora(path: Path) -> None:

@@ -52,7 +52,8 @@ def collect_epoch_files(folder: Path, output_name: str) -> EpochFiles:
     return found
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256 (hex), read in 1 MiB blocks; for every LoRA the container publishes."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -90,7 +91,7 @@ def publish_epoch_files(
         target = model_dir / published_epoch_lora_path(output_name, epoch)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
-        loras.append(EpochLora(epoch=epoch, sha256=_sha256(target), size_bytes=target.stat().st_size))
+        loras.append(EpochLora(epoch=epoch, sha256=sha256_of(target), size_bytes=target.stat().st_size))
     samples: list[SampleImage] = []
     for epoch in epochs or [final_epoch]:
         for index in range(prompt_count):
