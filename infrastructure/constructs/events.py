@@ -7,11 +7,10 @@ from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.domain.sagemaker_states import STATE_CHANGE_DETAIL_TYPE
-from infrastructure.nag import acknowledge
+from infrastructure.constructs.queues import dead_letter_queue
 
 RECONCILE_EVERY = Duration.minutes(10)
 
@@ -27,18 +26,7 @@ class TrainingEvents(Construct):
         reconciler: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letters = sqs.Queue(
-            self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.dead_letters,
-            "SQS3",
-            "This queue is itself the dead-letter queue of the state-change rule.",
-        )
+        self.dead_letters = dead_letter_queue(self, "DeadLetters", "the state-change rule")
         self.rule = events.Rule(
             self,
             "TrainingStateChanges",

@@ -11,13 +11,13 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.domain.background_tasks import TASK_TIMEOUT_SECONDS
 from functions.domain.storage_layout import DATASETS_PREFIX, MODELS_PREFIX, TRAININGS_PREFIX
 from functions.settings import METRICS_NAMESPACE, EnvVar
 from infrastructure.constructs.notifications import DELIVERY_TIMEOUT_SECONDS
+from infrastructure.constructs.queues import dead_letter_queue
 from infrastructure.lambda_bundling import FUNCTIONS, TASKS_REQUIREMENTS, asset_hash, bundling_options
 from infrastructure.nag import acknowledge, acknowledge_wildcards, arn_token, nag_arn
 
@@ -85,15 +85,8 @@ class ServiceFunctions(Construct):
                 asset_hash=asset_hash(TASKS_REQUIREMENTS),
             ),
         )  # fmt: skip
-        self.tasks_dead_letters = sqs.Queue(
-            self,
-            "TaskDeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.tasks_dead_letters, "SQS3", "This queue is itself the on-failure destination of tasks."
+        self.tasks_dead_letters = dead_letter_queue(
+            self, "TaskDeadLetters", "background tasks (the tasks function's on-failure destination)"
         )
         # Lambda retries a failed asynchronous invocation twice, then hands the event here; the
         # record it worked on is failed by the next reader once its deadline has passed.

@@ -20,6 +20,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.settings import DEFAULTS
+from infrastructure.constructs.queues import dead_letter_queue
 from infrastructure.nag import acknowledge
 
 # SQS wants the visibility timeout to be at least six times the consumer's timeout.
@@ -31,18 +32,7 @@ class ServiceNotifications(Construct):
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
         self.bus = events.EventBus(self, "Bus", description="LoRA training job state changes (lora-training)")
-        self.webhook_dead_letters = sqs.Queue(
-            self,
-            "WebhookDeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.webhook_dead_letters,
-            "SQS3",
-            "This queue is itself the dead-letter queue of webhook deliveries.",
-        )
+        self.webhook_dead_letters = dead_letter_queue(self, "WebhookDeadLetters", "webhook deliveries")
         self.webhook_queue = sqs.Queue(
             self,
             "WebhookDeliveries",
