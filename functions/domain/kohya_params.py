@@ -9,17 +9,26 @@ This module is the single source of truth for:
 - which parameters a user may set (``USER_PARAMETERS``),
 - which are reserved for the service (``RESERVED_PARAMETERS``),
 - the recommended defaults per model family (``DEFAULTS``),
-- normalisation (e.g. ``resolution`` 512 -> "512", [1024, 768] -> "1024,768").
+- normalisation (e.g. ``resolution`` 512 -> "512", [1024, 768] -> "1024,768"),
+- the rules that mirror sd-scripts' own argument checks (``_check_combination``): each cites the
+  sd-scripts v0.10.1 function it mirrors, so a job the API accepts never dies on an argument
+  sd-scripts refuses after a GPU has been provisioned,
+- which parameters the portable diffusers engine ignores (``engine_warnings``).
+
+Types are what sd-scripts expects *after TOML loading*, where argparse's ``type=`` conversion is
+skipped (``train_util.read_config_from_file`` passes the TOML values as the namespace): ints are
+ints, floats are floats, ``resolution`` is the string "W,H".
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from functions.domain.catalog import FmType
 
@@ -76,6 +85,52 @@ LR_SCHEDULERS = (
 PRECISIONS = ("no", "fp16", "bf16")
 SAVE_PRECISIONS = ("float", "fp16", "bf16")
 ALLOWED_NETWORK_MODULES = ("networks.lora",)
+TOKEN_LENGTH_UNSET = 75  # sd-scripts' max_token_length None: one 75-token CLIP chunk
+
+# networks/lora.py create_network reads these from --network_args (train_network.py splits each
+# item on the first "=" and passes the value as a string): conv_dim with int(), the rest with
+# float(). A value int() or float() cannot read crashes the job after the model has loaded.
+NETWORK_ARG_KINDS: dict[str, str] = {
+    "conv_dim": "positive_int",
+    "conv_alpha": "positive_float",
+    "rank_dropout": "probability",
+    "module_dropout": "probability",
+}
+
+# train_util.get_optimizer parses every --optimizer_args value with ast.literal_eval and passes
+# the result as a keyword argument to the optimizer's constructor: the value must be a Python
+# literal of the type the constructor expects, and the key one the constructor accepts.
+OPTIMIZER_ARG_KINDS: dict[str, str] = {
+    "weight_decay": "non_negative_float",
+    "betas": "float_pair",
+    "eps": "positive_float",  # Adafactor: a pair (see ADAFACTOR_PAIR_ARGS)
+    "decouple": "bool",
+    "use_bias_correction": "bool",
+    "safeguard_warmup": "bool",
+    "d_coef": "positive_float",
+    "relative_step": "bool",
+    "scale_parameter": "bool",
+    "warmup_init": "bool",
+    "momentum": "positive_float",
+}
+_ADAM_ARGS = frozenset({"weight_decay", "betas", "eps"})
+# The constructors' keyword arguments (torch.optim.AdamW, bitsandbytes.optim.*, lion_pytorch.Lion,
+# torch.optim.SGD, transformers.optimization.Adafactor, prodigyopt.Prodigy), as get_optimizer
+# builds each optimizer_type.
+OPTIMIZER_KEYWORDS: dict[str, frozenset[str]] = {
+    "AdamW": _ADAM_ARGS,
+    "AdamW8bit": _ADAM_ARGS,
+    "PagedAdamW8bit": _ADAM_ARGS,
+    "Lion": frozenset({"weight_decay", "betas"}),
+    "Lion8bit": frozenset({"weight_decay", "betas"}),
+    # get_optimizer passes nesterov=True itself: a user "nesterov" would be a duplicate keyword.
+    "SGDNesterov": frozenset({"weight_decay", "momentum"}),
+    "Adafactor": frozenset({"weight_decay", "eps", "relative_step", "scale_parameter", "warmup_init"}),
+    "Prodigy": frozenset(
+        {"weight_decay", "betas", "eps", "decouple", "use_bias_correction", "safeguard_warmup", "d_coef"}
+    ),
+}
+ADAFACTOR_PAIR_ARGS = frozenset({"eps"})  # transformers' Adafactor: eps=(1e-30, 1e-3)
 
 USER_PARAMETERS: dict[str, Param] = {
     p.name: p
@@ -95,9 +150,10 @@ USER_PARAMETERS: dict[str, Param] = {
         _p("network_train_text_encoder_only", "bool", "Train the text-encoder LoRA only."),
         _p(
             "network_args",
-            "kv_list",
-            "Extra networks.lora arguments as key=value strings.",
-            allowed_keys=("conv_dim", "conv_alpha", "rank_dropout", "module_dropout"),
+            "network_args",
+            "Extra networks.lora arguments as key=value strings: conv_dim (int), conv_alpha, "
+            "rank_dropout, module_dropout.",
+            allowed_keys=tuple(NETWORK_ARG_KINDS),
         ),
         _p(
             "scale_weight_norms",
@@ -114,22 +170,10 @@ USER_PARAMETERS: dict[str, Param] = {
         _p("optimizer_type", "enum", "Optimizer.", choices=OPTIMIZERS),
         _p(
             "optimizer_args",
-            "kv_list",
-            "Optimizer keyword arguments as key=value strings.",
-            allowed_keys=(
-                "weight_decay",
-                "betas",
-                "eps",
-                "decouple",
-                "use_bias_correction",
-                "safeguard_warmup",
-                "d_coef",
-                "relative_step",
-                "scale_parameter",
-                "warmup_init",
-                "momentum",
-                "nesterov",
-            ),
+            "optimizer_args",
+            "Optimizer keyword arguments as key=value strings, values as Python literals "
+            "(true/false are accepted for True/False); the keys allowed depend on optimizer_type.",
+            allowed_keys=tuple(OPTIMIZER_ARG_KINDS),
         ),
         _p("lr_scheduler", "enum", "Learning-rate schedule.", choices=LR_SCHEDULERS),
         _p("lr_warmup_steps", "int", "Warm-up steps.", minimum=0, maximum=100_000),
@@ -178,7 +222,7 @@ USER_PARAMETERS: dict[str, Param] = {
             "resolution",
             "resolution",
             'Training resolution: 512, "768,512" or [1024, 1024].',
-            minimum=256,
+            minimum=64,  # sd-scripts sets no lower bound; 64 px is one 8x8 latent
             maximum=2048,
             multiple_of=8,
         ),
@@ -212,9 +256,22 @@ USER_PARAMETERS: dict[str, Param] = {
             minimum=0,
             maximum=1,
         ),
-        _p("clip_skip", "int", "Use the output of the n-th last CLIP layer.", minimum=1, maximum=12),
+        # SDXL: sdxl_train_util.verify_sdxl_training_args warns "clip_skip will be unexpected".
         _p(
-            "max_token_length", "enum", "Caption token budget (75, 150 or 225).", choices=("75", "150", "225")
+            "clip_skip",
+            "int",
+            "Use the output of the n-th last CLIP layer.",
+            minimum=1,
+            maximum=12,
+            families=frozenset({FmType.SD15}),
+        ),
+        # train_util.add_training_arguments: type=int, choices=[None, 150, 225]; None means 75.
+        # From TOML it must be the int itself: strategy_sd.SdTokenizeStrategy does max_length + 2.
+        _p(
+            "max_token_length",
+            "int_choice",
+            "Caption token budget: 75 (sd-scripts' default), 150 or 225.",
+            choices=("75", "150", "225"),
         ),
         # --- outputs
         _p(
@@ -327,7 +384,19 @@ DEFAULTS: dict[FmType, dict[str, ParamValue]] = {
 }
 
 MAX_CONFIG_KEYS = 100
-_KV_VALUE = re.compile(r"^[A-Za-z0-9_.+\-(), ]{1,64}$")
+MAX_LIST_ITEMS = 16
+_KV_VALUE = re.compile(r"^[A-Za-z0-9_.+\-(), \[\]]{1,64}$")
+# sd-scripts' bucket steps: train_network.py assert_extra_args -> verify_bucket_reso_steps(64),
+# sdxl_train_network.py assert_extra_args -> verify_bucket_reso_steps(32).
+BUCKET_STEP_MULTIPLE = {FmType.SD15: 64, FmType.SDXL: 32}
+
+
+@dataclass(frozen=True)
+class FieldWarning:
+    """A parameter that is valid but will not do what the user expects; never blocks a job."""
+
+    field: str
+    warning: str
 
 
 def defaults_for(fm_type: FmType) -> dict[str, ParamValue]:
@@ -390,6 +459,17 @@ def _normalise_float(param: Param, value: Any) -> tuple[ParamValue | None, str |
     return value, _check_number(param, value)
 
 
+def _normalise_int_choice(param: Param, value: Any) -> tuple[ParamValue | None, str | None]:
+    """An int from a fixed set (max_token_length); strings of digits are read as ints."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or str(value) not in param.choices:
+        return None, f"must be one of {', '.join(param.choices)}"
+    return value, None
+
+
 def _normalise_enum(param: Param, value: Any) -> tuple[ParamValue | None, str | None]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
@@ -428,26 +508,124 @@ def _normalise_resolution(param: Param, value: Any) -> tuple[ParamValue | None, 
     return ",".join(str(i) for i in ints), None
 
 
-def _normalise_kv_list(param: Param, value: Any) -> tuple[ParamValue | None, str | None]:
-    """``key=value`` strings, keys from an allow-list, values plain literals (never code)."""
+def _key_values(value: Any) -> tuple[list[tuple[str, str]] | None, str | None]:
+    """``["k=v", ...]``, ``{"k": v}`` or ``"k=v k2=v2"`` -> ``[(k, raw v), ...]``."""
     if isinstance(value, Mapping):
-        value = [f"{k}={v}" for k, v in value.items()]
+        value = [f"{k}={_literal_text(v)}" for k, v in value.items()]
     if isinstance(value, str):
         value = value.split()
-    if not isinstance(value, list) or len(value) > 16:
-        return None, "must be a list of at most 16 key=value strings"
-    out: list[str] = []
+    if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
+        return None, f"must be a list of at most {MAX_LIST_ITEMS} key=value strings"
+    pairs: list[tuple[str, str]] = []
     for item in value:
         if not isinstance(item, str) or "=" not in item:
             return None, "items must be key=value strings"
         key, _, raw = item.partition("=")
-        key, raw = key.strip(), raw.strip()
-        if key not in param.allowed_keys:
+        pairs.append((key.strip(), raw.strip()))
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        return None, "each key may appear once"
+    return pairs, None
+
+
+def _literal_text(value: Any) -> str:
+    """A JSON value from a ``{"key": value}`` form, as the text a user would have typed."""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _python_literal(raw: str) -> tuple[Any, str | None]:
+    """What ``ast.literal_eval`` reads from ``raw`` (sd-scripts' parser), with true/false accepted.
+
+    Users write JSON-style ``true``/``false``; ``ast.literal_eval`` only knows ``True``/``False``
+    and raises ValueError on anything else (train_util.get_optimizer), so they are normalised.
+    """
+    if not _KV_VALUE.fullmatch(raw):
+        return None, "must be a plain number, true/false or a tuple of numbers"
+    text = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", raw, flags=re.I), flags=re.I)
+    try:
+        return ast.literal_eval(text), None
+    except (ValueError, SyntaxError):
+        return None, f"{raw!r} is not a Python literal sd-scripts can read (ast.literal_eval)"
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _typed_value(kind: str, value: Any) -> tuple[Any, str | None]:
+    """Check one parsed value against its kind; returns the value in its canonical type."""
+    if kind == "bool":
+        return (value, None) if isinstance(value, bool) else (None, "must be true or false")
+    if kind == "float_pair":
+        if isinstance(value, tuple | list) and len(value) == 2 and all(_is_number(v) for v in value):
+            if all(0 <= v < 1 for v in value):
+                return tuple(float(v) for v in value), None
+            return None, "values must be at least 0 and below 1"
+        return None, "must be two numbers, e.g. 0.9,0.999"
+    if kind == "positive_int":
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1024:
+            return value, None
+        return None, "must be a whole number from 1 to 1024"
+    if not _is_number(value):
+        return None, "must be a number"
+    value = float(value)
+    if kind == "probability" and not 0 <= value <= 1:
+        return None, "must be from 0 to 1"
+    if kind == "positive_float" and value <= 0:
+        return None, "must be greater than 0"
+    if kind == "non_negative_float" and value < 0:
+        return None, "must be at least 0"
+    return value, None
+
+
+def _normalise_network_args(param: Param, value: Any) -> tuple[ParamValue | None, str | None]:
+    """networks.lora's ``key=value`` strings, each value readable by its ``int()``/``float()``."""
+    pairs, problem = _key_values(value)
+    if pairs is None:
+        return None, problem
+    out: list[str] = []
+    for key, raw in pairs:
+        kind = NETWORK_ARG_KINDS.get(key)
+        if kind is None:
             return None, f"unknown key {key!r}; allowed: {', '.join(param.allowed_keys)}"
-        if not _KV_VALUE.fullmatch(raw):
-            return None, f"value of {key!r} must be a plain number, word or tuple"
-        out.append(f"{key}={raw}")
+        parsed, problem = _python_literal(raw)
+        if problem is None:
+            parsed, problem = _typed_value(kind, parsed)
+        if problem:
+            return None, f"{key}: {problem}"
+        out.append(f"{key}={parsed!r}")
     return out, None
+
+
+def _normalise_optimizer_args(param: Param, value: Any) -> tuple[ParamValue | None, str | None]:
+    """Keyword arguments as ``key=<Python literal>``: what ``ast.literal_eval`` reads back."""
+    pairs, problem = _key_values(value)
+    if pairs is None:
+        return None, problem
+    out: list[str] = []
+    for key, raw in pairs:
+        kind = OPTIMIZER_ARG_KINDS.get(key)
+        if kind is None:
+            return None, f"unknown key {key!r}; allowed: {', '.join(param.allowed_keys)}"
+        parsed, problem = _python_literal(raw)
+        if problem is None and key in ADAFACTOR_PAIR_ARGS and isinstance(parsed, tuple | list):
+            parsed, problem = _positive_pair(parsed)
+        elif problem is None:
+            parsed, problem = _typed_value(kind, parsed)
+        if problem:
+            return None, f"{key}: {problem}"
+        out.append(f"{key}={parsed!r}")
+    return out, None
+
+
+def _positive_pair(value: tuple[Any, ...] | list[Any]) -> tuple[Any, str | None]:
+    if len(value) == 2 and all(_is_number(v) and v > 0 for v in value):
+        return tuple(float(v) for v in value), None
+    return None, "must be a positive number (or two, for Adafactor)"
 
 
 _NORMALISERS: dict[str, Callable[[Param, Any], tuple[ParamValue | None, str | None]]] = {
@@ -455,45 +633,192 @@ _NORMALISERS: dict[str, Callable[[Param, Any], tuple[ParamValue | None, str | No
     "int": _normalise_int,
     "float": _normalise_float,
     "enum": _normalise_enum,
+    "int_choice": _normalise_int_choice,
     "resolution": _normalise_resolution,
-    "kv_list": _normalise_kv_list,
+    "network_args": _normalise_network_args,
+    "optimizer_args": _normalise_optimizer_args,
 }
 
 
-def _check_combination(config: dict[str, ParamValue], fm_type: FmType) -> list[FieldProblem]:
-    """Rules that span several keys."""
+def resolution_sides(config: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(width, height) as ``train_util.prepare_dataset_args`` reads the resolution string."""
+    value = config.get("resolution")
+    if not isinstance(value, str):
+        return None
+    sides = [int(side) for side in value.split(",")]
+    return (sides[0], sides[-1]) if sides else None
+
+
+def optimizer_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimizer_args as ``train_util.get_optimizer`` reads them (``ast.literal_eval``)."""
+    items = config.get("optimizer_args")
+    kwargs: dict[str, Any] = {}
+    for item in items if isinstance(items, list) else []:
+        key, _, raw = item.partition("=")
+        kwargs[key] = ast.literal_eval(raw)
+    return kwargs
+
+
+def _problem(key: str, text: str) -> FieldProblem:
+    return FieldProblem(f"config.{key}", text)
+
+
+def _network_problems(config: dict[str, ParamValue]) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
+    # train_network.py NetworkTrainer.train: train_unet = not text_encoder_only, and the text
+    # encoder is trained unless unet_only; both leaves nothing to train.
     if config.get("network_train_unet_only") and config.get("network_train_text_encoder_only"):
         problems.append(
-            FieldProblem(
-                "config.network_train_text_encoder_only", "cannot be combined with network_train_unet_only"
-            )
+            _problem("network_train_text_encoder_only", "cannot be combined with network_train_unet_only")
         )
+    # train_network.py NetworkTrainer.train: assert mixed_precision == "fp16" / "bf16".
     if config.get("full_fp16") and config.get("mixed_precision") != "fp16":
-        problems.append(FieldProblem("config.full_fp16", "requires mixed_precision fp16"))
+        problems.append(_problem("full_fp16", "requires mixed_precision fp16 (sd-scripts asserts it)"))
     if config.get("full_bf16") and config.get("mixed_precision") != "bf16":
-        problems.append(FieldProblem("config.full_bf16", "requires mixed_precision bf16"))
-    if config.get("cache_text_encoder_outputs") and not config.get("network_train_unet_only"):
+        problems.append(_problem("full_bf16", "requires mixed_precision bf16 (sd-scripts asserts it)"))
+    if config.get("sdpa") and config.get("xformers"):
+        problems.append(_problem("xformers", "cannot be combined with sdpa"))
+    return problems
+
+
+def _caching_problems(config: dict[str, ParamValue]) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    # train_util.verify_training_args turns cache_latents on with cache_latents_to_disk; then
+    # train_network.py NetworkTrainer.train asserts dataset.is_latent_cacheable().
+    if (config.get("cache_latents") or config.get("cache_latents_to_disk")) and (
+        config.get("random_crop") or config.get("color_aug")
+    ):
         problems.append(
-            FieldProblem(
-                "config.cache_text_encoder_outputs",
-                "requires network_train_unet_only (text encoders are frozen)",
+            _problem(
+                "cache_latents",
+                "cannot be combined with random_crop or color_aug: cached latents are computed "
+                "once, before any augmentation (sd-scripts asserts it)",
             )
         )
-    if config.get("cache_latents") and (config.get("random_crop") or config.get("color_aug")):
+    if not config.get("cache_text_encoder_outputs"):
+        return problems
+    # sdxl_train_network.py assert_extra_args.
+    if not config.get("network_train_unet_only"):
         problems.append(
-            FieldProblem("config.cache_latents", "cannot be combined with random_crop or color_aug")
+            _problem(
+                "cache_text_encoder_outputs",
+                "requires network_train_unet_only: a text encoder whose outputs are cached cannot "
+                "be trained (sd-scripts asserts it)",
+            )
         )
-    if config.get("cache_text_encoder_outputs") and config.get("shuffle_caption"):
-        problems.append(
-            FieldProblem("config.shuffle_caption", "has no effect with cache_text_encoder_outputs")
-        )
-    lo, hi = config.get("min_bucket_reso"), config.get("max_bucket_reso")
-    if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
-        problems.append(FieldProblem("config.min_bucket_reso", "must not exceed max_bucket_reso"))
-    if config.get("sdpa") and config.get("xformers"):
-        problems.append(FieldProblem("config.xformers", "cannot be combined with sdpa"))
+    # sdxl_train_network.py assert_extra_args -> DatasetGroup.is_text_encoder_output_cacheable.
+    for key in ("shuffle_caption", "caption_dropout_rate", "caption_tag_dropout_rate"):
+        value = config.get(key)
+        if value is True or (_is_number(value) and float(value) > 0):
+            problems.append(
+                _problem(
+                    key,
+                    "cannot be used with cache_text_encoder_outputs: captions are encoded once, "
+                    "before training, so they cannot change per step (sd-scripts asserts it); "
+                    "set cache_text_encoder_outputs to false",
+                )
+            )
     return problems
+
+
+def _bucket_problems(config: dict[str, ParamValue], fm_type: FmType) -> list[FieldProblem]:
+    """Mirrors of sd-scripts' bucket checks; they only run when bucketing is on."""
+    if not config.get("enable_bucket"):
+        return []
+    problems: list[FieldProblem] = []
+    steps = config.get("bucket_reso_steps", 64)  # config_util's dataset default
+    multiple = BUCKET_STEP_MULTIPLE[fm_type]
+    if isinstance(steps, int) and steps % multiple:
+        problems.append(
+            _problem("bucket_reso_steps", f"must be a multiple of {multiple} for {fm_type.value} models")
+        )
+        return problems
+    sides = resolution_sides(config)
+    lo, hi = config.get("min_bucket_reso", 256), config.get("max_bucket_reso", 1024)
+    if sides is None or not isinstance(steps, int) or not isinstance(lo, int) or not isinstance(hi, int):
+        return problems
+    # BaseDataset.adjust_min_max_bucket_reso_by_steps rounds min down and max up to the step,
+    # then asserts min(resolution) >= min_bucket_reso and max(resolution) <= max_bucket_reso.
+    lo_adjusted, hi_adjusted = lo - lo % steps, hi + (-hi) % steps
+    if lo > hi:
+        problems.append(_problem("min_bucket_reso", "must not exceed max_bucket_reso"))
+    elif lo_adjusted > min(sides):
+        problems.append(
+            _problem(
+                "min_bucket_reso",
+                f"({lo_adjusted} after rounding to bucket_reso_steps) must not exceed the resolution's "
+                f"smaller side {min(sides)} (sd-scripts asserts it)",
+            )
+        )
+    elif max(sides) > hi_adjusted:
+        problems.append(
+            _problem(
+                "max_bucket_reso",
+                f"({hi_adjusted} after rounding to bucket_reso_steps) must be at least the resolution's "
+                f"larger side {max(sides)} (sd-scripts asserts it)",
+            )
+        )
+    return problems
+
+
+def _optimizer_problems(config: dict[str, ParamValue]) -> list[FieldProblem]:
+    """train_util.get_optimizer and get_scheduler_fix, for the optimizer and schedule chosen."""
+    problems: list[FieldProblem] = []
+    optimizer = str(config.get("optimizer_type") or "AdamW")  # get_optimizer's default
+    kwargs = optimizer_kwargs(config)
+    accepted = OPTIMIZER_KEYWORDS.get(optimizer, frozenset())
+    for key in kwargs:
+        if key not in accepted:
+            problems.append(
+                _problem(
+                    "optimizer_args",
+                    f"{key!r} is not an argument of {optimizer}; it takes {', '.join(sorted(accepted))}",
+                )
+            )
+    if optimizer != "Adafactor" and isinstance(kwargs.get("eps"), tuple):
+        problems.append(_problem("optimizer_args", f"eps of {optimizer} must be one number"))
+    if optimizer == "SGDNesterov" and kwargs.get("momentum", 0.9) <= 0:
+        problems.append(_problem("optimizer_args", "SGDNesterov needs a momentum above 0 (torch.optim.SGD)"))
+    schedule = config.get("lr_scheduler", "constant")  # add_optimizer_arguments' default
+    warmup = config.get("lr_warmup_steps", 0)
+    if schedule == "adafactor" and optimizer != "Adafactor":
+        problems.append(
+            _problem(
+                "lr_scheduler",
+                "adafactor can only be used with optimizer_type Adafactor "
+                "(sd-scripts: 'adafactor scheduler must be used with Adafactor optimizer')",
+            )
+        )
+    # get_optimizer: Adafactor with relative_step (its default, forced on by warmup_init) replaces
+    # the schedule with "adafactor:<lr>"; without relative_step a plain "adafactor" schedule has no
+    # initial learning rate and get_scheduler_fix fails reading it.
+    relative_step = bool(kwargs.get("relative_step", True) or kwargs.get("warmup_init", False))
+    if optimizer == "Adafactor" and schedule == "adafactor" and not relative_step:
+        problems.append(
+            _problem("lr_scheduler", "adafactor needs Adafactor's relative_step (drop relative_step=False)")
+        )
+    # get_scheduler_fix: constant and adafactor schedules raise "does not require num_warmup_steps".
+    takes_no_warmup = schedule == "constant" or (optimizer == "Adafactor" and relative_step)
+    if takes_no_warmup and isinstance(warmup, int) and warmup > 0:
+        active = "adafactor (Adafactor with relative_step)" if optimizer == "Adafactor" else schedule
+        problems.append(
+            _problem(
+                "lr_warmup_steps",
+                f"must be 0 with the {active} schedule, which has no warm-up; "
+                "use constant_with_warmup (and, for Adafactor, relative_step=False) to warm up",
+            )
+        )
+    return problems
+
+
+def _check_combination(config: dict[str, ParamValue], fm_type: FmType) -> list[FieldProblem]:
+    """Rules that span several keys; each mirrors a check sd-scripts makes (cited in each)."""
+    return [
+        *_network_problems(config),
+        *_caching_problems(config),
+        *_bucket_problems(config, fm_type),
+        *_optimizer_problems(config),
+    ]
 
 
 def validate_config(
@@ -534,23 +859,98 @@ def validate_config(
             continue
         assert result is not None
         normalised[key] = result
+    if normalised.get("max_token_length") == TOKEN_LENGTH_UNSET:
+        del normalised["max_token_length"]  # sd-scripts' unset value; 75 itself is not a choice
     if merge_defaults:
         _drop_defaults_overruled_by_user(normalised, user_config)
+        _buckets_follow_resolution(normalised, user_config)
     if not problems:
         problems.extend(_check_combination(normalised, fm_type))
     return normalised, problems
+
+
+def _user_sets(user: Mapping[str, Any], key: str) -> bool:
+    """The user turned ``key`` on (true, or a rate above 0)."""
+    value = user.get(key)
+    if isinstance(value, str):
+        value = value.strip().lower()
+        return value == "true" or (value.replace(".", "", 1).isdigit() and float(value) > 0)
+    return value is True or (_is_number(value) and float(value) > 0)
 
 
 def _drop_defaults_overruled_by_user(normalised: dict[str, ParamValue], user: Mapping[str, Any]) -> None:
     """A default must never silently defeat what the user asked for.
 
     sd-scripts lets ``max_train_epochs`` override ``max_train_steps``: a user who sets only
-    steps means steps. SDXL's default text-encoder caching only works UNet-only: a user who
-    turns text-encoder training on must not trip over a default they never chose.
+    steps means steps. SDXL's default text-encoder caching only works UNet-only and with fixed
+    captions: a user who turns text-encoder training, caption shuffling or caption dropout on
+    must not trip over a default they never chose.
     """
     if "max_train_steps" in user and "max_train_epochs" not in user:
         normalised.pop("max_train_epochs", None)
-    if user.get("network_train_unet_only") in (False, "false") and "cache_text_encoder_outputs" not in user:
+    if "cache_text_encoder_outputs" not in user and (
+        user.get("network_train_unet_only") in (False, "false")
+        or any(
+            _user_sets(user, key)
+            for key in ("shuffle_caption", "caption_dropout_rate", "caption_tag_dropout_rate")
+        )
+    ):
         normalised.pop("cache_text_encoder_outputs", None)
-    if (user.get("random_crop") or user.get("color_aug")) and "cache_latents" not in user:
+    if (_user_sets(user, "random_crop") or _user_sets(user, "color_aug")) and "cache_latents" not in user:
         normalised["cache_latents"] = False
+
+
+def _buckets_follow_resolution(normalised: dict[str, ParamValue], user: Mapping[str, Any]) -> None:
+    """Default bucket bounds widen to include a resolution the user chose.
+
+    sd-scripts asserts ``min_bucket_reso <= min(resolution)`` and ``max(resolution) <=
+    max_bucket_reso`` (BaseDataset.adjust_min_max_bucket_reso_by_steps): SDXL at 256 px, or
+    SD 1.5 at 1536 px, would crash with the family's default bounds. Bounds the user set
+    themselves are kept (and checked).
+    """
+    sides = resolution_sides(normalised)
+    if sides is None or "resolution" not in user:
+        return
+    lo, hi = normalised.get("min_bucket_reso"), normalised.get("max_bucket_reso")
+    if "min_bucket_reso" not in user and isinstance(lo, int) and lo > min(sides):
+        normalised["min_bucket_reso"] = min(sides)
+    if "max_bucket_reso" not in user and isinstance(hi, int) and hi < max(sides):
+        normalised["max_bucket_reso"] = max(sides)
+
+
+# Parameters the portable diffusers engine (training_container/engines/diffusers_engine.py)
+# honours; any other parameter is accepted (sd-scripts uses it) but has no effect there.
+DIFFUSERS_ENGINE_PARAMETERS = frozenset(
+    {
+        "network_dim", "network_alpha", "network_dropout", "network_train_unet_only",
+        "network_train_text_encoder_only", "learning_rate", "unet_lr", "text_encoder_lr",
+        "optimizer_type", "optimizer_args", "lr_scheduler", "lr_warmup_steps", "lr_scheduler_num_cycles",
+        "lr_scheduler_power", "max_grad_norm", "train_batch_size", "gradient_accumulation_steps",
+        "max_train_epochs", "max_train_steps", "seed", "min_snr_gamma", "noise_offset", "mixed_precision",
+        "save_precision", "gradient_checkpointing", "cache_latents", "cache_latents_to_disk",
+        "cache_text_encoder_outputs", "no_half_vae", "sdpa", "max_data_loader_n_workers", "resolution",
+        "enable_bucket", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "bucket_no_upscale",
+        "random_crop", "flip_aug", "shuffle_caption", "keep_tokens", "caption_dropout_rate", "clip_skip",
+        "save_every_n_epochs",
+    }
+)  # fmt: skip
+
+
+def engine_warnings(config: Mapping[str, Any], engine: str) -> list[FieldWarning]:
+    """Parameters the job's engine will ignore, so the user hears it before paying.
+
+    ``engine`` is the deployment's training engine ("kohya", "diffusers" or "auto": kohya when
+    the image has sd-scripts, which AWS images do). sd-scripts honours every catalogue parameter.
+    """
+    if engine not in ("diffusers", "auto"):
+        return []
+    where = (
+        "the diffusers engine"
+        if engine == "diffusers"
+        else "the diffusers engine (used when sd-scripts is absent)"
+    )
+    return [
+        FieldWarning(f"config.{key}", f"is ignored by {where}; sd-scripts would apply it")
+        for key in sorted(config)
+        if key not in DIFFUSERS_ENGINE_PARAMETERS
+    ]
