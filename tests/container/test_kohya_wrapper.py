@@ -17,7 +17,7 @@ from functions.domain.training_contract import ProgressReport
 from tests.container.conftest import JobFactory
 from training_container.dataset_staging import validate_dataset
 from training_container.engines.kohya_engine import KohyaProgress, console_lines, parse_kohya_line
-from training_container.entrypoint import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, run_job
+from training_container.entrypoint import EXIT_USER_ERROR, run_job
 from training_container.kohya_config import (
     SD_SCRIPTS_COMMIT,
     SD_SCRIPTS_TAG,
@@ -157,9 +157,10 @@ def test_kohya_crash_reports_its_last_line(make_job: JobFactory, monkeypatch: py
     monkeypatch.setenv("FAKE_SD_SCRIPTS_MODE", "crash")
     root = make_job(FmType.SD15, engine="kohya")
 
-    assert run_job(root) == EXIT_INTERNAL_ERROR
+    assert run_job(root) == EXIT_USER_ERROR  # out of memory: the user can pick a bigger instance
 
-    assert "CUDA out of memory" in (root / "output" / "failure").read_text()
+    reason = (root / "output" / "failure").read_text()
+    assert reason.startswith("out of memory:") and "CUDA out of memory" in reason
 
 
 def test_kohya_requested_without_sd_scripts_fails_clearly(

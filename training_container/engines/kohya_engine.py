@@ -3,8 +3,11 @@
 Progress comes from sd-scripts' console: the tqdm bar (``steps:  5%|▊ | 100/2000 [00:57<18:14,
 1.74it/s, avr_loss=0.0725]``, redrawn with ``\\r``), ``epoch k/N`` lines and the
 ``total optimization steps`` banner. sd-scripts exits 0 even when it found no images, so the
-output file is checked afterwards. A stop request forwards SIGTERM to the child; sd-scripts'
-last per-epoch state (``save_state``) in the checkpoints folder is what a restart resumes from.
+output file is checked afterwards. A crash is reported by its real cause: the child's last
+exception line, classified by ``training_container.errors.classify_engine_failure`` (accelerate's
+own ``CalledProcessError`` wrapper is always the last line and says nothing). A stop request
+forwards SIGTERM to the child; sd-scripts' last per-epoch state (``save_state``) in the
+checkpoints folder is what a restart resumes from.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +28,15 @@ from typing import IO, Any
 from functions.domain.training_contract import Engine, TrainingPhase
 from training_container.clip_tokenizers import TOKENIZER_CACHE_DIR_ENV
 from training_container.engines.base import EngineRequest, EngineResult
-from training_container.errors import JobFailure
+from training_container.errors import JobFailure, classify_engine_failure
 from training_container.kohya_config import ACCELERATE_LAUNCH, build_kohya_configs
 
 logger = logging.getLogger(__name__)
 
 LAUNCHER_ENV = "LORA_KOHYA_LAUNCHER"  # JSON list replacing `accelerate launch ...` (tests, debugging)
 STOP_GRACE_SECONDS = 90.0
+# Console lines kept for the failure reason: a Python traceback plus accelerate's wrapper around it.
+FAILURE_TAIL_LINES = 400
 _STEPS_BAR = re.compile(
     r"^steps:\s+\d+%\|[^|]*\|\s*(?P<step>\d+)/(?P<total>\d+)\s*"
     r"\[(?P<elapsed>[\d:]+)<(?P<eta>[\d:?]+)(?P<rest>[^\]]*)\]"
@@ -174,10 +180,10 @@ def run_kohya_engine(request: EngineRequest, sd_scripts_dir: Path) -> EngineResu
     )
     _forward_stop(request, process)
     assert process.stdout is not None
-    tail: list[str] = []
+    tail: deque[str] = deque(maxlen=FAILURE_TAIL_LINES)
     for line in console_lines(process.stdout):
         print(line, flush=True)  # the job's log (CloudWatch via stdout)
-        tail = [*tail[-19:], line]
+        tail.append(line)
         if parse_kohya_line(line, state):
             _report(request, state)
             if is_step_line(line):
@@ -187,8 +193,9 @@ def run_kohya_engine(request: EngineRequest, sd_scripts_dir: Path) -> EngineResu
     if request.stop_requested.is_set():
         return EngineResult(Engine.KOHYA, None, state.step, state.epoch, state.loss, seconds)
     if return_code != 0:
-        last = next((line for line in reversed(tail) if line.strip()), "no output")
-        raise RuntimeError(f"sd-scripts exited with status {return_code}: {last[:300]}")
+        failure = classify_engine_failure(list(tail), return_code)
+        logger.error("sd-scripts failed (%s): %s", failure.kind.value, failure.cause)
+        raise failure.as_exception(return_code)
     lora = request.output_dir / f"{request.output_name}.safetensors"
     if not lora.is_file():
         raise JobFailure(

@@ -3,7 +3,9 @@
 It reads the same TOML files, prints the console output sd-scripts prints (tqdm bar redrawn
 with carriage returns) and writes a Kohya-format LoRA, or misbehaves as FAKE_SD_SCRIPTS_MODE
 asks: ``ok`` | ``no_output`` (exits 0 without a LoRA, like sd-scripts with no images) | ``crash``
-| ``corrupt_epoch`` (an intermediate LoRA that is not a safetensors file).
+| ``corrupt_epoch`` (an intermediate LoRA that is not a safetensors file) | ``replay`` (prints the
+recording of a real sd-scripts run named by FAKE_SD_SCRIPTS_RECORDING, see
+``tests/container/real_engine/record_failures.py``, and exits with its status).
 
 Like sd-scripts it saves ``<output_name>-00000N.safetensors`` when ``save_every_n_epochs`` divides
 an epoch before the last, and renders ``--sample_prompts`` (parsed the way sd-scripts parses each
@@ -66,6 +68,11 @@ assert dataset["datasets"][0]["subsets"], "no subsets"
 print("prepare optimizer, data loader etc.")
 print("caching latents.")
 print("  total optimization steps / 学習ステップ数: 4", flush=True)
+if mode == "replay":
+    recording = Path(os.environ["FAKE_SD_SCRIPTS_RECORDING"]).read_text(encoding="utf-8")
+    status_line, _, output = recording.partition("\n")
+    print(output, end="", flush=True)
+    sys.exit(int(status_line.removeprefix("# exit status ")))
 if mode == "crash":
     print("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB", flush=True)
     sys.exit(1)

@@ -1,0 +1,93 @@
+"""What the real-engine tests share: where sd-scripts is, its interpreter, tokenizers, a config.
+
+sd-scripts is on no package registry and its pinned requirements (diffusers 0.32.1, transformers
+4.54.1, accelerate 1.6.0, voluptuous, opencv, ...) do not suit the project's own venv, so these
+tests run it the way the training image does: as a child process, with its own interpreter.
+``docs/real-engine-tests.md`` says how to set both up (``make real-engine-tests``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from functions.domain.catalog import FmType
+from functions.domain.kohya_params import ParamValue, validate_config
+from training_container.clip_tokenizers import (
+    SD15_TOKENIZER_REPO,
+    SDXL_TOKENIZER_2_REPO,
+    cache_folder_name,
+    write_clip_tokenizer_files,
+)
+from training_container.kohya_config import SD_SCRIPTS_TAG
+
+SD_SCRIPTS_DIR_ENV = "SD_SCRIPTS_DIR"
+SD_SCRIPTS_PYTHON_ENV = "SD_SCRIPTS_PYTHON"
+SKIP_REASON = (
+    f"real sd-scripts not configured: set {SD_SCRIPTS_DIR_ENV} to a checkout of kohya-ss/sd-scripts "
+    f"{SD_SCRIPTS_TAG} and {SD_SCRIPTS_PYTHON_ENV} to a Python with its requirements installed "
+    "(`make real-engine-tests` does both; see docs/real-engine-tests.md)"
+)
+
+
+@dataclass(frozen=True)
+class SdScriptsSetup:
+    directory: Path
+    python: Path
+
+
+def sd_scripts_setup() -> SdScriptsSetup | None:
+    """The configured checkout and interpreter, or None (the tests then skip with SKIP_REASON)."""
+    directory, python = os.environ.get(SD_SCRIPTS_DIR_ENV), os.environ.get(SD_SCRIPTS_PYTHON_ENV)
+    if not directory or not python:
+        return None
+    setup = SdScriptsSetup(Path(directory), Path(python))
+    if not (setup.directory / "train_network.py").is_file() or not setup.python.exists():
+        return None
+    return setup
+
+
+def accelerate_launcher(python: Path) -> list[str]:
+    """``accelerate launch`` from sd-scripts' interpreter, as the image's command line has it."""
+    return [str(python.parent / "accelerate"), "launch", "--num_cpu_threads_per_process", "1"]
+
+
+def write_tokenizer_cache(folder: Path) -> Path:
+    """sd-scripts' ``--tokenizer_cache_dir`` layout, built offline from open_clip's BPE file."""
+    write_clip_tokenizer_files(folder / cache_folder_name(SD15_TOKENIZER_REPO))
+    write_clip_tokenizer_files(folder / cache_folder_name(SDXL_TOKENIZER_2_REPO), pad_token="!")
+    return folder
+
+
+@dataclass(frozen=True)
+class RealRunConfig:
+    """A config small enough for 2 CPU steps on a full-size SD 1.5 at 64 px."""
+
+    fm_type: FmType = FmType.SD15
+    user: dict[str, Any] = field(
+        default_factory=lambda: {
+            "resolution": 64,
+            "min_bucket_reso": 64,
+            "max_bucket_reso": 128,
+            "network_dim": 4,
+            "network_alpha": 1,
+            "optimizer_type": "AdamW",
+            "lr_scheduler": "constant",
+            "mixed_precision": "no",
+            "save_precision": "float",
+            "max_train_steps": 2,
+            "max_data_loader_n_workers": 0,
+            "cache_latents": False,
+            "seed": 1,
+        }
+    )
+
+    def normalised(self) -> dict[str, ParamValue]:
+        config, problems = validate_config(self.user, self.fm_type)
+        assert not problems, problems
+        return config
+
+
+REAL_RUN_CONFIG = RealRunConfig()
