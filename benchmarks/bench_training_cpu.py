@@ -12,7 +12,6 @@ Usage: ``.venv/bin/python benchmarks/bench_training_cpu.py [--steps 20]``
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import tempfile
 import time
@@ -22,7 +21,12 @@ import torch
 
 from functions.domain.catalog import FmType
 from functions.domain.kohya_params import validate_config
-from functions.domain.training_contract import TrainingHyperparameters, TrainingSummary
+from functions.domain.training_contract import (
+    JOB_CHANNEL,
+    JOB_SPEC_FILENAME,
+    TrainingJobSpec,
+    TrainingSummary,
+)
 from training_container.entrypoint import run_job
 from training_container.testing.tiny_models import make_tiny_dataset, save_tiny_checkpoint
 
@@ -41,7 +45,7 @@ def prepare_job(root: Path, fm_type: FmType, steps: int) -> Path:
     config, problems = validate_config({**BENCH_CONFIG, "max_train_steps": steps}, fm_type)
     if problems:
         raise SystemExit(f"invalid benchmark config: {problems}")
-    hyperparameters = TrainingHyperparameters(
+    spec = TrainingJobSpec(
         job_id="bench",
         fm_type=fm_type,
         engine="diffusers",
@@ -49,8 +53,8 @@ def prepare_job(root: Path, fm_type: FmType, steps: int) -> Path:
         base_model_filename="base.safetensors",
         config=config,
     )
-    (root / "input/config").mkdir(parents=True)
-    (root / "input/config/hyperparameters.json").write_text(json.dumps(hyperparameters.to_sagemaker()))
+    (root / "input/data" / JOB_CHANNEL).mkdir(parents=True)
+    (root / "input/data" / JOB_CHANNEL / JOB_SPEC_FILENAME).write_text(spec.to_json())
     return root
 
 

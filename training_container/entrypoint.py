@@ -16,7 +16,6 @@ internal error (reason in the same file).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
@@ -39,12 +38,14 @@ from functions.domain.training_contract import (
     CHECKPOINTS_FOLDER,
     DATASET_CHANNEL,
     FAILURE_FILE,
+    JOB_CHANNEL,
+    JOB_SPEC_FILENAME,
     LORA_FILENAME_SUFFIX,
     MODEL_CHANNEL,
     MODEL_FOLDER,
     OPT_ML_DEFAULT,
     Engine,
-    TrainingHyperparameters,
+    TrainingJobSpec,
     TrainingPhase,
     TrainingSummary,
 )
@@ -67,7 +68,7 @@ logger = logging.getLogger("training_container")
 ROOT_ENV = "LORA_OPT_ML_ROOT"
 WORK_DIR_ENV = "LORA_WORK_DIR"  # scratch space; defaults to <root>/work
 SD_SCRIPTS_DIR_ENV = "SD_SCRIPTS_DIR"  # set in the image; kohya is used when train_network.py is there
-HYPERPARAMETERS_FILE = "input/config/hyperparameters.json"
+JOB_SPEC_FILE = f"input/data/{JOB_CHANNEL}/{JOB_SPEC_FILENAME}"  # the job channel (training_contract)
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2
 KOHYA_LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 DIFFUSERS_EPOCH_FOLDER = "diffusers_epochs"  # inside the checkpoints folder: survives spot restarts
@@ -80,8 +81,8 @@ class JobPaths:
     root: Path
 
     @property
-    def hyperparameters(self) -> Path:
-        return self.root / HYPERPARAMETERS_FILE
+    def job_spec(self) -> Path:
+        return self.root / JOB_SPEC_FILE
 
     def channel(self, name: str) -> Path:
         return self.root / "input" / "data" / name
@@ -105,7 +106,7 @@ class JobPaths:
 
 @dataclass(frozen=True)
 class JobInputs:
-    hyperparameters: TrainingHyperparameters
+    spec: TrainingJobSpec
     config: dict[str, ParamValue]
     model_path: Path
     dataset_dir: Path
@@ -116,29 +117,28 @@ def _problems_text(problems: Sequence[object]) -> str:
 
 
 def read_job_inputs(root: Path) -> JobInputs:
-    """Stage 1: hyperparameters (re-validated: defence in depth) and the two input channels."""
+    """Stage 1: the job spec (config re-validated: defence in depth) and the input channels."""
     paths = JobPaths(root)
     try:
-        raw = json.loads(paths.hyperparameters.read_text(encoding="utf-8"))
-        hyperparameters = TrainingHyperparameters.from_sagemaker(raw)
+        spec = TrainingJobSpec.from_json(paths.job_spec.read_bytes())
     except FileNotFoundError as error:
-        raise JobFailure(f"hyperparameters file {HYPERPARAMETERS_FILE} is missing") from error
-    except (json.JSONDecodeError, ValidationError, TypeError) as error:
-        raise JobFailure(f"hyperparameters are invalid: {error}".splitlines()[0]) from error
-    config, problems = validate_config(hyperparameters.config, hyperparameters.fm_type, merge_defaults=False)
+        raise JobFailure(f"job spec file {JOB_SPEC_FILE} is missing") from error
+    except ValidationError as error:
+        raise JobFailure(f"job spec is invalid: {error}".splitlines()[0]) from error
+    config, problems = validate_config(spec.config, spec.fm_type, merge_defaults=False)
     if problems:
         raise JobFailure(f"training parameters are invalid: {_problems_text(problems)}")
     model_channel = paths.channel(MODEL_CHANNEL)
-    model_path = model_channel / hyperparameters.base_model_filename
+    model_path = model_channel / spec.base_model_filename
     if model_channel.is_dir() and not model_path.exists() and (model_channel / "model_index.json").is_file():
         model_path = model_channel  # the channel itself is a diffusers folder
     if not model_path.exists():
         present = sorted(p.name for p in model_channel.iterdir()) if model_channel.is_dir() else []
         raise JobFailure(
-            f"base model {hyperparameters.base_model_filename} not found in the model channel "
+            f"base model {spec.base_model_filename} not found in the model channel "
             f"(found: {', '.join(present) or 'nothing'})"
         )
-    return JobInputs(hyperparameters, config, model_path, paths.channel(DATASET_CHANNEL))
+    return JobInputs(spec, config, model_path, paths.channel(DATASET_CHANNEL))
 
 
 def stage_dataset(inputs: JobInputs, work_dir: Path) -> StagedDataset:
@@ -198,28 +198,28 @@ def publish_outputs(
     With ``save_every_n_epochs`` or sample prompts, also the intermediate LoRAs and sample images
     the engine left in ``epoch_dir`` (see ``training_container.epoch_publishing``).
     """
-    hyperparameters = inputs.hyperparameters
+    spec = inputs.spec
     if result.lora_path is None or not result.lora_path.is_file():
         raise JobFailure("training finished without writing a LoRA (no images were trained?)")
-    target = paths.model_dir / f"{hyperparameters.output_name}{LORA_FILENAME_SUFFIX}"
+    target = paths.model_dir / f"{spec.output_name}{LORA_FILENAME_SUFFIX}"
     target.parent.mkdir(parents=True, exist_ok=True)
     if result.lora_path.resolve() != target.resolve():
         shutil.copyfile(result.lora_path, target)
     verify_kohya_lora(target)
     save_every = inputs.config.get("save_every_n_epochs")
     epoch_loras, samples = publish_epoch_files(
-        collect_epoch_files(epoch_dir, hyperparameters.output_name) if epoch_dir else EpochFiles(),
+        collect_epoch_files(epoch_dir, spec.output_name) if epoch_dir else EpochFiles(),
         paths.model_dir,
-        hyperparameters.output_name,
+        spec.output_name,
         final_epoch=result.epochs,
         save_every=save_every if isinstance(save_every, int) else None,
-        prompt_count=len(hyperparameters.sample_prompts),
+        prompt_count=len(spec.sample_prompts),
         verify_lora=verify_kohya_lora,
     )
     summary = TrainingSummary(
-        job_id=hyperparameters.job_id,
+        job_id=spec.job_id,
         engine=result.engine,
-        fm_type=hyperparameters.fm_type,
+        fm_type=spec.fm_type,
         lora_filename=target.name,
         lora_sha256=sha256_of(target),
         lora_size_bytes=target.stat().st_size,
@@ -262,35 +262,35 @@ def run_job(root: Path, stop: threading.Event | None = None) -> int:
     metrics: MetricsRecorder | None = None
     try:
         inputs = read_job_inputs(root)
-        hyperparameters = inputs.hyperparameters
-        ensure_family(inputs.model_path, hyperparameters.fm_type)
-        engine = choose_engine(hyperparameters.engine)
+        spec = inputs.spec
+        ensure_family(inputs.model_path, spec.fm_type)
+        engine = choose_engine(spec.engine)
         progress.update(engine=engine, force=True)
         metrics = MetricsRecorder(paths.checkpoints_dir, engine)
         paths.work_dir.mkdir(parents=True, exist_ok=True)
         dataset = stage_dataset(inputs, paths.work_dir)
         logger.info(
             "job %s: %s LoRA with %s on %d images (%d per epoch)",
-            hyperparameters.job_id,
-            hyperparameters.fm_type.value,
+            spec.job_id,
+            spec.fm_type.value,
             engine.value,
             dataset.image_count,
             dataset.images_with_repeats,
         )
         request = EngineRequest(
-            fm_type=hyperparameters.fm_type,
+            fm_type=spec.fm_type,
             config=inputs.config,
             model_path=inputs.model_path,
             dataset=dataset,
             work_dir=paths.work_dir,
             output_dir=paths.model_dir if engine == Engine.DIFFUSERS else paths.checkpoints_dir / "kohya",
-            output_name=hyperparameters.output_name,
+            output_name=spec.output_name,
             checkpoints_dir=paths.checkpoints_dir,
             progress=progress,
             stop_requested=stop,
-            job_id=hyperparameters.job_id,
+            job_id=spec.job_id,
             metrics=metrics,
-            sample_prompts=hyperparameters.sample_prompts,
+            sample_prompts=spec.sample_prompts,
             epoch_dir=paths.checkpoints_dir / DIFFUSERS_EPOCH_FOLDER if engine == Engine.DIFFUSERS else None,
         )
         result = run_engine(request, engine)

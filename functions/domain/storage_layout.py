@@ -4,6 +4,7 @@ container agree.
     models/<owner_key>/<model_id>/<filename>              uploaded checkpoints and registered LoRAs
     datasets/<owner_key>/<dataset_id>/files/<rel path>     dataset files, Kohya layout under files/
     datasets/<owner_key>/<dataset_id>/declared.json        the declared file list
+    trainings/<owner_key>/<job_id>/input/job.json          the job's spec: its own input channel
     trainings/<owner_key>/<job_id>/output/                 SageMaker OutputDataConfig (uncompressed)
     trainings/<owner_key>/<job_id>/output/<sagemaker job>/output/model/   what the container left in
         /opt/ml/model: <name>.safetensors, summary.json, epochs/<name>-000001.safetensors,
@@ -61,6 +62,11 @@ def dataset_file_key(owner: str, dataset_id: str, relative_path: str) -> str:
 
 def training_prefix(owner: str, job_id: str) -> str:
     return f"{TRAININGS_PREFIX}{owner_key(owner)}/{job_id}/"
+
+
+def training_input_prefix(owner: str, job_id: str) -> str:
+    """The job's own input channel (``training_contract.JOB_CHANNEL``): only the job spec."""
+    return training_prefix(owner, job_id) + "input/"
 
 
 def training_output_prefix(owner: str, job_id: str) -> str:

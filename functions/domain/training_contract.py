@@ -1,9 +1,17 @@
 """The contract between the control plane and the training container.
 
-SageMaker passes hyperparameters as a flat ``str -> str`` map (values up to 2,500 chars), so
-structured values travel as JSON strings. Both sides import this module: the Lambda builds
-``TrainingHyperparameters`` and the container parses it. The container reports progress by
-writing ``ProgressReport`` JSON to ``/opt/ml/checkpoints/progress.json``.
+The job's specification (``TrainingJobSpec``: family, engine, base model file, the normalised
+Kohya config, sample prompts) travels as a JSON file in its own input channel, ``job``
+(``/opt/ml/input/data/job/job.json``), written by the Lambda to
+``trainings/<owner>/<job>/input/job.json`` just before CreateTrainingJob. Why not hyperparameters:
+SageMaker limits each hyperparameter value to 2,500 characters and the map to 100 entries
+(botocore's sagemaker service model, shapes ``HyperParameterValue`` and ``HyperParameters``), and
+a config with long ``network_args``/``optimizer_args`` lists passes the API's own limits but not
+that one; a channel file has no limit but the API's (channels: up to 20 per job,
+``InputDataConfig``). The hyperparameters only name the job for people reading the console.
+Both sides import this module: the Lambda builds ``TrainingJobSpec`` and the container parses it.
+The container reports progress by writing ``ProgressReport`` JSON to
+``/opt/ml/checkpoints/progress.json``.
 
 Why the checkpoint folder for progress: SageMaker syncs ``/opt/ml/checkpoints`` to the job's
 ``CheckpointConfig.S3Uri`` while the job runs, even with network isolation on, so the
@@ -20,7 +28,6 @@ most ``MAX_METRIC_POINTS`` points however long the job (see ``functions.domain.l
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +38,8 @@ from functions.domain.epoch_outputs import SamplePrompt, epoch_lora_filename, sa
 # SageMaker's channel names and container folders (BYOC convention).
 MODEL_CHANNEL = "model"
 DATASET_CHANNEL = "dataset"
+JOB_CHANNEL = "job"
+JOB_SPEC_FILENAME = "job.json"
 OPT_ML_DEFAULT = "/opt/ml"
 # Written by the container on failure; SageMaker shows it as the job's FailureReason.
 FAILURE_FILE = "output/failure"
@@ -58,8 +67,8 @@ class Engine(StrEnum):
     DIFFUSERS = "diffusers"
 
 
-class TrainingHyperparameters(BaseModel):
-    """What the control plane tells the container, serialised into SageMaker hyperparameters."""
+class TrainingJobSpec(BaseModel):
+    """What the control plane tells the container: ``job.json`` in the ``job`` input channel."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -75,22 +84,16 @@ class TrainingHyperparameters(BaseModel):
         default_factory=list, description="validated sample prompts, rendered at each saved epoch"
     )
 
-    def to_sagemaker(self) -> dict[str, str]:
-        data = self.model_dump(mode="json", exclude_none=True)
-        if not data["sample_prompts"]:
-            del data["sample_prompts"]  # jobs without samples keep their hyperparameters unchanged
-        return {
-            k: (json.dumps(v, separators=(",", ":")) if isinstance(v, dict | list) else str(v))
-            for k, v in data.items()
-        }
+    def to_json(self) -> str:
+        return self.model_dump_json()
 
     @classmethod
-    def from_sagemaker(cls, raw: dict[str, str]) -> TrainingHyperparameters:
-        data: dict[str, object] = dict(raw)
-        for key in ("config", "sample_prompts"):
-            if isinstance(data.get(key), str):
-                data[key] = json.loads(str(data[key]))
-        return cls.model_validate(data)
+    def from_json(cls, text: str | bytes) -> TrainingJobSpec:
+        return cls.model_validate_json(text)
+
+    def sagemaker_hyperparameters(self) -> dict[str, str]:
+        """A few short, readable values for the SageMaker console; the container reads job.json."""
+        return {"job_id": self.job_id, "fm_type": self.fm_type.value, "engine": self.engine.value}
 
 
 class TrainingPhase(StrEnum):

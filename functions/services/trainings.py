@@ -42,6 +42,7 @@ from functions.domain.storage_layout import (
     dataset_prefix,
     sagemaker_job_name,
     training_checkpoint_prefix,
+    training_input_prefix,
     training_output_prefix,
     training_prefix,
     training_progress_key,
@@ -49,9 +50,11 @@ from functions.domain.storage_layout import (
 )
 from functions.domain.training_contract import (
     DATASET_CHANNEL,
+    JOB_CHANNEL,
+    JOB_SPEC_FILENAME,
     MODEL_CHANNEL,
     Engine,
-    TrainingHyperparameters,
+    TrainingJobSpec,
     published_sample_path,
 )
 from functions.services.context import ServiceContext
@@ -126,11 +129,9 @@ def plan_for(
     )
 
 
-def build_create_request(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> dict[str, Any]:
-    """The CreateTrainingJob request (see docs/ARCHITECTURE.md: channels, outputs, spot, isolation)."""
-    s = ctx.settings
-    bucket = f"s3://{s.bucket_name}/"
-    hyperparameters = TrainingHyperparameters(
+def job_spec(job: TrainingJobRecord, model: ModelRecord) -> TrainingJobSpec:
+    """What the container runs (see functions.domain.training_contract)."""
+    return TrainingJobSpec(
         job_id=job.id,
         fm_type=job.fm_type,
         engine=job.engine,
@@ -139,6 +140,26 @@ def build_create_request(ctx: ServiceContext, job: TrainingJobRecord, model: Mod
         config=job.config,
         sample_prompts=job.sample_prompts,
     )
+
+
+def _s3_channel(name: str, uri: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "InputMode": "File",
+    }
+
+
+def build_create_request(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> dict[str, Any]:
+    """The CreateTrainingJob request (see docs/ARCHITECTURE.md: channels, outputs, spot, isolation)."""
+    s = ctx.settings
+    bucket = f"s3://{s.bucket_name}/"
     model_prefix = model.s3_key.rsplit("/", 1)[0] + "/"
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": job.max_runtime_seconds}
     if job.use_spot:
@@ -147,30 +168,11 @@ def build_create_request(ctx: ServiceContext, job: TrainingJobRecord, model: Mod
         "TrainingJobName": job.sagemaker_job_name,
         "AlgorithmSpecification": {"TrainingImage": s.training_image_uri, "TrainingInputMode": "File"},
         "RoleArn": s.training_role_arn,
-        "HyperParameters": hyperparameters.to_sagemaker(),
+        "HyperParameters": job_spec(job, model).sagemaker_hyperparameters(),
         "InputDataConfig": [
-            {
-                "ChannelName": MODEL_CHANNEL,
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": bucket + model_prefix,
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-                "InputMode": "File",
-            },
-            {
-                "ChannelName": DATASET_CHANNEL,
-                "DataSource": {
-                    "S3DataSource": {
-                        "S3DataType": "S3Prefix",
-                        "S3Uri": bucket + dataset_prefix(job.owner, job.dataset_id),
-                        "S3DataDistributionType": "FullyReplicated",
-                    }
-                },
-                "InputMode": "File",
-            },
+            _s3_channel(MODEL_CHANNEL, bucket + model_prefix),
+            _s3_channel(DATASET_CHANNEL, bucket + dataset_prefix(job.owner, job.dataset_id)),
+            _s3_channel(JOB_CHANNEL, bucket + training_input_prefix(job.owner, job.id)),
         ],
         "OutputDataConfig": {
             "S3OutputPath": bucket + training_output_prefix(job.owner, job.id),
@@ -189,6 +191,17 @@ def build_create_request(ctx: ServiceContext, job: TrainingJobRecord, model: Mod
     if s.subnet_ids and s.security_group_ids:
         request["VpcConfig"] = {"Subnets": list(s.subnet_ids), "SecurityGroupIds": list(s.security_group_ids)}
     return request
+
+
+def launch(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> None:
+    """Write the job's spec into its input channel, then ask SageMaker to run it.
+
+    The spec goes first: SageMaker downloads the channel when the job starts, and a spec written
+    for a job SageMaker then refuses is deleted with the job's folder.
+    """
+    spec_key = training_input_prefix(job.owner, job.id) + JOB_SPEC_FILENAME
+    ctx.storage.write_bytes(spec_key, job_spec(job, model).to_json().encode())
+    ctx.launcher.create(build_create_request(ctx, job, model), job.instance_type)
 
 
 def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequest) -> TrainingJobView:
@@ -233,7 +246,7 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
     audit(job, None, JobStatus.PENDING, "job recorded")
     announce(ctx.notifier, job, None, JobStatus.PENDING, "job recorded")
     try:
-        ctx.launcher.create(build_create_request(ctx, job, model), job.instance_type)
+        launch(ctx, job, model)
     except LaunchRefused as refused:
         failed = ctx.repository.transition_job(
             job_id,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from functions.domain.catalog import FmType
 from functions.domain.kohya_params import validate_config
-from functions.domain.training_contract import TrainingHyperparameters
+from functions.domain.training_contract import JOB_CHANNEL, JOB_SPEC_FILENAME, TrainingJobSpec
 from training_container.testing.tiny_models import make_tiny_dataset, save_tiny_checkpoint
 
 # Small enough for a few CPU steps per test, valid for the service's parameter validation.
@@ -60,7 +59,7 @@ def make_job(tmp_path: Path, tiny_checkpoints: dict[FmType, Path]) -> JobFactory
         user_config = {**FAST_CONFIG, **(SDXL_WITH_TEXT_ENCODERS if fm_type == FmType.SDXL else {})}
         normalised, problems = validate_config({**user_config, **(config or {})}, fm_type)
         assert not problems, problems
-        hyperparameters = TrainingHyperparameters(
+        spec = TrainingJobSpec(
             job_id="job-1",
             fm_type=fm_type,
             engine=engine,
@@ -69,9 +68,9 @@ def make_job(tmp_path: Path, tiny_checkpoints: dict[FmType, Path]) -> JobFactory
             config=normalised,
             sample_prompts=sample_prompts or [],
         )
-        config_dir = root / "input" / "config"
-        config_dir.mkdir(parents=True)
-        (config_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters.to_sagemaker()))
+        job_channel = root / "input" / "data" / JOB_CHANNEL
+        job_channel.mkdir(parents=True)
+        (job_channel / JOB_SPEC_FILENAME).write_text(spec.to_json())
         return root
 
     return factory

@@ -112,10 +112,10 @@ def test_missing_base_model_names_what_the_channel_holds(make_job: JobFactory) -
 
 def test_invalid_parameters_are_refused_again_in_the_container(make_job: JobFactory) -> None:
     root = make_job(FmType.SD15)
-    hyperparameters_file = root / "input/config/hyperparameters.json"
-    raw = json.loads(hyperparameters_file.read_text())
-    raw["config"] = json.dumps({**json.loads(raw["config"]), "output_dir": "/tmp/x", "network_dim": 0})
-    hyperparameters_file.write_text(json.dumps(raw))
+    spec_file = root / "input/data/job/job.json"
+    raw = json.loads(spec_file.read_text())
+    raw["config"] = {**raw["config"], "output_dir": "/tmp/x", "network_dim": 0}
+    spec_file.write_text(json.dumps(raw))
 
     assert run_job(root) == EXIT_USER_ERROR
 
@@ -126,10 +126,10 @@ def test_invalid_parameters_are_refused_again_in_the_container(make_job: JobFact
     )
 
 
-def test_missing_hyperparameters_file_is_reported(make_job: JobFactory) -> None:
+def test_missing_job_spec_file_is_reported(make_job: JobFactory) -> None:
     root = make_job(FmType.SD15)
-    (root / "input/config/hyperparameters.json").unlink()
+    (root / "input/data/job/job.json").unlink()
 
     assert run_job(root) == EXIT_USER_ERROR
 
-    assert "hyperparameters file input/config/hyperparameters.json is missing" in _failure(root)
+    assert "job spec file input/data/job/job.json is missing" in _failure(root)

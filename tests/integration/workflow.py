@@ -11,6 +11,8 @@ import boto3
 import httpx
 from PIL import Image
 
+from functions.domain.training_contract import JOB_SPEC_FILENAME, TrainingJobSpec
+from functions.services.context import service_context
 from tests.integration.conftest import BUCKET, ApiCaller
 
 
@@ -128,3 +130,11 @@ def put_lora_output(job: dict[str, Any], content: bytes, owner_prefix_key: str) 
         Bucket=BUCKET, Key=f"{owner_prefix_key}{name}/output/model/summary.json", Body=json.dumps(summary)
     )
     return key
+
+
+def job_spec_of(channel_uri: str) -> TrainingJobSpec:
+    """The job.json SageMaker places in /opt/ml/input/data/job/, read from the emulated S3."""
+    key = channel_uri.removeprefix(f"s3://{BUCKET}/") + JOB_SPEC_FILENAME
+    data = service_context().storage.read_bytes(key)
+    assert data is not None, f"no job spec at {key}"
+    return TrainingJobSpec.from_json(data)

@@ -21,7 +21,7 @@ from functions.domain.epoch_outputs import (
     sd_scripts_prompt_file,
     select_version,
 )
-from functions.domain.training_contract import TrainingHyperparameters
+from functions.domain.training_contract import TrainingJobSpec
 
 
 def _fields(prompts: list[SamplePrompt], fm_type: FmType = FmType.SD15) -> list[str]:
@@ -60,26 +60,19 @@ def test_count_and_total_length_are_bounded() -> None:
     assert _fields(long) == ["sample_prompts"]  # fits the request, not one SageMaker hyperparameter
 
 
-def test_validated_prompts_fit_in_a_sagemaker_hyperparameter() -> None:
+def test_validated_prompts_travel_in_the_job_spec() -> None:
     prompts = [SamplePrompt(prompt="p" * 400, negative_prompt="n" * 400, seed=2**32 - 1, width=1024)] * 2
     assert _fields(prompts) == []
-    hyper = TrainingHyperparameters(
+    spec = TrainingJobSpec(
         job_id="j",
         fm_type=FmType.SD15,
         output_name="o",
         base_model_filename="b",
         config={},
         sample_prompts=prompts,
-    ).to_sagemaker()
-    assert len(hyper["sample_prompts"]) <= 2500
-    assert TrainingHyperparameters.from_sagemaker(hyper).sample_prompts == prompts
-
-
-def test_hyperparameters_without_prompts_are_unchanged() -> None:
-    hyper = TrainingHyperparameters(
-        job_id="j", fm_type=FmType.SD15, output_name="o", base_model_filename="b", config={}
     )
-    assert "sample_prompts" not in hyper.to_sagemaker()
+    assert TrainingJobSpec.from_json(spec.to_json()).sample_prompts == prompts
+    assert "sample_prompts" not in spec.sagemaker_hyperparameters()  # the container reads job.json
 
 
 def test_prompt_file_follows_sd_scripts_format() -> None:
