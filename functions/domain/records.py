@@ -9,7 +9,7 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from functions.domain.catalog import INSTANCE_TYPES, FmType, ModelKind, ResourceStatus
 from functions.domain.dataset_preparation import CropMode
@@ -20,7 +20,7 @@ from functions.domain.dataset_rules import (
     DatasetManifest,
 )
 from functions.domain.epoch_outputs import MAX_SAMPLE_PROMPTS, SamplePrompt, VersionInfo
-from functions.domain.kohya_params import ParamValue
+from functions.domain.kohya_params import ParamValue, engine_warnings
 from functions.domain.notifications import WEBHOOK_URL_MAX_LENGTH
 from functions.domain.outbound_urls import MAX_URL_LENGTH
 from functions.domain.planning import TrainingPlan
@@ -430,6 +430,17 @@ class TrainingJobRecord(BaseModel):
     webhook_url: str | None = None
 
 
+class ConfigWarning(BaseModel):
+    """A valid parameter that will not take effect (e.g. one the diffusers engine ignores)."""
+
+    field: str
+    warning: str
+
+
+def config_warnings(config: dict[str, ParamValue], engine: str) -> list[ConfigWarning]:
+    return [ConfigWarning(field=w.field, warning=w.warning) for w in engine_warnings(config, engine)]
+
+
 class TrainingJobView(BaseModel):
     id: str
     name: str
@@ -456,12 +467,25 @@ class TrainingJobView(BaseModel):
     created_at: str
     updated_at: str
     webhook_url: str | None = None
+    warnings: list[ConfigWarning] = Field(
+        default_factory=list,
+        description="parameters the job's engine ignores (derived from config and engine)",
+    )
+
+    @model_validator(mode="after")
+    def _derive_warnings(self) -> TrainingJobView:
+        """Derived, never stored: a view always says what its own engine ignores."""
+        self.warnings = config_warnings(self.config, self.engine.value)
+        return self
 
 
 class ConfigValidation(BaseModel):
     fm_type: FmType
     config: dict[str, ParamValue]
     plan: TrainingPlan | None = Field(default=None, description="with dataset_id and instance_type")
+    warnings: list[ConfigWarning] = Field(
+        default_factory=list, description="valid parameters the deployment's training engine ignores"
+    )
 
 
 # ---------------------------------------------------------------- lists

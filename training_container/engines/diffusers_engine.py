@@ -40,7 +40,7 @@ from functions.domain.epoch_outputs import (
     sample_size,
     saved_epochs,
 )
-from functions.domain.kohya_params import ParamValue
+from functions.domain.kohya_params import DIFFUSERS_ENGINE_PARAMETERS, ParamValue
 from functions.domain.training_contract import Engine, TrainingPhase
 from training_container.engines import kohya_lora_format as kohya
 from training_container.engines.base import SAMPLE_SUBFOLDER, EngineRequest, EngineResult
@@ -64,21 +64,7 @@ STATE_FOLDER = "diffusers_state"
 STATE_FILE = "state.pt"
 STATE_SAVE_INTERVAL_SECONDS = 600.0
 SD_SCRIPTS_DEFAULT_MAX_STEPS = 1600  # sd-scripts' own default when neither steps nor epochs are set
-# Parameters this engine honours; anything else the user set is reported as ignored.
-SUPPORTED_PARAMETERS = frozenset(
-    {
-        "network_dim", "network_alpha", "network_dropout", "network_train_unet_only",
-        "network_train_text_encoder_only", "learning_rate", "unet_lr", "text_encoder_lr",
-        "optimizer_type", "optimizer_args", "lr_scheduler", "lr_warmup_steps", "lr_scheduler_num_cycles",
-        "lr_scheduler_power", "max_grad_norm", "train_batch_size", "gradient_accumulation_steps",
-        "max_train_epochs", "max_train_steps", "seed", "min_snr_gamma", "noise_offset", "mixed_precision",
-        "save_precision", "gradient_checkpointing", "cache_latents", "cache_latents_to_disk",
-        "cache_text_encoder_outputs", "no_half_vae", "sdpa", "max_data_loader_n_workers", "resolution",
-        "enable_bucket", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "bucket_no_upscale",
-        "random_crop", "flip_aug", "shuffle_caption", "keep_tokens", "caption_dropout_rate", "clip_skip",
-        "save_every_n_epochs",
-    }
-)  # fmt: skip
+SD_SCRIPTS_DEFAULT_MAX_GRAD_NORM = 1.0  # train_util.add_optimizer_arguments: --max_grad_norm
 _SAVE_DTYPES = {"float": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -130,7 +116,8 @@ def plan_schedule(config: dict[str, Any], batches_per_epoch: int) -> Schedule:
 
 
 def ignored_parameters(config: dict[str, ParamValue]) -> list[str]:
-    return sorted(key for key in config if key not in SUPPORTED_PARAMETERS)
+    """Also shown before the job runs: functions.domain.kohya_params.engine_warnings."""
+    return sorted(key for key in config if key not in DIFFUSERS_ENGINE_PARAMETERS)
 
 
 def _parse_kv_args(items: ParamValue | None) -> dict[str, Any]:
@@ -503,7 +490,8 @@ class DiffusersTrainer:
         """The loop. Returns when done, or early (state saved) when a stop was requested."""
         request, schedule = self.request, self.schedule
         accumulation = int(self.config.get("gradient_accumulation_steps", 1))
-        max_grad_norm = float(self.config.get("max_grad_norm", 0.0))
+        # sd-scripts' default (train_util.add_optimizer_arguments: --max_grad_norm default=1.0).
+        max_grad_norm = float(self.config.get("max_grad_norm", SD_SCRIPTS_DEFAULT_MAX_GRAD_NORM))
         params = self.unet_params + self.text_params
         started, last_state_save = time.monotonic(), time.monotonic()
         steps_at_start = state.global_step

@@ -17,6 +17,7 @@ from functions.domain.records import (
     DatasetRecord,
     ParameterInfo,
     ValidateConfigRequest,
+    config_warnings,
 )
 from functions.services import trainings
 
@@ -65,4 +66,5 @@ def validate(request: ValidateConfigRequest) -> ConfigValidation:
         dataset = context.repository.get(DatasetRecord, request.dataset_id, owner_of(router))
         if dataset.manifest is not None:
             plan = trainings.plan_for(context, dataset, config, request.fm_type, request.instance_type)
-    return ConfigValidation(fm_type=request.fm_type, config=config, plan=plan)
+    warnings = config_warnings(config, context.settings.training_engine)
+    return ConfigValidation(fm_type=request.fm_type, config=config, plan=plan, warnings=warnings)
