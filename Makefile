@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 FM_TYPE ?= sd15
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint format demo serve synth tools bench clean
+.PHONY: venv test lint format demo serve synth tools bench clean real-engine-tests
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ test: venv lint
 
 clean:
 	rm -rf $(VENV) cdk.out .pytest_cache .mypy_cache .ruff_cache
+
+# The tests against the real sd-scripts (docs/real-engine-tests.md): the pinned checkout and its own
+# venv (fetched once into ignored folders), then the contract test over >= 500 generated configs per
+# family and the 2-step CPU training run. About 10 minutes and 13 GB of memory on 2 cores.
+SD_SCRIPTS_DIR ?= $(CURDIR)/.sd-scripts
+SD_SCRIPTS_VENV ?= $(CURDIR)/.sd-venv
+real-engine-tests: venv
+	bash tests/container/real_engine/setup_sd_scripts.sh $(SD_SCRIPTS_DIR) $(SD_SCRIPTS_VENV)
+	SD_SCRIPTS_DIR=$(SD_SCRIPTS_DIR) SD_SCRIPTS_PYTHON=$(SD_SCRIPTS_VENV)/bin/python \
+		$(PY) -m pytest -n 0 -s tests/container/test_sd_scripts_contract.py tests/container/test_real_sd_scripts_training.py
 
 # The local runtime (API + emulated AWS + local SageMaker) until Ctrl-C; SERVE_ARGS e.g. "--port 9000 --user alice".
 SERVE_ARGS ?=

@@ -9,12 +9,14 @@ the option list extracted from the pinned sd-scripts release.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import toml
+from PIL import Image
 
 from functions.domain.catalog import FmType
 from functions.domain.epoch_outputs import (
@@ -23,7 +25,7 @@ from functions.domain.epoch_outputs import (
     sample_cadence,
     sd_scripts_prompt_file,
 )
-from functions.domain.kohya_params import ParamValue
+from functions.domain.kohya_params import ParamValue, resolution_sides
 from training_container.dataset_staging import CAPTION_EXTENSION, StagedDataset
 
 # The pinned release (Dockerfile and the options fixture must agree).
@@ -82,6 +84,29 @@ def dataset_toml(config: dict[str, ParamValue], dataset: StagedDataset) -> dict[
         for concept in dataset.concepts
     ]
     return {"general": general, "datasets": [{"subsets": subsets}]}
+
+
+def no_upscale_bucket_problems(config: dict[str, ParamValue], dataset: StagedDataset) -> list[str]:
+    """Images sd-scripts cannot bucket without upscaling: a short side below ``bucket_reso_steps``.
+
+    With ``bucket_no_upscale`` sd-scripts (train_util.BucketManager.select_bucket) shrinks an image
+    only to the resolution's area and rounds each side *down* to the step: a side shorter than the
+    step becomes 0 and it crashes with ZeroDivisionError. Image sizes are only known here, in the
+    container, so this is checked before sd-scripts starts (found by the real-engine contract test).
+    """
+    steps, sides = config.get("bucket_reso_steps", 64), resolution_sides(config)
+    if not (config.get("enable_bucket") and config.get("bucket_no_upscale")) or not isinstance(steps, int):
+        return []
+    max_area = sides[0] * sides[1] if sides else 512 * 512
+    problems = []
+    for concept in dataset.concepts:
+        for image in concept.images:
+            with Image.open(image.path) as opened:
+                width, height = opened.size
+            scale = min(1.0, math.sqrt(max_area / (width * height)))
+            if min(width, height) * scale < steps:
+                problems.append(f"{concept.folder.name}/{image.path.name} ({width}x{height})")
+    return problems
 
 
 def latest_state(state_dir: Path) -> Path | None:

@@ -389,6 +389,7 @@ _KV_VALUE = re.compile(r"^[A-Za-z0-9_.+\-(), \[\]]{1,64}$")
 # sd-scripts' bucket steps: train_network.py assert_extra_args -> verify_bucket_reso_steps(64),
 # sdxl_train_network.py assert_extra_args -> verify_bucket_reso_steps(32).
 BUCKET_STEP_MULTIPLE = {FmType.SD15: 64, FmType.SDXL: 32}
+POLYNOMIAL_LR_END = 1e-7  # transformers.get_polynomial_decay_schedule_with_warmup's lr_end default
 
 
 @dataclass(frozen=True)
@@ -796,6 +797,17 @@ def _optimizer_problems(config: dict[str, ParamValue]) -> list[FieldProblem]:
     if optimizer == "Adafactor" and schedule == "adafactor" and not relative_step:
         problems.append(
             _problem("lr_scheduler", "adafactor needs Adafactor's relative_step (drop relative_step=False)")
+        )
+    # get_scheduler_fix -> transformers' get_polynomial_decay_schedule_with_warmup raises unless its
+    # lr_end (1e-7, sd-scripts passes no other) is below the optimizer's initial learning rate.
+    learning_rate = config.get("learning_rate", 2e-6)  # add_optimizer_arguments' default
+    if schedule == "polynomial" and _is_number(learning_rate) and learning_rate <= POLYNOMIAL_LR_END:
+        problems.append(
+            _problem(
+                "learning_rate",
+                f"must be above {POLYNOMIAL_LR_END:g} with the polynomial schedule, "
+                "which decays to that value",
+            )
         )
     # get_scheduler_fix: constant and adafactor schedules raise "does not require num_warmup_steps".
     takes_no_warmup = schedule == "constant" or (optimizer == "Adafactor" and relative_step)

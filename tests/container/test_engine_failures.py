@@ -104,3 +104,18 @@ def test_the_entrypoint_writes_the_real_cause_as_the_failure_reason(
     assert status == (EXIT_INTERNAL_ERROR if kind is FailureKind.INTERNAL else EXIT_USER_ERROR)
     reason = (root / "output" / "failure").read_text()
     assert reason.startswith(kind.value) and cause in reason and "CalledProcessError" not in reason
+
+
+def test_images_sd_scripts_cannot_bucket_are_refused_before_it_starts(
+    make_job: JobFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the contract test: with bucket_no_upscale, a side below bucket_reso_steps rounds to 0
+    and sd-scripts dies in BucketManager.select_bucket (ZeroDivisionError)."""
+    monkeypatch.setenv("SD_SCRIPTS_DIR", str(FAKE_SD_SCRIPTS))
+    monkeypatch.setenv("LORA_KOHYA_LAUNCHER", json.dumps([sys.executable]))
+    root = make_job(FmType.SD15, engine="kohya", config={"bucket_reso_steps": 320})  # images are 256 px
+
+    assert run_job(root) == EXIT_USER_ERROR
+
+    reason = (root / "output" / "failure").read_text()
+    assert reason.startswith("data problem:") and "1_demo/img_0.png (256x256)" in reason

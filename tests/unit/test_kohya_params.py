@@ -203,6 +203,11 @@ class TestSchedules:
         )
         assert "relative_step" in problems["config.lr_scheduler"]
 
+    def test_polynomial_decay_needs_a_learning_rate_above_its_end(self) -> None:
+        # Found by the contract test: transformers raises "lr_end (1e-07) must be smaller than initial lr".
+        assert "config.learning_rate" in _problems({"lr_scheduler": "polynomial", "learning_rate": 1e-8})
+        _valid({"lr_scheduler": "polynomial", "learning_rate": 1e-4})
+
     def test_schedules_without_warmup_refuse_warmup_steps(self) -> None:
         assert "config.lr_warmup_steps" in _problems({"lr_scheduler": "constant", "lr_warmup_steps": 10})
         assert "config.lr_warmup_steps" in _problems({"optimizer_type": "Adafactor", "lr_warmup_steps": 10})

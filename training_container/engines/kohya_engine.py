@@ -29,7 +29,7 @@ from functions.domain.training_contract import Engine, TrainingPhase
 from training_container.clip_tokenizers import TOKENIZER_CACHE_DIR_ENV
 from training_container.engines.base import EngineRequest, EngineResult
 from training_container.errors import JobFailure, classify_engine_failure
-from training_container.kohya_config import ACCELERATE_LAUNCH, build_kohya_configs
+from training_container.kohya_config import ACCELERATE_LAUNCH, build_kohya_configs, no_upscale_bucket_problems
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,15 @@ def _forward_stop(request: EngineRequest, process: subprocess.Popen[bytes]) -> t
 def run_kohya_engine(request: EngineRequest, sd_scripts_dir: Path) -> EngineResult:
     """Write sd-scripts' configs, run it, stream its log, and check that it produced the LoRA."""
     started = time.monotonic()
+    too_small = no_upscale_bucket_problems(request.config, request.dataset)
+    if too_small:
+        steps = request.config.get("bucket_reso_steps", 64)
+        raise JobFailure(
+            f"data problem: {len(too_small)} image(s) have a side shorter than bucket_reso_steps "
+            f"({steps} px) and bucket_no_upscale is on, which sd-scripts cannot bucket: "
+            f"{', '.join(too_small[:5])}; "
+            "use larger images, a smaller bucket_reso_steps, or bucket_no_upscale false"
+        )
     tokenizer_dir = os.environ.get(TOKENIZER_CACHE_DIR_ENV)
     files = build_kohya_configs(
         fm_type=request.fm_type,

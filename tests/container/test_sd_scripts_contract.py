@@ -1,0 +1,238 @@
+"""Contract test against the real sd-scripts: every config the API accepts passes sd-scripts' checks.
+
+Hypothesis generates user configs over the whole parameter catalogue (both families); the ones
+``validate_config`` accepts go through the service's wrapper (``build_kohya_configs``) into the
+TOMLs a job would run with, and then through sd-scripts' *own* parser and argument checks
+(``real_engine/check_sd_scripts_args.py``, no model loading), which must raise for none of them.
+Known-bad TOMLs (the crashes issue 12 confirmed) go through the same checker and must all fail,
+so a checker that stopped checking would be noticed.
+
+Skipped unless ``SD_SCRIPTS_DIR`` and ``SD_SCRIPTS_PYTHON`` are set; see docs/real-engine-tests.md
+(``make real-engine-tests``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import toml
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from functions.domain.catalog import FmType
+from functions.domain.kohya_params import (
+    DEFAULTS,
+    NETWORK_ARG_KINDS,
+    OPTIMIZER_ARG_KINDS,
+    OPTIMIZER_KEYWORDS,
+    OPTIMIZERS,
+    USER_PARAMETERS,
+    Param,
+    ParamValue,
+    validate_config,
+)
+from tests.container.real_engine.harness import (
+    SKIP_REASON,
+    SdScriptsSetup,
+    sd_scripts_setup,
+    write_tokenizer_cache,
+)
+from training_container.dataset_staging import StagedDataset, validate_dataset
+from training_container.kohya_config import build_kohya_configs
+from training_container.testing.tiny_models import make_tiny_dataset
+
+CHECKER = Path(__file__).parent / "real_engine" / "check_sd_scripts_args.py"
+CONFIGS_PER_FAMILY = 500
+SETUP = sd_scripts_setup()
+pytestmark = pytest.mark.skipif(SETUP is None, reason=SKIP_REASON)
+
+
+def _number(param: Param) -> st.SearchStrategy[Any]:
+    if param.kind == "int":
+        step = param.multiple_of or 1
+        low, high = int(param.minimum or 0), int(param.maximum if param.maximum is not None else 10**6)
+        return st.integers(-(-low // step), high // step).map(lambda i: i * step)
+    low_f, high_f = float(param.minimum or 0), float(param.maximum if param.maximum is not None else 1)
+    return st.floats(low_f, high_f, exclude_min=param.exclusive_minimum, allow_nan=False)
+
+
+def _literal(kind: str, pair: bool = False) -> st.SearchStrategy[str]:
+    """A value as a user would type it (JSON-style booleans included)."""
+    if kind == "bool":
+        return st.sampled_from(["true", "false", "True", "False"])
+    if kind == "float_pair" or pair:
+        member = st.floats(0.001, 0.999) if kind == "float_pair" else st.floats(1e-30, 1e-2)
+        return st.tuples(member, member).map(lambda p: f"{p[0]!r},{p[1]!r}")
+    if kind == "positive_int":
+        return st.integers(1, 1024).map(str)
+    if kind == "probability":
+        return st.floats(0, 1).map(repr)
+    return st.floats(1e-8, 10).map(repr)  # positive / non-negative floats, momentum
+
+
+def _value(param: Param) -> st.SearchStrategy[Any]:
+    if param.kind == "bool":
+        return st.booleans()
+    if param.kind in ("int", "float"):
+        return _number(param)
+    if param.kind == "enum":
+        return st.sampled_from(param.choices)
+    if param.kind == "int_choice":
+        return st.sampled_from([int(choice) for choice in param.choices] + list(param.choices))
+    if param.kind == "resolution":
+        side = st.integers(8, 256).map(lambda i: i * 8)
+        return st.one_of(side, st.lists(side, min_size=2, max_size=2))
+    if param.kind == "network_args":
+        return st.dictionaries(st.sampled_from(sorted(NETWORK_ARG_KINDS)), st.just(None), max_size=4).flatmap(
+            lambda keys: st.tuples(*(_literal(NETWORK_ARG_KINDS[k]) for k in keys)).map(
+                lambda values, keys=tuple(keys): [f"{k}={v}" for k, v in zip(keys, values, strict=True)]
+            )
+        )
+    raise AssertionError(f"no strategy for {param.kind}")  # optimizer_args: see user_configs
+
+
+@st.composite
+def user_configs(draw: st.DrawFn, fm_type: FmType) -> dict[str, Any]:
+    """A handful of catalogue parameters with random valid-looking values, optimizer args included."""
+    names = sorted(n for n, p in USER_PARAMETERS.items() if fm_type in p.families and n != "optimizer_args")
+    chosen = draw(st.lists(st.sampled_from(names), max_size=14, unique=True))
+    config: dict[str, Any] = {name: draw(_value(USER_PARAMETERS[name])) for name in chosen}
+    if draw(st.booleans()):
+        optimizer = draw(st.sampled_from(OPTIMIZERS))
+        config["optimizer_type"] = optimizer
+        keys = draw(st.lists(st.sampled_from(sorted(OPTIMIZER_KEYWORDS[optimizer])), max_size=4, unique=True))
+        pair = optimizer == "Adafactor"
+        config["optimizer_args"] = [
+            f"{k}={draw(_literal(OPTIMIZER_ARG_KINDS[k], pair and k == 'eps'))}" for k in keys
+        ]
+    return config
+
+
+def accepted_configs(fm_type: FmType, count: int) -> list[dict[str, ParamValue]]:
+    """``count`` distinct normalised configs the API accepts (deterministic: derandomized)."""
+    found: dict[str, dict[str, ParamValue]] = {}
+
+    @settings(
+        max_examples=count * 3,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(user_configs(fm_type))
+    def collect(user: dict[str, Any]) -> None:
+        normalised, problems = validate_config(user, fm_type)
+        assume(not problems)
+        found.setdefault(json.dumps(normalised, sort_keys=True), normalised)
+
+    collect()
+    return list(found.values())[:count]
+
+
+def _write_case(
+    fm_type: FmType,
+    config: dict[str, Any],
+    folder: Path,
+    dataset: StagedDataset,
+    tokenizers: Path,
+    scripts: Path,
+) -> dict[str, str]:
+    files = build_kohya_configs(
+        fm_type=fm_type,
+        config=config,
+        dataset=dataset,
+        model_path=folder / "base.safetensors",
+        output_dir=folder / "out",
+        output_name="lora",
+        work_dir=folder,
+        sd_scripts_dir=scripts,
+        tokenizer_cache_dir=tokenizers,
+    )
+    return {
+        "fm_type": fm_type.value,
+        "training_toml": str(files.training_config),
+        "dataset_toml": str(files.dataset_config),
+    }
+
+
+# The crashes issue 12 confirmed, as TOML edits on a valid config: the checker must catch each.
+KNOWN_BAD: dict[str, dict[str, Any]] = {
+    "max_token_length as a string": {"max_token_length": "150"},
+    "optimizer_args with a JSON boolean": {"optimizer_type": "Prodigy", "optimizer_args": ["decouple=true"]},
+    "adafactor schedule with AdamW": {"optimizer_type": "AdamW", "lr_scheduler": "adafactor"},
+    "warm-up on the constant schedule": {"lr_scheduler": "constant", "lr_warmup_steps": 10},
+    "network_args conv_dim not an int": {"network_args": ["conv_dim=8.5"]},
+}
+
+
+def _run_checker(setup: SdScriptsSetup, cases: list[dict[str, str]], folder: Path) -> list[dict[str, Any]]:
+    cases_file, results_file = folder / "cases.json", folder / "results.json"
+    cases_file.write_text(json.dumps(cases), encoding="utf-8")
+    subprocess.run(
+        [str(setup.python), "-W", "ignore", str(CHECKER), str(cases_file), str(results_file)],
+        cwd=setup.directory,
+        env={**os.environ, "PYTHONPATH": str(setup.directory)},
+        check=True,
+        timeout=1800,
+    )
+    results: list[dict[str, Any]] = json.loads(results_file.read_text(encoding="utf-8"))
+    assert len(results) == len(cases)
+    return results
+
+
+@pytest.mark.parametrize("fm_type", list(FmType))
+def test_every_accepted_config_passes_sd_scripts_own_checks(fm_type: FmType, tmp_path: Path) -> None:
+    assert SETUP is not None
+    configs = accepted_configs(fm_type, CONFIGS_PER_FAMILY)
+    assert len(configs) >= CONFIGS_PER_FAMILY
+    # Images no smaller than the largest bucket_reso_steps (512): smaller ones are a data problem the
+    # container refuses before sd-scripts starts (kohya_config.no_upscale_bucket_problems).
+    dataset = validate_dataset(make_tiny_dataset(tmp_path / "data", n_images=2, repeats=1, size=(1024, 1024)))
+    tokenizers = write_tokenizer_cache(tmp_path / "tokenizers")
+    cases = [
+        _write_case(fm_type, config, tmp_path / f"case{index}", dataset, tokenizers, SETUP.directory)
+        for index, config in enumerate(configs)
+    ]
+    bad_cases = []
+    for index, edit in enumerate(KNOWN_BAD.values()):
+        case = _write_case(
+            fm_type, dict(DEFAULTS[fm_type]), tmp_path / f"bad{index}", dataset, tokenizers, SETUP.directory
+        )
+        training = toml.load(case["training_toml"]) | edit
+        Path(case["training_toml"]).write_text(toml.dumps(training), encoding="utf-8")
+        bad_cases.append(case)
+
+    results = _run_checker(SETUP, cases + bad_cases, tmp_path)
+
+    failures = [(configs[i], r["error"]) for i, r in enumerate(results[: len(cases)]) if not r["ok"]]
+    assert not failures, f"{len(failures)} accepted configs crash sd-scripts; first: {failures[:3]}"
+    caught = [r["ok"] is False for r in results[len(cases) :]]
+    assert all(caught), dict(zip(KNOWN_BAD, results[len(cases) :], strict=True))
+
+
+def test_the_diffusers_engine_clips_gradients_like_sd_scripts() -> None:
+    """Issue 12 point 5: the diffusers engine's max_grad_norm fallback is sd-scripts' default."""
+    from training_container.engines.diffusers_engine import SD_SCRIPTS_DEFAULT_MAX_GRAD_NORM
+
+    assert SETUP is not None
+    printed = subprocess.run(
+        [
+            str(SETUP.python),
+            "-W",
+            "ignore",
+            "-c",
+            "import train_network; print(train_network.setup_parser().get_default('max_grad_norm'))",
+        ],
+        cwd=SETUP.directory,
+        env={**os.environ, "PYTHONPATH": str(SETUP.directory)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout.split()[-1]
+    assert float(printed) == SD_SCRIPTS_DEFAULT_MAX_GRAD_NORM
