@@ -677,8 +677,13 @@ def _network_problems(config: dict[str, ParamValue]) -> list[FieldProblem]:
         problems.append(_problem("full_fp16", "requires mixed_precision fp16 (sd-scripts asserts it)"))
     if config.get("full_bf16") and config.get("mixed_precision") != "bf16":
         problems.append(_problem("full_bf16", "requires mixed_precision bf16 (sd-scripts asserts it)"))
-    if config.get("sdpa") and config.get("xformers"):
-        problems.append(_problem("xformers", "cannot be combined with sdpa"))
+    # train_util.replace_unet_modules imports xformers ("No xformers" ImportError otherwise); the
+    # training image (training_container/Dockerfile) installs sd-scripts' requirements, which
+    # do not include it. sdpa is the memory-efficient attention the image supports.
+    if config.get("xformers"):
+        problems.append(
+            _problem("xformers", "is not installed in the training image; use sdpa (on by default) instead")
+        )
     return problems
 
 
@@ -900,6 +905,10 @@ def _drop_defaults_overruled_by_user(normalised: dict[str, ParamValue], user: Ma
     """
     if "max_train_steps" in user and "max_train_epochs" not in user:
         normalised.pop("max_train_epochs", None)
+    if _user_sets(user, "network_train_text_encoder_only") and "network_train_unet_only" not in user:
+        normalised.pop("network_train_unet_only", None)  # SDXL's default; text-encoder-only wins
+        if "cache_text_encoder_outputs" not in user:
+            normalised.pop("cache_text_encoder_outputs", None)
     if "cache_text_encoder_outputs" not in user and (
         user.get("network_train_unet_only") in (False, "false")
         or any(

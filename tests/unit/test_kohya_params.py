@@ -227,6 +227,15 @@ class TestOtherMirroredChecks:
         assert "config.network_args" in _problems({"network_args": ["conv_dim=8.5"]})
         assert "config.network_args" in _problems({"network_args": ["rank_dropout=2"]})
 
+    def test_xformers_is_refused_because_the_image_lacks_it(self) -> None:
+        # train_util.replace_unet_modules: ImportError("No xformers") after the GPU has started.
+        assert "not installed" in _problems({"xformers": True, "sdpa": False})["config.xformers"]
+        _valid({"xformers": False})
+
+    def test_text_encoder_only_overrules_sdxl_unet_only_default(self) -> None:
+        config = _valid({"network_train_text_encoder_only": True}, FmType.SDXL)
+        assert "network_train_unet_only" not in config and "cache_text_encoder_outputs" not in config
+
     def test_clip_skip_is_sd15_only(self) -> None:
         assert "config.clip_skip" in _problems({"clip_skip": 2}, FmType.SDXL)
 
