@@ -38,7 +38,7 @@ clean:
 
 # The tests against the real sd-scripts (docs/real-engine-tests.md): the pinned checkout and its own
 # venv (fetched once into ignored folders), then the contract test over >= 500 generated configs per
-# family and the 2-step CPU training run. About 10 minutes and 13 GB of memory on 2 cores.
+# family and the 2-step CPU training run. About 5 minutes and 9 GB of memory on 2 cores.
 SD_SCRIPTS_DIR ?= $(CURDIR)/.sd-scripts
 SD_SCRIPTS_VENV ?= $(CURDIR)/.sd-venv
 real-engine-tests: venv
