@@ -31,6 +31,8 @@ CONTEXT_KEYS = (
     "instancePrices",
     "reservedConcurrency",
     "alarmEmail",
+    "snapStart",
+    "ownerSharedRoles",
 )
 
 
@@ -64,8 +66,12 @@ class DeploymentConfig:
     training_subnet_ids: tuple[str, ...] = ()
     training_security_group_ids: tuple[str, ...] = ()
     instance_prices: dict[str, float] = field(default_factory=dict)
-    reserved_concurrency: bool = True
+    # Off by default: a new account's concurrency limit (10 or 50) cannot reserve any (README).
+    reserved_concurrency: bool = False
     alarm_email: str | None = None
+    snap_start: bool = True  # the API function (README "Cold starts")
+    # Roles whose every session is one shared owner (README "Who owns what").
+    owner_shared_roles: tuple[str, ...] = ()
 
     @classmethod
     def from_context(cls, scope: Construct) -> DeploymentConfig:
@@ -100,6 +106,8 @@ class DeploymentConfig:
             training_subnet_ids=subnets,
             training_security_group_ids=groups,
             instance_prices={str(k): float(v) for k, v in dict(prices).items()},
-            reserved_concurrency=_bool(get("reservedConcurrency"), True),
+            reserved_concurrency=_bool(get("reservedConcurrency"), False),
             alarm_email=get("alarmEmail"),
+            snap_start=_bool(get("snapStart"), True),
+            owner_shared_roles=_list(get("ownerSharedRoles")),
         )

@@ -16,6 +16,7 @@ from functions.api.routes.trainings import IDEMPOTENCY_CONFIG
 from functions.domain.errors import ServiceError
 from functions.domain.records import ErrorBody, ErrorDetail, ErrorInfo
 from functions.observability import build_metrics, cold_start_metric_enabled
+from functions.services.context import service_context
 
 logger = Logger()
 tracer = Tracer()
@@ -47,7 +48,7 @@ def _refusal(error: ServiceError) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     IDEMPOTENCY_CONFIG.register_lambda_context(context)
     try:
-        owner = caller_from_event(event)
+        owner = caller_from_event(event, service_context().settings.owner_shared_roles)
         check_body(event)
     except ServiceError as error:
         return _refusal(error)
