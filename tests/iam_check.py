@@ -25,6 +25,7 @@ secret read by the events, reconciler and tasks functions was such a call). Here
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -33,6 +34,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -389,3 +391,34 @@ def denied_calls(calls: list[RecordedCall], policies: RolePolicies) -> list[str]
                     f"{call.function}: {item.action} on {item.resource}{context} ({call.operation})"
                 )
     return problems
+
+
+# ---- the template the checks use, synthesized once per source state ----
+
+
+def _source_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    files = [root / "app.py", root / "openapi.yaml", *sorted((root / "infrastructure").rglob("*.py"))]
+    files += sorted((root / "functions").rglob("*.py"))
+    for path in files:
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def synthesized_template(cache: Any | None = None) -> dict[str, Any]:
+    """The stack's template (no bundling), cached in pytest's cache by a digest of its sources:
+    a jsii synth costs tens of seconds, and every xdist worker would pay it."""
+    root = Path(__file__).resolve().parents[1]
+    key = f"iam_check/template/{_source_digest(root)}"
+    cached = cache.get(key, None) if cache is not None else None
+    if cached is not None:
+        return dict(cached)
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from app import build_app
+
+    app = build_app({"aws:cdk:bundling-stacks": []})
+    template = dict(app.synth().get_stack_by_name("LoraTraining").template)
+    if cache is not None:
+        cache.set(key, template)
+    return template
