@@ -96,18 +96,18 @@ def recording() -> Iterator[CallRecorder]:
     from botocore.client import BaseClient
 
     recorder = CallRecorder()
-    original = BaseClient._emit_api_params
+    original = BaseClient._emit_api_params  # type: ignore[attr-defined]
 
     def emit(self: Any, api_params: Any, operation_model: Any, context: Any) -> Any:
         params = original(self, api_params, operation_model, context)
         recorder.note(self, operation_model.name, params)
         return params
 
-    BaseClient._emit_api_params = emit  # type: ignore[method-assign]
+    setattr(BaseClient, "_emit_api_params", emit)  # noqa: B010 (a private botocore method)
     try:
         yield recorder
     finally:
-        BaseClient._emit_api_params = original  # type: ignore[method-assign]
+        setattr(BaseClient, "_emit_api_params", original)  # noqa: B010
 
 
 # ---- operations -> what IAM authorises ----

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import warnings
 from typing import Any
 
@@ -9,6 +10,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.adapters.aws_clients import preload_service_models
 from functions.api.app import app
 from functions.api.identity import caller_from_event
 from functions.api.request_guards import check_body
@@ -23,6 +25,28 @@ tracer = Tracer()
 metrics = build_metrics()
 # Read routes publish no business metric; the cold-start metric is enough.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+def register_snapstart_hooks() -> bool:
+    """SnapStart (this function's published versions, README "Cold starts"): parse the botocore
+    models into the snapshot, and reseed ``random`` in each restored environment, which would
+    otherwise share the snapshot's state (Lambda docs "Handling uniqueness with Lambda
+    SnapStart"; ids and tokens here use ``secrets``/``os.urandom``, which need nothing).
+    Clients, credentials and the page-token key are created after restore, on first use.
+    ``snapshot_restore_py`` exists only in Lambda's Python runtimes: elsewhere, nothing to do."""
+    try:
+        from snapshot_restore_py import (
+            register_after_restore,
+            register_before_snapshot,
+        )
+    except ImportError:
+        return False
+    register_before_snapshot(preload_service_models)
+    register_after_restore(random.seed)
+    return True
+
+
+register_snapstart_hooks()
 
 
 def _refusal(error: ServiceError) -> dict[str, Any]:
