@@ -422,3 +422,62 @@ def synthesized_template(cache: Any | None = None) -> dict[str, Any]:
     if cache is not None:
         cache.set(key, template)
     return template
+
+
+# ---- a process of its own (the end-to-end tests' local runtime) ----
+
+RECORD_FILE_VARIABLE = "LORA_TEST_RECORD_AWS_CALLS"  # set: the runtime appends its calls there
+
+
+def record_to_file(path: Path) -> None:
+    """Record this whole process's function calls as JSON lines (the runtime is a subprocess of
+    the end-to-end tests; the file is read back by ``read_recorded`` when it has stopped)."""
+    from botocore.client import BaseClient
+
+    original = BaseClient._emit_api_params  # type: ignore[attr-defined]
+    lock = threading.Lock()
+    variables = ("TABLE_NAME", "IDEMPOTENCY_TABLE_NAME", "BUCKET_NAME", "EVENT_BUS_NAME", "WEBHOOK_QUEUE_URL",
+                 "TRAINING_ROLE_ARN", "JOB_NAME_PREFIX", "TASKS_FUNCTION_NAME", "PAGE_TOKEN_SECRET_ARN",
+                 "WEBHOOK_SIGNING_SECRET_ARN", "TRAINING_LOG_GROUP")  # fmt: skip
+
+    def emit(self: Any, api_params: Any, operation_model: Any, context: Any) -> Any:
+        params = original(self, api_params, operation_model, context)
+        function = calling_function()
+        if function is not None:
+            model = self.meta.service_model
+            line = {
+                "function": function,
+                "service": _IAM_PREFIX.get(model.signing_name, model.signing_name),
+                "operation": operation_model.name,
+                "params": params,
+                "region": self.meta.region_name,
+                "env": {k: os.environ[k] for k in variables if k in os.environ},
+            }
+            text = json.dumps(line, default=lambda _unserialisable: None)  # bodies are not needed
+            with lock, path.open("a") as out:
+                out.write(text + "\n")
+        return params
+
+    setattr(BaseClient, "_emit_api_params", emit)  # noqa: B010
+
+
+def read_recorded(path: Path) -> tuple[list[RecordedCall], dict[str, str]]:
+    calls, env = [], {}
+    if path.is_file():
+        for text in path.read_text().splitlines():
+            line = json.loads(text)
+            env.update(line["env"])
+            calls.append(
+                RecordedCall(
+                    line["function"], line["service"], line["operation"], line["params"], line["region"]
+                )
+            )
+    return calls, env
+
+
+def run_module_recording(module: str, path: Path) -> None:
+    """``python -c`` body: record to ``path``, then run ``module`` exactly as ``python -m`` would."""
+    import runpy
+
+    record_to_file(path)
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
