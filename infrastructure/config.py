@@ -8,6 +8,7 @@ Every key is optional; README "Deploy to AWS" lists them.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +87,12 @@ class DeploymentConfig:
         prices = get("instancePrices") or {}
         if isinstance(prices, str):
             prices = json.loads(prices)
+        shared_roles = _list(get("ownerSharedRoles"))
+        bad_roles = [r for r in shared_roles if not re.fullmatch(r"[\w+=,.@-]{1,64}", r)]
+        if (
+            bad_roles
+        ):  # IAM role names (not ARNs): https://docs.aws.amazon.com/IAM/latest/APIReference/API_Role.html
+            raise ValueError(f"ownerSharedRoles must be IAM role names, not {bad_roles}")
         subnets, groups = _list(get("trainingSubnetIds")), _list(get("trainingSecurityGroupIds"))
         if bool(subnets) != bool(groups):
             raise ValueError("trainingSubnetIds and trainingSecurityGroupIds must be given together")
@@ -109,5 +116,5 @@ class DeploymentConfig:
             reserved_concurrency=_bool(get("reservedConcurrency"), False),
             alarm_email=get("alarmEmail"),
             snap_start=_bool(get("snapStart"), True),
-            owner_shared_roles=_list(get("ownerSharedRoles")),
+            owner_shared_roles=shared_roles,
         )
