@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 FM_TYPE ?= sd15
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint format demo serve synth tools bench clean real-engine-tests
+.PHONY: venv test lint format demo serve synth tools bench clean real-engine-tests bootstrap deploy destroy smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -85,3 +85,27 @@ tools: $(TOOLS_STAMP)
 synth: venv tools
 	PATH="$(NODE_BIN):$$PATH" JSII_NODE="$(NODE_BIN)/node" $(CDK) synth --quiet --app "$(PY) app.py" --output cdk.out
 	@echo "template: cdk.out/LoraTraining.template.json"
+
+# Deploy to AWS (README "Deploy to AWS"): credentials from the standard chain (AWS_PROFILE, SSO,
+# environment). CDK_ARGS adds context or CLI flags, e.g. CDK_ARGS="-c alarmEmail=ops@example.com".
+# bootstrap once per account and region; deploy needs Docker for the training image.
+CDK_ARGS ?=
+CDK_RUN = PATH="$(NODE_BIN):$$PATH" JSII_NODE="$(NODE_BIN)/node" $(CDK) --app "$(abspath $(PY)) app.py"
+
+bootstrap: venv tools
+	$(CDK_RUN) bootstrap $(CDK_ARGS)
+
+deploy: venv tools
+	$(CDK_RUN) deploy --outputs-file cdk.out/outputs.json $(CDK_ARGS)
+	@echo "outputs: cdk.out/outputs.json (ApiUrl: make smoke ENDPOINT=<ApiUrl>)"
+
+# Asks before deleting; data is kept unless deployed with -c removalPolicy=destroy (README).
+destroy: venv tools
+	$(CDK_RUN) destroy $(CDK_ARGS)
+
+# End to end against a deployed stack (SigV4) or the local runtime (SMOKE_ARGS="--token ...").
+ENDPOINT ?=
+SMOKE_ARGS ?=
+smoke: venv
+	@test -n "$(ENDPOINT)" || { echo "usage: make smoke ENDPOINT=<the stack's ApiUrl> [SMOKE_ARGS=...]"; exit 2; }
+	$(PY) scripts/smoke.py --endpoint "$(ENDPOINT)" $(SMOKE_ARGS)

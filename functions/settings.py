@@ -51,6 +51,8 @@ class EnvVar(StrEnum):
     # and the local runtime's switch allowing http:// to loopback (never set in AWS).
     MODEL_IMPORT_MAX_BYTES = "MODEL_IMPORT_MAX_BYTES"
     MODEL_IMPORT_ALLOW_LOOPBACK_HTTP = "MODEL_IMPORT_ALLOW_LOOPBACK_HTTP"
+    # Roles whose sessions all map to one owner, the role (functions/api/identity.py).
+    OWNER_SHARED_ROLES = "OWNER_SHARED_ROLES"  # comma-separated role names
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,15 @@ def _csv(raw: str | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Settings:
-    table_name: str
-    idempotency_table_name: str
-    bucket_name: str
-    training_image_uri: str
-    training_role_arn: str
+    """One function's settings. Every variable is optional here because each function is given
+    only the variables it uses (infrastructure/constructs/functions.py); what a use case cannot
+    do without is asked for with ``require``, which names the missing variable."""
+
+    table_name: str = ""
+    idempotency_table_name: str = ""
+    bucket_name: str = ""
+    training_image_uri: str = ""
+    training_role_arn: str = ""
     job_name_prefix: str = DEFAULTS.job_name_prefix
     allowed_instance_types: tuple[str, ...] = DEFAULTS.allowed_instance_types
     instance_prices_json: str = ""
@@ -124,6 +130,7 @@ class Settings:
     tasks_function_name: str = ""
     model_import_max_bytes: int = DEFAULTS.model_import_max_bytes
     model_import_allow_loopback_http: bool = False
+    owner_shared_roles: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -133,9 +140,9 @@ class Settings:
         if unknown:
             raise ValueError(f"{EnvVar.ALLOWED_INSTANCE_TYPES} names unknown instance types: {unknown}")
         return cls(
-            table_name=e[EnvVar.TABLE_NAME],
-            idempotency_table_name=e[EnvVar.IDEMPOTENCY_TABLE_NAME],
-            bucket_name=e[EnvVar.BUCKET_NAME],
+            table_name=e.get(EnvVar.TABLE_NAME, ""),
+            idempotency_table_name=e.get(EnvVar.IDEMPOTENCY_TABLE_NAME, ""),
+            bucket_name=e.get(EnvVar.BUCKET_NAME, ""),
             training_image_uri=e.get(EnvVar.TRAINING_IMAGE_URI, ""),
             training_role_arn=e.get(EnvVar.TRAINING_ROLE_ARN, ""),
             job_name_prefix=e.get(EnvVar.JOB_NAME_PREFIX) or DEFAULTS.job_name_prefix,
@@ -172,7 +179,15 @@ class Settings:
                 e.get(EnvVar.MODEL_IMPORT_MAX_BYTES) or DEFAULTS.model_import_max_bytes
             ),
             model_import_allow_loopback_http=_bool(e.get(EnvVar.MODEL_IMPORT_ALLOW_LOOPBACK_HTTP), False),
+            owner_shared_roles=_csv(e.get(EnvVar.OWNER_SHARED_ROLES)),
         )
+
+    def require(self, name: str) -> str:
+        """A setting this function cannot work without; a clear error names its variable."""
+        value = getattr(self, name)
+        if not value:
+            raise RuntimeError(f"{EnvVar[name.upper()]} is not set for this function")
+        return str(value)
 
 
 # CloudWatch metrics namespace (POWERTOOLS_METRICS_NAMESPACE overrides it); the events handler

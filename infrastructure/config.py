@@ -8,6 +8,7 @@ Every key is optional; README "Deploy to AWS" lists them.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,8 @@ CONTEXT_KEYS = (
     "instancePrices",
     "reservedConcurrency",
     "alarmEmail",
+    "snapStart",
+    "ownerSharedRoles",
 )
 
 
@@ -64,8 +67,12 @@ class DeploymentConfig:
     training_subnet_ids: tuple[str, ...] = ()
     training_security_group_ids: tuple[str, ...] = ()
     instance_prices: dict[str, float] = field(default_factory=dict)
-    reserved_concurrency: bool = True
+    # Off by default: a new account's concurrency limit (10 or 50) cannot reserve any (README).
+    reserved_concurrency: bool = False
     alarm_email: str | None = None
+    snap_start: bool = True  # the API function (README "Cold starts")
+    # Roles whose every session is one shared owner (README "Who owns what").
+    owner_shared_roles: tuple[str, ...] = ()
 
     @classmethod
     def from_context(cls, scope: Construct) -> DeploymentConfig:
@@ -80,6 +87,12 @@ class DeploymentConfig:
         prices = get("instancePrices") or {}
         if isinstance(prices, str):
             prices = json.loads(prices)
+        shared_roles = _list(get("ownerSharedRoles"))
+        bad_roles = [r for r in shared_roles if not re.fullmatch(r"[\w+=,.@-]{1,64}", r)]
+        if (
+            bad_roles
+        ):  # IAM role names (not ARNs): https://docs.aws.amazon.com/IAM/latest/APIReference/API_Role.html
+            raise ValueError(f"ownerSharedRoles must be IAM role names, not {bad_roles}")
         subnets, groups = _list(get("trainingSubnetIds")), _list(get("trainingSecurityGroupIds"))
         if bool(subnets) != bool(groups):
             raise ValueError("trainingSubnetIds and trainingSecurityGroupIds must be given together")
@@ -100,6 +113,8 @@ class DeploymentConfig:
             training_subnet_ids=subnets,
             training_security_group_ids=groups,
             instance_prices={str(k): float(v) for k, v in dict(prices).items()},
-            reserved_concurrency=_bool(get("reservedConcurrency"), True),
+            reserved_concurrency=_bool(get("reservedConcurrency"), False),
             alarm_email=get("alarmEmail"),
+            snap_start=_bool(get("snapStart"), True),
+            owner_shared_roles=shared_roles,
         )

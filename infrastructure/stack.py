@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
@@ -12,11 +11,10 @@ from constructs import Construct
 
 from functions.domain.ids import ID_LENGTH
 from functions.domain.storage_layout import MAX_JOB_NAME_LENGTH
-from functions.settings import DEFAULTS, EnvVar
 from infrastructure.config import DeploymentConfig
 from infrastructure.constructs.api import ServiceApi
 from infrastructure.constructs.events import TrainingEvents
-from infrastructure.constructs.functions import SERVICE_NAME, ServiceFunctions
+from infrastructure.constructs.functions import SERVICE_NAME, ServiceFunctions, ServiceResources
 from infrastructure.constructs.monitoring import ServiceMonitoring
 from infrastructure.constructs.notifications import ServiceNotifications
 from infrastructure.constructs.state import ServiceState
@@ -76,6 +74,8 @@ class LoraTrainingStack(Stack):
             self,
             "PageTokenSecret",
             description="HMAC key of the API's pagination tokens",
+            # Only signs short-lived cursors: nothing to keep once the stack is gone, in either mode.
+            removal_policy=RemovalPolicy.DESTROY,
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 exclude_punctuation=True, password_length=64
             ),
@@ -85,49 +85,26 @@ class LoraTrainingStack(Stack):
             "SMG4",
             "Only signs short-lived pagination cursors; rotating it would merely invalidate open cursors.",
         )
-        notifications = ServiceNotifications(self, "Notifications")
-        environment = {
-            EnvVar.EVENT_BUS_NAME: notifications.bus.event_bus_name,
-            EnvVar.WEBHOOK_QUEUE_URL: notifications.webhook_queue.queue_url,
-            EnvVar.WEBHOOK_SIGNING_SECRET_ARN: notifications.signing_secret.secret_arn,
-            EnvVar.TABLE_NAME: state.table.table_name,
-            EnvVar.IDEMPOTENCY_TABLE_NAME: state.idempotency_table.table_name,
-            EnvVar.BUCKET_NAME: storage.bucket.bucket_name,
-            EnvVar.TRAINING_IMAGE_URI: training.image.image_uri,
-            EnvVar.TRAINING_ROLE_ARN: training.role.role_arn,
-            EnvVar.JOB_NAME_PREFIX: prefix,
-            EnvVar.ALLOWED_INSTANCE_TYPES: ",".join(config.allowed_instance_types),
-            EnvVar.DEFAULT_USE_SPOT: str(config.default_use_spot).lower(),
-            EnvVar.MAX_RUNTIME_SECONDS: str(config.max_runtime_seconds),
-            EnvVar.MAX_CONCURRENT_JOBS_PER_OWNER: str(config.max_concurrent_jobs_per_owner),
-            EnvVar.MAX_STORAGE_BYTES_PER_OWNER: str(config.max_storage_bytes_per_owner),
-            EnvVar.PAGE_TOKEN_SECRET_ARN: page_token_secret.secret_arn,
-            EnvVar.TRAINING_ENGINE: "kohya",
-            EnvVar.TRAINING_NETWORK_ISOLATION: str(config.network_isolation).lower(),
-            EnvVar.TRAINING_SUBNET_IDS: ",".join(config.training_subnet_ids),
-            EnvVar.TRAINING_SECURITY_GROUP_IDS: ",".join(config.training_security_group_ids),
-            EnvVar.TRAINING_LOG_GROUP: DEFAULTS.training_log_group,
-        }
-        if config.instance_prices:
-            environment[EnvVar.INSTANCE_PRICES_JSON] = json.dumps(config.instance_prices)
+        notifications = ServiceNotifications(self, "Notifications", removal_policy=removal)
         functions = ServiceFunctions(
             self,
             "Functions",
-            environment={str(k): v for k, v in environment.items()},
-            table=state.table,
-            idempotency_table=state.idempotency_table,
-            bucket=storage.bucket,
-            training_role=training.role,
-            page_token_secret=page_token_secret,
-            job_name_prefix=prefix,
+            resources=ServiceResources(
+                table=state.table,
+                idempotency_table=state.idempotency_table,
+                bucket=storage.bucket,
+                training=training,
+                page_token_secret=page_token_secret,
+                notifications=notifications,
+                job_name_prefix=prefix,
+            ),
+            config=config,
             log_retention=retention,
             removal_policy=removal,
-            reserved_concurrency=config.reserved_concurrency,
         )
-        notifications.connect(
-            publishers=(functions.api, functions.events, functions.reconciler), delivery=functions.webhooks
+        api = ServiceApi(
+            self, "Http", handler=functions.api_alias, log_retention=retention, removal_policy=removal
         )
-        api = ServiceApi(self, "Http", handler=functions.api, log_retention=retention, removal_policy=removal)
         events = TrainingEvents(
             self,
             "Events",

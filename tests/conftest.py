@@ -117,6 +117,24 @@ def create_notification_resources() -> dict[str, str]:
     }
 
 
+@pytest.fixture(autouse=True)
+def check_function_permissions(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Integration tests: every AWS call a Lambda function's code makes must be allowed by that
+    function's role in the synthesized template (tests/iam_check.py); a call it does not allow
+    fails the test at teardown."""
+    if "integration" not in request.node.path.parts:
+        yield
+        return
+    from tests.iam_check import RolePolicies, denied_calls, recording, synthesized_template
+
+    with recording() as recorder:
+        yield
+    if recorder.calls:
+        template = synthesized_template(request.config.cache)
+        denied = denied_calls(recorder.calls, RolePolicies(template, recorder.env))
+        assert denied == [], "calls the function's role does not allow:\n" + "\n".join(denied)
+
+
 IMPORT_LIMIT_BYTES = 4 * 1024**2  # small, so the tests can exceed it cheaply
 
 

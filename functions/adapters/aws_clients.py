@@ -67,3 +67,24 @@ def secret_value(secret_arn: str) -> bytes:
 def logs_client() -> Any:
     """CloudWatch Logs (training job logs); ``AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`` redirects it."""
     return boto3.client("logs", config=_RETRIES)
+
+
+# The services the API function's clients use (the others' are a subset).
+API_SERVICES = ("dynamodb", "s3", "sagemaker", "events", "sqs", "lambda", "logs", "secretsmanager")
+
+
+def preload_service_models(services: tuple[str, ...] = API_SERVICES) -> None:
+    """Parse the services' botocore models into the default session's loader cache.
+
+    Creating a client first reads and parses its JSON service model and endpoint rules, which
+    is most of a client's creation time. Run before a SnapStart snapshot, that work is in the
+    snapshot; clients themselves are still created after restore, on first use, so they never
+    carry credentials or connections from the snapshot (Lambda docs "Handling uniqueness with
+    Lambda SnapStart", "Using SnapStart with AWS SDKs").
+    """
+    session = boto3._get_default_session()._session
+    for service in services:
+        session.get_service_model(service)
+        session.get_service_data(service)
+        loader = session.get_component("data_loader")
+        loader.load_service_model(service, "endpoint-rule-set-1")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import warnings
 from typing import Any
 
@@ -9,6 +10,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.adapters.aws_clients import preload_service_models
 from functions.api.app import app
 from functions.api.identity import caller_from_event
 from functions.api.request_guards import check_body
@@ -16,12 +18,35 @@ from functions.api.routes.trainings import IDEMPOTENCY_CONFIG
 from functions.domain.errors import ServiceError
 from functions.domain.records import ErrorBody, ErrorDetail, ErrorInfo
 from functions.observability import build_metrics, cold_start_metric_enabled
+from functions.services.context import service_context
 
 logger = Logger()
 tracer = Tracer()
 metrics = build_metrics()
 # Read routes publish no business metric; the cold-start metric is enough.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+def register_snapstart_hooks() -> bool:
+    """SnapStart (this function's published versions, README "Cold starts"): parse the botocore
+    models into the snapshot, and reseed ``random`` in each restored environment, which would
+    otherwise share the snapshot's state (Lambda docs "Handling uniqueness with Lambda
+    SnapStart"; ids and tokens here use ``secrets``/``os.urandom``, which need nothing).
+    Clients, credentials and the page-token key are created after restore, on first use.
+    ``snapshot_restore_py`` exists only in Lambda's Python runtimes: elsewhere, nothing to do."""
+    try:
+        from snapshot_restore_py import (
+            register_after_restore,
+            register_before_snapshot,
+        )
+    except ImportError:
+        return False
+    register_before_snapshot(preload_service_models)
+    register_after_restore(random.seed)
+    return True
+
+
+register_snapstart_hooks()
 
 
 def _refusal(error: ServiceError) -> dict[str, Any]:
@@ -47,7 +72,7 @@ def _refusal(error: ServiceError) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     IDEMPOTENCY_CONFIG.register_lambda_context(context)
     try:
-        owner = caller_from_event(event)
+        owner = caller_from_event(event, service_context().settings.owner_shared_roles)
         check_body(event)
     except ServiceError as error:
         return _refusal(error)

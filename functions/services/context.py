@@ -1,9 +1,15 @@
-"""What every use case needs (settings and adapters), built once per process."""
+"""What every use case needs (settings and adapters), built once per process.
+
+Building the context makes no AWS call: adapters create their clients on first use, and the
+page-token key (only the API signs page tokens, and only its role may read that secret) is read
+from Secrets Manager the first time a list route signs or checks a token. The events, reconciler
+and tasks functions build the same context and never touch the secret.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from functions.adapters.aws_clients import secret_value
@@ -23,10 +29,17 @@ class ServiceContext:
     repository: Repository
     storage: ObjectStorage
     launcher: SageMakerLauncher
-    page_secret: bytes
     training_logs: TrainingLogReader
     notifier: Notifier
     tasks: TaskDispatcher
+    _page_secret: bytes | None = field(default=None, repr=False)
+
+    @property
+    def page_secret(self) -> bytes:
+        """The page-token HMAC key, read on first use (see the module docstring)."""
+        if self._page_secret is None:
+            self._page_secret = page_token_secret(self.settings)
+        return self._page_secret
 
     def price_per_hour(self, instance_type: str) -> float:
         """The deployment's price override for an instance type, else the catalogue's list price."""
@@ -47,13 +60,13 @@ def page_token_secret(settings: Settings) -> bytes:
 
 @cache
 def service_context() -> ServiceContext:
+    """The API's, events', reconciler's and tasks' context (the webhooks function needs none)."""
     settings = Settings.from_env()
     return ServiceContext(
         settings=settings,
-        repository=Repository(settings.table_name),
-        storage=ObjectStorage(settings.bucket_name, settings.presign_expiry_seconds),
+        repository=Repository(settings.require("table_name")),
+        storage=ObjectStorage(settings.require("bucket_name"), settings.presign_expiry_seconds),
         launcher=SageMakerLauncher(),
-        page_secret=page_token_secret(settings),
         training_logs=TrainingLogReader(settings.training_log_group),
         notifier=Notifier.from_settings(settings),
         tasks=TaskDispatcher(settings.tasks_function_name),

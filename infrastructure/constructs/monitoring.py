@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
@@ -35,7 +36,7 @@ class ServiceMonitoring(Construct):
             self,
             "Alarms",
             display_name="LoRA training service alarms",
-            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
+            master_key=self._alarm_topic_key(),
             enforce_ssl=True,
         )
         if alarm_email:
@@ -104,6 +105,33 @@ class ServiceMonitoring(Construct):
             ),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms),
         )
+
+    def _alarm_topic_key(self) -> kms.Key:
+        """A customer-managed key CloudWatch may use: alarms cannot publish to a topic encrypted
+        with the AWS-managed ``alias/aws/sns`` key, whose policy cannot be changed to allow
+        ``cloudwatch.amazonaws.com``. The statement is the one AWS documents in "Enable
+        compatibility between event sources from AWS services and encrypted topics"
+        (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
+        """
+        key = kms.Key(
+            self,
+            "AlarmsKey",
+            description="Encrypts the LoRA training service's alarm topic (CloudWatch may publish)",
+            enable_key_rotation=True,
+            # Encrypts only messages in flight: nothing to keep, so deleted with the stack (after
+            # KMS's shortest waiting period) in both removal modes.
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy, "*" is this key
+            )
+        )
+        return key
 
     @staticmethod
     def _service_metric(name: str, service_name: str) -> cloudwatch.Metric:

@@ -4,17 +4,14 @@ Job state changes are put on the bus by the API, events and reconciler functions
 this bus only); users subscribe with their own rules (docs/notifications.md). Webhook deliveries
 are SQS messages consumed by the delivery function: a failed delivery returns to the queue with
 a backoff and, after ``DEFAULTS.webhook_max_attempts`` receives, moves to the dead-letter queue,
-which the monitoring construct alarms on.
+which the monitoring construct alarms on. Who may publish, consume and read the secret is
+granted with each function's environment (``constructs/functions.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -29,7 +26,7 @@ QUEUE_VISIBILITY = Duration.seconds(6 * DELIVERY_TIMEOUT_SECONDS)
 
 
 class ServiceNotifications(Construct):
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy) -> None:
         super().__init__(scope, construct_id)
         self.bus = events.EventBus(self, "Bus", description="LoRA training job state changes (lora-training)")
         self.webhook_dead_letters = dead_letter_queue(self, "WebhookDeadLetters", "webhook deliveries")
@@ -51,25 +48,11 @@ class ServiceNotifications(Construct):
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 exclude_punctuation=True, password_length=64
             ),
+            # Receivers hold a copy: kept with the data when the stack retains its data.
+            removal_policy=removal_policy,
         )
         acknowledge(
             self.signing_secret,
             "SMG4",
             "Receivers hold a copy of this key: rotation is a coordinated step (docs/notifications.md).",
-        )
-
-    def connect(self, *, publishers: Iterable[lambda_.IFunction], delivery: lambda_.IFunction) -> None:
-        """Least privilege: publishers may put events on this bus and enqueue deliveries; the
-        delivery function consumes the queue (partial batch failures) and reads the secret."""
-        for function in publishers:
-            self.bus.grant_put_events_to(function)
-            self.webhook_queue.grant_send_messages(function)
-        self.signing_secret.grant_read(delivery)
-        delivery.add_event_source(
-            sources.SqsEventSource(
-                self.webhook_queue,
-                batch_size=10,
-                max_batching_window=Duration.seconds(1),
-                report_batch_item_failures=True,
-            )
         )

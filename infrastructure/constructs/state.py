@@ -31,6 +31,7 @@ class ServiceState(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
+            # Protected exactly when retained: under "destroy" the delete must be able to succeed.
             deletion_protection=removal_policy == RemovalPolicy.RETAIN,
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             removal_policy=removal_policy,
@@ -51,8 +52,10 @@ class ServiceState(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
-            deletion_protection=removal_policy == RemovalPolicy.RETAIN,
+            # Idempotency records live 24 h: nothing worth keeping once the stack is gone, in either
+            # mode. Deletion protection would make CloudFormation's delete of this table fail, and
+            # with it `cdk destroy` (tests/infrastructure/test_removal_policies.py).
+            deletion_protection=False,
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            # idempotency records live 24 h: nothing worth keeping after the stack is gone
             removal_policy=RemovalPolicy.DESTROY,
         )

@@ -11,9 +11,14 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from functions.domain.storage_layout import DATASETS_PREFIX, MODELS_PREFIX, TRAININGS_PREFIX
+from functions.settings import DEFAULTS
 from infrastructure.nag import acknowledge_wildcards, arn_token, nag_arn
 
 ROOT = Path(__file__).resolve().parents[2]
+TRAINING_LOG_GROUP = DEFAULTS.training_log_group  # /aws/sagemaker/TrainingJobs
+# Where SageMaker puts training jobs' instance and algorithm metrics
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html).
+TRAINING_METRICS_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 DOCKERFILE = "training_container/Dockerfile"
 
 
@@ -78,21 +83,7 @@ class TrainingEnvironment(Construct):
             )
         )
         self.image.repository.grant_pull(self.role)
-        log_group = (
-            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/TrainingJobs"
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                sid="Logs",
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[log_group, f"{log_group}:log-stream:*"],
-            )
-        )
+        self._allow_logs_and_metrics(stack)
         if subnet_ids:
             self._allow_vpc(stack, subnet_ids, security_group_ids)
         acknowledge_wildcards(
@@ -102,13 +93,51 @@ class TrainingEnvironment(Construct):
         )
         acknowledge_wildcards(
             self.role,
-            [nag_arn(stack, "logs", "log-group:/aws/sagemaker/TrainingJobs:log-stream:*")],
-            "SageMaker names one log stream per job and instance inside its fixed log group.",
+            ["*"],
+            "Only ecr:GetAuthorizationToken and cloudwatch:PutMetricData, which have no resource-level "
+            "form (pulls are repo-scoped; metrics are limited to SageMaker's namespace by condition).",
+        )
+
+    def _allow_logs_and_metrics(self, stack: Stack) -> None:
+        """SageMaker's documented minimum for training roles ("CreateTrainingJob API: Execution
+        Role Permissions", https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html)
+        includes CloudWatch Logs and ``cloudwatch:PutMetricData``.
+
+        Resource types per the IAM Service Authorization Reference (CloudWatch Logs):
+        CreateLogGroup, CreateLogStream and DescribeLogStreams take a ``log-group``;
+        PutLogEvents takes a ``log-stream``. PutMetricData has no resource type; its
+        ``cloudwatch:namespace`` condition key limits it to the training jobs' namespace.
+        """
+        group = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{TRAINING_LOG_GROUP}"
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TrainingLogGroup",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams"],
+                resources=[group, f"{group}:*"],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TrainingLogStreams",
+                actions=["logs:PutLogEvents"],
+                resources=[f"{group}:log-stream:*"],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TrainingMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRICS_NAMESPACE}},
+            )
         )
         acknowledge_wildcards(
             self.role,
-            ["*"],
-            "Only ecr:GetAuthorizationToken, which has no resource-level form (pulls are repo-scoped).",
+            [
+                nag_arn(stack, "logs", f"log-group:{TRAINING_LOG_GROUP}:*"),
+                nag_arn(stack, "logs", f"log-group:{TRAINING_LOG_GROUP}:log-stream:*"),
+            ],
+            "SageMaker names one log stream per job and instance inside its fixed log group.",
         )
 
     def _allow_vpc(

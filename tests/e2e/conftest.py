@@ -60,6 +60,10 @@ class RuntimeLauncher:
     tmp_path: Path
     started: list[RunningRuntime] = field(default_factory=list)
 
+    @property
+    def calls(self) -> Path:
+        return self.tmp_path / "aws-calls.jsonl"
+
     def start(
         self, data_dir: Path | None = None, users: tuple[str, ...] = ("local",), extra: tuple[str, ...] = ()
     ) -> RunningRuntime:
@@ -68,10 +72,16 @@ class RuntimeLauncher:
         info_file = folder / RUNTIME_INFO_FILE
         info_file.unlink(missing_ok=True)
         log = self.tmp_path / f"runtime-{len(self.started)}.log"
+        # `python -m local_runtime`, with the AWS calls of the functions it hosts recorded for
+        # the IAM check at teardown (tests/iam_check.py).
+        record = (
+            "from pathlib import Path; from tests.iam_check import run_module_recording; "
+            f"run_module_recording('local_runtime', Path({str(self.calls)!r}))"
+        )
         command = [
             sys.executable,
-            "-m",
-            "local_runtime",
+            "-c",
+            record,
             "serve",
             "--port",
             "0",
@@ -98,8 +108,15 @@ class RuntimeLauncher:
 
 
 @pytest.fixture
-def runtimes(tmp_path: Path) -> Iterator[RuntimeLauncher]:
+def runtimes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[RuntimeLauncher]:
     launcher = RuntimeLauncher(tmp_path)
     yield launcher
     for runtime in launcher.started:
         runtime.stop()
+    # Every AWS call the hosted functions made must be allowed by their roles in the template.
+    from tests.iam_check import RolePolicies, denied_calls, read_recorded, synthesized_template
+
+    calls, env = read_recorded(launcher.calls)
+    if calls:
+        denied = denied_calls(calls, RolePolicies(synthesized_template(request.config.cache), env))
+        assert denied == [], "calls the function's role does not allow:\n" + "\n".join(denied)

@@ -34,17 +34,21 @@ def _role_statements(template_json: dict[str, Any], role_ref: dict[str, Any]) ->
     return found
 
 
-def test_the_service_has_its_own_bus_named_in_every_functions_environment(
-    template_json: dict[str, Any],
-) -> None:
+def test_the_service_has_its_own_bus_named_only_where_it_is_used(template_json: dict[str, Any]) -> None:
+    """Publishers are told the bus and the queue; only the delivery function the signing secret."""
     buses = _resources(template_json, "AWS::Events::EventBus")
     assert len(buses) == 1
     bus_id = next(iter(buses))
-    for _, props in _functions(template_json).values():
-        env = props["Environment"]["Variables"]
+    functions = _functions(template_json)
+    for handler in PUBLISHERS:
+        env = functions[handler][1]["Environment"]["Variables"]
         assert env[EnvVar.EVENT_BUS_NAME] == {"Ref": bus_id}
-        assert EnvVar.WEBHOOK_QUEUE_URL in env and EnvVar.WEBHOOK_SIGNING_SECRET_ARN in env
-        assert EnvVar.WEBHOOK_ALLOW_LOOPBACK_HTTP not in env  # loopback webhooks are local-only
+        assert EnvVar.WEBHOOK_QUEUE_URL in env and EnvVar.WEBHOOK_SIGNING_SECRET_ARN not in env
+    delivery = functions[DELIVERY][1]["Environment"]["Variables"]
+    assert EnvVar.WEBHOOK_QUEUE_URL in delivery and EnvVar.WEBHOOK_SIGNING_SECRET_ARN in delivery
+    assert EnvVar.EVENT_BUS_NAME not in delivery and EnvVar.TABLE_NAME not in delivery
+    for _, props in functions.values():
+        assert EnvVar.WEBHOOK_ALLOW_LOOPBACK_HTTP not in props["Environment"]["Variables"]  # local-only
 
 
 def test_put_events_only_on_this_bus_and_only_by_the_publishers(template_json: dict[str, Any]) -> None:
