@@ -173,7 +173,7 @@ def run_demo(fm_type: FmType, output_dir: Path, steps: int) -> int:
                 "",
                 "Next: `make serve` keeps the local runtime running (it writes loractl's 'local' profile);",
                 "then, in another terminal:",
-                loractl_hint().strip(),
+                loractl_hint(),
             ]
         ),
         flush=True,

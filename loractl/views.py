@@ -12,7 +12,7 @@ from typing import Any
 from loractl.output import Section, number
 
 MODEL_COLUMNS = ("id", "name", "kind", "fm_type", "status", "size", "created_at")
-DATASET_COLUMNS = ("id", "name", "status", "image_count", "size", "created_at")
+DATASET_COLUMNS = ("id", "name", "status", "images", "size", "created_at")
 TRAINING_COLUMNS = ("id", "name", "fm_type", "instance_type", "status", "progress", "created_at")
 
 
@@ -62,7 +62,7 @@ def dataset_row(dataset: dict[str, Any]) -> dict[str, Any]:
     manifest = _dict(dataset.get("manifest"))
     return {
         **dataset,
-        "image_count": manifest.get("image_count"),
+        "images": manifest.get("image_count"),
         "size": size(dataset.get("total_bytes")),
         "created_at": when(dataset.get("created_at")),
     }

@@ -35,10 +35,7 @@ def test_prepare_locally_writes_cropped_images_and_their_captions(tmp_path: Path
     assert Image.open(out / "3_cat/wide.png").size == (64, 64)
     assert (out / "3_cat/tall.txt").read_text() == "sks cat, tall"
     # never into the source itself
-    assert (
-        loractl(["datasets", "prepare", str(source), "--resolution", "64", str(source / "x")])
-        == 2
-    )
+    assert loractl(["datasets", "prepare", str(source), "--resolution", "64", str(source / "x")]) == 2
 
 
 def test_a_server_side_crop_becomes_a_ready_dataset(runtimes: RuntimeLauncher, tmp_path: Path) -> None:

@@ -91,9 +91,6 @@ def test_saved_epochs_become_versions_and_samples_make_a_contact_sheet(
         != 0
     )
     assert (
-        run_cli(
-            runtime, "trainings", "samples", job["id"], str(tmp_path / "z"), user="alice"
-        ).exit_code
-        != 0
+        run_cli(runtime, "trainings", "samples", job["id"], str(tmp_path / "z"), user="alice").exit_code != 0
     )
     assert not (tmp_path / "z").exists()
