@@ -64,22 +64,19 @@ upload_model() { # FILE FM_TYPE: POST /models, PUT every part's byte range, comp
 }
 
 put_files() { # DIR UPLOADS_JSON: PUT each file to its presigned URL with the headers given
-  local dir=$1 entry path url
-  while IFS= read -r entry; do
-    path=$(jq -r .path <<<"$entry")
-    url=$(jq -r .url <<<"$entry")
+  local dir=$1 fields
+  while IFS=$'\t' read -r -a fields; do # path, url, then one "Name: value" per header
     local headers=()
-    while IFS= read -r header; do headers+=(-H "$header"); done < <(jq -r '(.headers // {}) | to_entries[] | "\(.key): \(.value)"' <<<"$entry")
-    curl -sS --fail-with-body -X PUT "${headers[@]}" --data-binary @"$dir/$path" "$url" -o /dev/null
-  done < <(jq -c '.uploads[]' <<<"$2")
+    for header in "${fields[@]:2}"; do headers+=(-H "$header"); done
+    curl -sS --fail-with-body -X PUT "${headers[@]}" --data-binary @"$dir/${fields[0]}" "${fields[1]}" -o /dev/null
+  done < <(jq -r '.uploads[] | [.path, .url] + ((.headers // {}) | to_entries | map("\(.key): \(.value)")) | @tsv' <<<"$2")
 }
 
 upload_dataset() { # DIR NAME: declare every file, PUT them (500 URLs per answer), complete -> dataset id
   local dir=${1%/} name=$2 files created id remaining
   files=$(cd "$dir" && find . -type f ! -name .DS_Store ! -name Thumbs.db ! -name '._*' -print0 |
-    while IFS= read -r -d '' f; do
-      jq -n --arg path "${f#./}" --argjson size "$(file_size "$f")" '{path: $path, size_bytes: $size}'
-    done | jq -s 'sort_by(.path)')
+    while IFS= read -r -d '' f; do printf '%s\t%s\n' "$(file_size "$f")" "${f#./}"; done |
+    jq -Rn '[inputs | split("\t") | {path: (.[1:] | join("\t")), size_bytes: (.[0] | tonumber)}] | sort_by(.path)')
   created=$(call POST /datasets "$(jq -n --arg name "$name" --argjson files "$files" '{name: $name, files: $files}')")
   id=$(jq -r .dataset.id <<<"$created")
   put_files "$dir" "$created"
@@ -91,13 +88,12 @@ upload_dataset() { # DIR NAME: declare every file, PUT them (500 URLs per answer
     put_files "$dir" "$answer"
     remaining=$(jq -c '.[500:]' <<<"$remaining")
   done
-  call POST "/datasets/$id/complete" '{}' >/tmp/api-workflow-dataset.$$.json
-  if ! jq -e '.status == "ready"' /tmp/api-workflow-dataset.$$.json >/dev/null; then
-    jq -r '.manifest.problems[]? // .' /tmp/api-workflow-dataset.$$.json >&2
-    rm -f /tmp/api-workflow-dataset.$$.json
+  local completed
+  completed=$(call POST "/datasets/$id/complete" '{}')
+  if ! jq -e '.status == "ready"' <<<"$completed" >/dev/null; then
+    jq -r '.manifest.problems[]?' <<<"$completed" >&2 # every problem the manifest found
     exit 3
   fi
-  rm -f /tmp/api-workflow-dataset.$$.json
   echo "$id"
 }
 
