@@ -644,7 +644,12 @@ def _follow(client: ApiClient, job_id: str, output: str, timeout: float | None) 
     emit(job, output, sections=views.training_sections(job))
     if job["status"] != "COMPLETED":
         reason = views.stop_reason(job) or "no reason given"
-        errors.print(f"[red]training {job_id} ended {job['status']}:[/red] {reason}", highlight=False)
+        message = f"training {job_id} ended {job['status']}: {reason}"
+        if output == "json":
+            error = {"code": f"TRAINING_{job['status']}", "message": message, "details": []}
+            sys.stderr.write(json.dumps({"error": error, "exit_code": EXIT_JOB_FAILED}) + "\n")
+        else:
+            errors.print(f"[red]training {job_id} ended {job['status']}:[/red] {reason}", highlight=False)
         return EXIT_JOB_FAILED
     return EXIT_OK
 

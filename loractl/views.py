@@ -13,7 +13,7 @@ from loractl.output import Section, number
 
 MODEL_COLUMNS = ("id", "name", "kind", "fm_type", "status", "size", "created_at")
 DATASET_COLUMNS = ("id", "name", "status", "images", "size", "created_at")
-TRAINING_COLUMNS = ("id", "name", "fm_type", "instance_type", "status", "progress", "created_at")
+TRAINING_COLUMNS = ("id", "name", "fm_type", "instance", "status", "progress", "created_at")
 
 
 def size(value: Any) -> str | None:
@@ -72,19 +72,23 @@ def training_row(job: dict[str, Any]) -> dict[str, Any]:
     progress = _dict(job.get("progress"))
     total, step = progress.get("total_steps"), progress.get("step")
     text = f"{step or 0}/{total}" if total else None
-    return {**job, "progress": text, "created_at": when(job.get("created_at"))}
+    return {
+        **job,
+        "instance": job.get("instance_type"),
+        "progress": text,
+        "created_at": when(job.get("created_at")),
+    }
 
 
 def stop_reason(job: dict[str, Any]) -> str | None:
-    """Why a job ended without completing: its failure reason, else the cause of its last change."""
+    """Why a job ended without completing: its failure reason, else who asked it to stop (the
+    cause recorded with its move to STOPPING, e.g. "stop requested")."""
     if job.get("status") not in ("FAILED", "STOPPED", "STOPPING"):
         return None
     if job.get("failure_reason"):
         return str(job["failure_reason"])
     history = [h for h in job.get("history") or [] if isinstance(h, dict)]
-    causes = [
-        str(h.get("cause")) for h in history if h.get("status") in ("STOPPING", "STOPPED") and h.get("cause")
-    ]
+    causes = [str(h["cause"]) for h in history if h.get("status") == "STOPPING" and h.get("cause")]
     return "; ".join(causes) or None
 
 
@@ -149,8 +153,8 @@ def plan_steps(plan: dict[str, Any]) -> str | None:
     if not plan:
         return None
     return (
-        f"{plan.get('total_steps')} = {plan.get('steps_per_epoch')} per epoch x {plan.get('epochs')} epochs "
-        f"({plan.get('images_per_epoch')} images x repeats per epoch)"
+        f"{plan.get('total_steps')} in all: {plan.get('steps_per_epoch')} per epoch "
+        f"({plan.get('images_per_epoch')} images x repeats), {plan.get('epochs')} epochs"
     )
 
 
