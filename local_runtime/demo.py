@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from functions.domain.catalog import FmType
+from local_runtime.quiet import disable_library_progress_bars, silence_known_noise
 from local_runtime.runtime import LocalRuntime, LocalRuntimeOptions
+from local_runtime.serve import loractl_hint
 from loractl.main import main as loractl
 
 DEMO_CONCEPT = "tinydemo"
@@ -77,7 +79,9 @@ def render_with_and_without(fm_type: FmType, lora: Path, folder: Path) -> tuple[
 
     from training_container.testing.tiny_models import build_tiny_pipeline
 
+    disable_library_progress_bars()
     pipe = build_tiny_pipeline(fm_type, seed=0)  # the same weights as the uploaded checkpoint
+    pipe.set_progress_bar_config(disable=True)
 
     def render() -> Any:
         generator = torch.Generator().manual_seed(1234)
@@ -101,6 +105,11 @@ def render_with_and_without(fm_type: FmType, lora: Path, folder: Path) -> tuple[
         np.asarray(without, dtype=np.float32) - np.asarray(with_lora, dtype=np.float32)
     ).mean()
     return paths[0], paths[1], float(difference)
+
+
+def _rounded(value: Any, digits: int = 4) -> str:
+    """A float for people (0.8058637380599976 -> 0.8059); anything else as it is."""
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def run_demo(fm_type: FmType, output_dir: Path, steps: int) -> int:
@@ -141,7 +150,8 @@ def run_demo(fm_type: FmType, output_dir: Path, steps: int) -> int:
         output = job.get("output") or {}
         print(
             f"[demo] training {job['id']} ended {job['status']}: {output.get('steps')} steps, "
-            f"final loss {output.get('final_loss')}, {output.get('training_seconds')}s of training "
+            f"final loss {_rounded(output.get('final_loss'))}, "
+            f"{_rounded(output.get('training_seconds'), 1)}s of training "
             f"(on AWS: an estimated ${job['plan']['estimated_cost_usd']:.2f} on {DEMO_INSTANCE_TYPE})",
             flush=True,
         )
@@ -160,6 +170,10 @@ def run_demo(fm_type: FmType, output_dir: Path, steps: int) -> int:
                 f"  with the LoRA        {with_lora}",
                 f"  mean |pixel diff|    {difference:.2f} / 255",
                 f"  runtime state        {info.data_dir} (job logs under sagemaker/work/)",
+                "",
+                "Next: `make serve` keeps the local runtime running (it writes loractl's 'local' profile);",
+                "then, in another terminal:",
+                loractl_hint(),
             ]
         ),
         flush=True,
@@ -175,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=Path("demo-output"))
     parser.add_argument("--steps", type=int, default=30, help="training steps (default 30)")
     args = parser.parse_args(argv)
+    silence_known_noise()
     try:
         return run_demo(FmType(args.fm_type), args.output_dir.resolve(), args.steps)
     except DemoError as error:

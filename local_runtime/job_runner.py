@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from functions.domain.storage_layout import SAGEMAKER_TRAINING_LOG_GROUP
+from functions.domain.storage_layout import SAGEMAKER_TRAINING_LOG_GROUP, SUMMARY_FILENAME
 from functions.domain.training_contract import CHECKPOINTS_FOLDER, FAILURE_FILE, MODEL_FOLDER
 from local_runtime.log_shipping import (
     JOURNAL_SUFFIX,
@@ -284,7 +284,7 @@ class LocalTrainingJobRunner:
         if self._shutting_down.is_set() and not record.stop_requested:
             record.failure_reason = STOPPED_BY_SHUTDOWN_REASON
             self.transition(record, FAILED, "Failed", "Training job failed.")
-        elif record.stop_requested or outcome.runtime_exceeded:
+        elif (record.stop_requested or outcome.runtime_exceeded) and not self._finished(folder, outcome):
             self._finish_stopped(record, folder, outcome.runtime_exceeded)
         elif outcome.exit_code == 0:
             self.transition(record, IN_PROGRESS, "Uploading", "Uploading generated training model")
@@ -293,6 +293,15 @@ class LocalTrainingJobRunner:
         else:
             record.failure_reason = self._failure_reason(folder, outcome.exit_code)
             self.transition(record, FAILED, "Failed", "Training job failed.")
+
+    @staticmethod
+    def _finished(folder: JobFolder, outcome: ChildOutcome) -> bool:
+        """The container had already completed (exit 0, ``summary.json`` published) when a stop
+        or the runtime limit arrived: there was nothing left to stop, so the job is recorded
+        Completed and its LoRA kept, not discarded as a Stopped job's outputs are. (SageMaker's
+        StopTrainingJob only delays termination by SIGTERM "so the results of the training is not
+        lost"; this runner's choice for the race is the one that loses nothing.)"""
+        return outcome.exit_code == 0 and (folder.model_dir / SUMMARY_FILENAME).is_file()
 
     def _finish_stopped(self, record: TrainingJobRecord, folder: JobFolder, runtime_exceeded: bool) -> None:
         # SageMaker uploads whatever the container saved in model/ even when a job is stopped.

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import logging
+import os
+import shutil
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from local_runtime.defaults import DEFAULT_API_PORT, DEFAULT_DATA_DIR, DEFAULT_USER
+from local_runtime.defaults import DEFAULT_API_PORT, DEFAULT_DATA_DIR, DEFAULT_USER, RUNTIME_INFO_FILE
 from loractl.config import config_path
 
 if TYPE_CHECKING:  # the runtime (moto, the handlers) is imported only when serving
@@ -90,14 +94,59 @@ def banner(info: RuntimeInfo, wrote_config: bool) -> str:
         )
     if wrote_config:
         lines.append(f"  loractl profile 'local' written to {config_path()}")
+    lines.append(loractl_hint())
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
+
+
+def loractl_hint() -> str:
+    """How to run loractl from this shell: it is only on the PATH once the venv is activated."""
+    script = Path(sys.executable).parent / "loractl"
+    on_path = shutil.which("loractl")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "  run loractl      loractl models list   (loractl --help)"
+    shown = _relative(script)
+    if not script.exists():
+        return "  run loractl      python -m loractl.main models list   (or pip install -e '.[cli]')"
+    return (
+        f"  run loractl      {shown} models list   "
+        f"(or put it on your PATH: source {_relative(script.parent / 'activate')})"
+    )
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (what a user would type)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def running_instance(data_dir: Path) -> dict[str, Any] | None:
+    """The runtime.json of a runtime still running on ``data_dir`` (its process alive), if any."""
+    path = data_dir / RUNTIME_INFO_FILE
+    try:
+        info: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        os.kill(int(info["pid"]), 0)  # signal 0: only checks that the process exists
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no file, unreadable, or left behind by a runtime that is gone (kill -9)
+    return info
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from local_runtime.runtime import LocalRuntime
 
     options = options_from_arguments(args)
+    other = running_instance(options.data_dir.resolve())
+    if other is not None:
+        print(
+            f"a local runtime is already running on {options.data_dir} (pid {other.get('pid')}, "
+            f"API {other.get('api_url')}): use it, stop it first (Ctrl-C in its terminal), "
+            "or start another with --data-dir DIR --port 0",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
     )
@@ -114,6 +163,16 @@ def run_serve(args: argparse.Namespace) -> int:
             info = runtime.start()
         except ImportError as error:
             print(f"cannot load the service's Lambda handlers: {error}", file=sys.stderr, flush=True)
+            return 1
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            print(
+                f"port {options.api_port} is in use (another local runtime?): stop it, or pass --port N "
+                "(--port 0 picks a free one)",
+                file=sys.stderr,
+                flush=True,
+            )
             return 1
         print(banner(info, options.write_cli_config), flush=True)
         stop_requested.wait()

@@ -18,6 +18,7 @@ from loractl.config import Connection
 
 USER_AGENT = "loractl/0.1"
 TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$")
 
 
@@ -95,6 +96,11 @@ class ApiClient:
         if connection.token:
             headers["Authorization"] = f"Bearer {connection.token}"
             auth = None
+        elif httpx.URL(connection.endpoint).host in LOOPBACK_HOSTS:
+            raise ApiConnectionError(
+                f"{connection.endpoint} is a local address but no token was found for it: pass --token "
+                "(printed by `loractl local serve`), set LORACTL_TOKEN, or use --profile local"
+            )
         else:
             auth = SigV4(connection.region, connection.aws_profile)
         self._http = httpx.Client(base_url=connection.endpoint, headers=headers, auth=auth, timeout=TIMEOUT)

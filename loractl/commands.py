@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -23,26 +22,39 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from functions.domain.catalog import FmType
+from functions.domain.catalog import DEFAULT_INSTANCE_TYPE, FmType, ResourceStatus
 from functions.domain.dataset_rules import UPLOAD_URLS_PER_RESPONSE, DeclaredFile, check_declared_files
+from functions.domain.ids import ID_LENGTH, is_valid_id
 from functions.domain.statuses import TERMINAL_STATUSES as DOMAIN_TERMINAL_STATUSES
-from loractl import api_shapes
-from loractl.client import ApiClient, ApiConnectionError
+from functions.domain.statuses import JobStatus
+from loractl import api_shapes, views
+from loractl.client import ApiClient, ApiConnectionError, page_items
 from loractl.config import resolve_connection
 from loractl.contact_sheet import contact_sheet
-from loractl.output import console, emit, errors
+from loractl.local_files import caption_problems, is_ignored
+from loractl.output import emit, errors
+from loractl.parameter_file import defaults_as_toml
 from loractl.uploads import FileTarget, ResumeState, download, plan_parts, upload_files, upload_parts
 
 EXIT_OK, EXIT_JOB_FAILED = 0, 4
 TERMINAL_STATUSES = tuple(status.value for status in DOMAIN_TERMINAL_STATUSES)
-MODEL_COLUMNS = ("id", "name", "kind", "fm_type", "status", "size_bytes", "created_at")
-DATASET_COLUMNS = ("id", "name", "status", "image_count", "total_bytes", "created_at")
-TRAINING_COLUMNS = ("id", "name", "fm_type", "instance_type", "status", "created_at")
+RESOURCE_STATUSES = tuple(status.value for status in ResourceStatus)
+JOB_STATUSES = tuple(status.value for status in JobStatus)
+# The list routes' page size: Query(ge=1, le=100), default 50 (functions/api/routes/*.py list_*).
+PAGE_SIZE, MAX_PAGE_SIZE = 50, 100
 POLL_SECONDS = 2.0
 
 
 class UsageError(Exception):
-    """Bad arguments or local input (exit status 2)."""
+    """Bad arguments or local input (exit status 2); ``details`` lists each problem."""
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
+
+
+class WaitTimeout(Exception):
+    """``--timeout`` ran out while the job was still running (exit status 6)."""
 
 
 @contextmanager
@@ -53,6 +65,45 @@ def api(args: argparse.Namespace) -> Iterator[ApiClient]:
         yield client
     finally:
         client.close()
+
+
+RESOURCE_PATHS = {"model": "/models", "dataset": "/datasets", "training": "/trainings"}
+
+
+def resolve_id(client: ApiClient, kind: str, value: str) -> str:
+    """A full id as given, or the one id that starts with ``value`` (like git's short hashes).
+
+    Prefixes are matched against the caller's own records, newest first; an ambiguous or
+    unknown prefix is a usage error that names the candidates.
+    """
+    text = value.strip().lower()
+    if is_valid_id(text) or len(text) >= ID_LENGTH:
+        return text
+    if not text:
+        raise UsageError(f"empty {kind} id")
+    matches = [
+        str(r["id"]) for r in client.list_all(RESOURCE_PATHS[kind]) if str(r.get("id", "")).startswith(text)
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise UsageError(
+            f"no {kind} id starts with {value!r} (ids are 26 characters; `loractl {kind}s list`)"
+        )
+    raise UsageError(f"{kind} id prefix {value!r} is ambiguous: {', '.join(matches[:10])}")
+
+
+def _page(client: ApiClient, path: str, args: argparse.Namespace, **params: Any) -> list[dict[str, Any]]:
+    """One page (``--limit``, ``--next-token``) or every row (``--all``); says when more rows exist."""
+    if args.limit is not None and not 1 <= args.limit <= MAX_PAGE_SIZE:
+        raise UsageError(f"--limit must be between 1 and {MAX_PAGE_SIZE}")
+    if args.all:
+        return client.list_all(path, **params)
+    page = client.get(path, limit=args.limit or PAGE_SIZE, next_token=args.next_token, **params)
+    token = page.get("next_token") if isinstance(page, dict) else None
+    if token:
+        errors.print(f"more rows: add --next-token {token} (or --all)", highlight=False, markup=False)
+    return page_items(page)
 
 
 def _transfer_progress() -> Progress:
@@ -126,10 +177,10 @@ def models_upload(args: argparse.Namespace) -> int:
             )
         model = client.post(f"/models/{model_id}/complete", {"parts": etags})
         resume.clear()
-    emit(
-        api_shapes.created_record(model, "model") if isinstance(model, dict) and "model" in model else model,
-        args.json,
+    record = (
+        api_shapes.created_record(model, "model") if isinstance(model, dict) and "model" in model else model
     )
+    emit(record, args.output, sections=views.model_sections(record))
     return EXIT_OK
 
 
@@ -147,34 +198,34 @@ def models_import(args: argparse.Namespace) -> int:
         while args.wait and model.get("status") == "processing":
             time.sleep(POLL_SECONDS)
             model = client.get(f"/models/{model['id']}")
-    emit(model, args.json)
+    emit(model, args.output, sections=views.model_sections(model))
     return 3 if model.get("status") == "failed" else EXIT_OK
 
 
 def models_list(args: argparse.Namespace) -> int:
     with api(args) as client:
-        items = client.list_all(
-            "/models", limit=args.limit, kind=args.kind, fm_type=args.fm_type, status=args.status
-        )
-    emit(items, args.json, MODEL_COLUMNS, "models")
+        items = _page(client, "/models", args, kind=args.kind, fm_type=args.fm_type, status=args.status)
+    emit([views.model_row(m) for m in items], args.output, views.MODEL_COLUMNS, "models")
     return EXIT_OK
 
 
 def models_get(args: argparse.Namespace) -> int:
     with api(args) as client:
-        emit(client.get(f"/models/{args.id}"), args.json)
+        model = client.get(f"/models/{resolve_id(client, 'model', args.id)}")
+    emit(model, args.output, sections=views.model_sections(model))
     return EXIT_OK
 
 
 def models_delete(args: argparse.Namespace) -> int:
     with api(args) as client:
-        result = client.delete(f"/models/{args.id}")
-    emit(result or {"deleted": args.id}, args.json)
+        model_id = resolve_id(client, "model", args.id)
+        result = client.delete(f"/models/{model_id}")
+    emit(result or {"id": model_id, "deleted": True}, args.output)
     return EXIT_OK
 
 
 def _download_model(
-    client: ApiClient, model_id: str, directory: Path, as_json: bool, epoch: int | None = None
+    client: ApiClient, model_id: str, directory: Path, output: str, epoch: int | None = None
 ) -> Path:
     """The model's file, or with ``epoch`` that saved epoch's LoRA version (``GET /models/{id}?epoch=``)."""
     model = client.get(f"/models/{model_id}", **({"epoch": epoch} if epoch is not None else {}))
@@ -195,7 +246,7 @@ def _download_model(
     result = {"model_id": model_id, "path": str(target), "size_bytes": target.stat().st_size}
     if epoch is not None:
         result["epoch"] = epoch
-    emit(result, as_json)
+    emit(result, output)
     return target
 
 
@@ -203,7 +254,8 @@ def models_download(args: argparse.Namespace) -> int:
     if args.epoch is not None and args.epoch < 1:
         raise UsageError("--epoch must be at least 1")
     with api(args) as client:
-        _download_model(client, args.id, Path(args.directory), args.json, args.epoch)
+        model_id = resolve_id(client, "model", args.id)
+        _download_model(client, model_id, Path(args.directory), args.output, args.epoch)
     return EXIT_OK
 
 
@@ -211,11 +263,17 @@ def models_download(args: argparse.Namespace) -> int:
 
 
 def collect_dataset_files(root: Path) -> list[tuple[str, Path]]:
-    """Every file under ``root`` as (relative POSIX path, path); hidden files included, so the
-    dataset rules report them instead of loractl silently skipping them."""
+    """Every file under ``root`` as (relative POSIX path, path), operating-system litter
+    (``.DS_Store``, ``Thumbs.db``, ``._*``) skipped with a note; other hidden files are kept so
+    the dataset rules report them instead of loractl silently dropping them."""
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory")
-    files = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
+    found = sorted((p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file())
+    skipped = [relative for relative, _ in found if is_ignored(relative)]
+    if skipped:
+        names = ", ".join(sorted({Path(s).name for s in skipped}))
+        errors.print(f"skipped {len(skipped)} system file(s) ({names})", highlight=False, markup=False)
+    files = [(relative, path) for relative, path in found if not is_ignored(relative)]
     if not files:
         raise UsageError(f"{root} holds no files: expected <repeats>_<concept>/<image> and .txt captions")
     return files
@@ -229,13 +287,18 @@ def datasets_upload(args: argparse.Namespace) -> int:
     local = [DeclaredFile(relative, path.stat().st_size) for relative, path in files]
     declared = [{"path": f.path, "size_bytes": f.size_bytes} for f in local]
     # The server's own rules, run locally first: every problem is listed before anything is sent.
-    problems = check_declared_files(local)
+    problems: list[dict[str, Any]] = []
+    for problem in check_declared_files(local):
+        index = int(problem.field.split("[")[1].split("]")[0]) if "[" in problem.field else None
+        problems.append(
+            {"field": declared[index]["path"] if index is not None else str(root), "problem": problem.problem}
+        )
+    if not problems:  # the layout is right: now the pairing the manifest would check after upload
+        problems = [{"field": str(root), "problem": text} for text in caption_problems(local)]
     if problems:
-        for problem in problems:
-            index = int(problem.field.split("[")[1].split("]")[0]) if "[" in problem.field else None
-            where = declared[index]["path"] if index is not None else str(root)
-            errors.print(f"  {where}: {problem.problem}", highlight=False, markup=False)
-        raise UsageError(f"{root}: {len(problems)} problem(s) with the dataset layout; nothing was uploaded")
+        raise UsageError(
+            f"{root}: {len(problems)} problem(s) with the dataset; nothing was uploaded", problems
+        )
     by_path = dict(files)
     with api(args) as client:
         # The API checks every path and size against the dataset rules and answers 400 with
@@ -256,9 +319,12 @@ def datasets_upload(args: argparse.Namespace) -> int:
                 upload_files(targets, lambda n: progress.advance(task, n), args.workers)
         dataset = client.post(f"/datasets/{dataset_id}/complete", {})
     record = dataset.get("dataset", dataset) if isinstance(dataset, dict) else dataset
-    emit(record, args.json)
+    emit(record, args.output, sections=views.dataset_sections(record))
     if isinstance(record, dict) and record.get("status") == "invalid":
-        errors.print("[yellow]the dataset arrived but its manifest lists problems (see above)[/yellow]")
+        found = (record.get("manifest") or {}).get("problems") or []
+        for line in found:
+            errors.print(f"  {line}", highlight=False, markup=False)
+        errors.print(f"[yellow]the dataset arrived but its manifest lists {len(found)} problem(s)[/yellow]")
         return 3
     return EXIT_OK
 
@@ -278,18 +344,15 @@ def _upload_batches(
 
 def datasets_list(args: argparse.Namespace) -> int:
     with api(args) as client:
-        emit(
-            client.list_all("/datasets", limit=args.limit, status=args.status),
-            args.json,
-            DATASET_COLUMNS,
-            "datasets",
-        )
+        items = _page(client, "/datasets", args, status=args.status)
+    emit([views.dataset_row(d) for d in items], args.output, views.DATASET_COLUMNS, "datasets")
     return EXIT_OK
 
 
 def datasets_get(args: argparse.Namespace) -> int:
     with api(args) as client:
-        emit(client.get(f"/datasets/{args.id}"), args.json)
+        dataset = client.get(f"/datasets/{resolve_id(client, 'dataset', args.id)}")
+    emit(dataset, args.output, sections=views.dataset_sections(dataset))
     return EXIT_OK
 
 
@@ -323,12 +386,18 @@ def datasets_prepare(args: argparse.Namespace) -> int:
     if problems:
         raise UsageError("; ".join(problems))
     spec = CropSpec(width, height, CropMode(args.mode), args.upscale)
-    root, output = Path(args.directory), Path(args.output)
+    root, output = Path(args.directory), Path(args.destination)
     if output.resolve() == root.resolve() or root.resolve() in output.resolve().parents:
-        raise UsageError("--output must be a folder outside the dataset (originals are never overwritten)")
-    files = collect_dataset_files(root)
+        raise UsageError("DESTINATION must be a folder outside the dataset (originals are never overwritten)")
     failed: list[str] = []
+    files = []
+    for relative, path in collect_dataset_files(root):
+        if relative.count("/") != 1:  # only <repeats>_<concept>/<file>: what upload accepts
+            failed.append(f"{relative}: not directly inside a <repeats>_<concept> folder")
+        else:
+            files.append((relative, path))
     kept_stems: set[str] = set()
+    smaller = 0
     for relative, path in files:
         if relative.lower().endswith(".txt"):
             continue
@@ -337,6 +406,7 @@ def datasets_prepare(args: argparse.Namespace) -> int:
         except ImageProblem as problem:
             failed.append(f"{relative}: {problem}")
             continue
+        smaller += _image_size(prepared) != (width, height)
         target = output / output_name(relative)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(prepared)
@@ -347,22 +417,40 @@ def datasets_prepare(args: argparse.Namespace) -> int:
             (output / relative).write_bytes(path.read_bytes())
     for line in failed:
         errors.print(f"  left out {line}", highlight=False, markup=False)
+    if smaller:
+        errors.print(
+            f"{smaller} image(s) smaller than {width}x{height} were cropped to its shape but not enlarged "
+            "(add --upscale to enlarge them)",
+            highlight=False,
+            markup=False,
+        )
     emit(
         {
             "output": str(output),
             "images": len(kept_stems),
+            "smaller_than_target": smaller,
             "left_out": len(failed),
             "width": width,
             "height": height,
         },
-        args.json,
+        args.output,
     )
     return EXIT_OK
+
+
+def _image_size(data: bytes) -> tuple[int, int]:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
 
 
 def datasets_crop(args: argparse.Namespace) -> int:
     with api(args) as client:
         body = _crop_request(args)
+        args.id = resolve_id(client, "dataset", args.id)
         if args.name:
             body["name"] = args.name
         else:
@@ -375,14 +463,15 @@ def datasets_crop(args: argparse.Namespace) -> int:
         while args.wait and dataset.get("status") == "processing":
             time.sleep(POLL_SECONDS)
             dataset = client.get(f"/datasets/{dataset['id']}")
-    emit(dataset, args.json)
+    emit(dataset, args.output, sections=views.dataset_sections(dataset))
     return 3 if dataset.get("status") in ("failed", "invalid") else EXIT_OK
 
 
 def datasets_delete(args: argparse.Namespace) -> int:
     with api(args) as client:
-        result = client.delete(f"/datasets/{args.id}")
-    emit(result or {"deleted": args.id}, args.json)
+        dataset_id = resolve_id(client, "dataset", args.id)
+        result = client.delete(f"/datasets/{dataset_id}")
+    emit(result or {"id": dataset_id, "deleted": True}, args.output)
     return EXIT_OK
 
 
@@ -394,19 +483,49 @@ def configs_defaults(args: argparse.Namespace) -> int:
         response = client.get("/configs/defaults", fm_type=args.fm_type)
     defaults = response.get("defaults", response) if isinstance(response, dict) else response
     if args.json or args.format == "json":
-        emit(response if args.json else defaults, True)
+        emit(response if args.json else defaults, "json")
     else:
-        console.print(
-            tomli_w.dumps({k: v for k, v in defaults.items() if v is not None}), markup=False, highlight=False
-        )
+        sys.stdout.write(defaults_as_toml(response))
     return EXIT_OK
 
 
 def configs_validate(args: argparse.Namespace) -> int:
     config = _read_parameter_file(args.file)
+    body: dict[str, Any] = {"fm_type": args.fm_type, "config": config}
+    if args.instance_type and not args.dataset:
+        raise UsageError("--instance-type plans a job: give --dataset too")
     with api(args) as client:
-        result = client.post("/configs/validate", {"fm_type": args.fm_type, "config": config})
-    emit(result, args.json)
+        if args.dataset:
+            body["dataset_id"] = resolve_id(client, "dataset", args.dataset)
+            body["instance_type"] = args.instance_type or DEFAULT_INSTANCE_TYPE
+        result = client.post("/configs/validate", body)
+    plan = result.get("plan") or {}
+    emit(
+        result,
+        args.output,
+        sections=[
+            (
+                "valid",
+                [
+                    ("family", result.get("fm_type")),
+                    ("parameters", f"{len(result.get('config') or {})} (normalised)"),
+                ],
+            ),
+            (
+                "plan" + (f" on {body['instance_type']}" if plan else ""),
+                [
+                    ("steps", views.plan_steps(plan)),
+                    ("estimate", views.plan_estimate(plan)),
+                    (
+                        "",
+                        None
+                        if plan
+                        else "add --dataset DATASET_ID (and --instance-type) to see steps, time and cost",
+                    ),
+                ],
+            ),
+        ],
+    )
     return EXIT_OK
 
 
@@ -437,14 +556,22 @@ def _read_sample_prompts(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def trainings_create(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {
-        "fm_type": args.fm_type,
-        "base_model_id": args.model,
-        "dataset_id": args.dataset,
-        "instance_type": args.instance_type,
-        "config": _read_parameter_file(args.config) if args.config else {},
-    }
+    config = _read_parameter_file(args.config) if args.config else {}
     prompts = _read_sample_prompts(args)
+    with api(args) as client:
+        base_model_id = resolve_id(client, "model", args.model)
+        body: dict[str, Any] = {
+            # the base model's family unless given: the API refuses a mismatch either way
+            "fm_type": args.fm_type or client.get(f"/models/{base_model_id}").get("fm_type"),
+            "base_model_id": base_model_id,
+            "dataset_id": resolve_id(client, "dataset", args.dataset),
+            "instance_type": args.instance_type or DEFAULT_INSTANCE_TYPE,
+            "config": config,
+        }
+    return _create_training(args, body, prompts)
+
+
+def _create_training(args: argparse.Namespace, body: dict[str, Any], prompts: list[dict[str, Any]]) -> int:
     if prompts:
         body["sample_prompts"] = prompts
     optional = {
@@ -459,9 +586,9 @@ def trainings_create(args: argparse.Namespace) -> int:
         created = client.post("/trainings", body, headers={"Idempotency-Key": key})
         job = api_shapes.created_record(created, "training") if "training" in created else created
         if not args.wait:
-            emit(job, args.json)
+            emit(job, args.output, sections=views.training_sections(job))
             return EXIT_JOB_FAILED if job.get("status") == "FAILED" else EXIT_OK
-        return _follow(client, str(job["id"]), args.json, timeout=None)
+        return _follow(client, str(job["id"]), args.output, timeout=None)
 
 
 def _describe_progress(job: dict[str, Any]) -> str:
@@ -476,7 +603,7 @@ def _describe_progress(job: dict[str, Any]) -> str:
     return "  ".join(p for p in parts if p)
 
 
-def _follow(client: ApiClient, job_id: str, as_json: bool, timeout: float | None) -> int:
+def _follow(client: ApiClient, job_id: str, output: str, timeout: float | None) -> int:
     """Poll the job with a live bar (status, step/total, loss, ETA) until it ends."""
     deadline = None if timeout is None else time.monotonic() + timeout
     columns = (
@@ -486,7 +613,7 @@ def _follow(client: ApiClient, job_id: str, as_json: bool, timeout: float | None
         TimeRemainingColumn(),
     )
     last_line = ""
-    with Progress(*columns, console=errors, transient=as_json) as bar:
+    with Progress(*columns, console=errors, transient=output != "table") as bar:
         task = bar.add_task("starting", total=None, job=job_id)
         while True:
             try:
@@ -509,57 +636,66 @@ def _follow(client: ApiClient, job_id: str, as_json: bool, timeout: float | None
                     bar.update(task, completed=total)
                 break
             if deadline is not None and time.monotonic() > deadline:
-                errors.print(f"gave up waiting after {timeout:.0f}s; the job is still {job.get('status')}")
-                emit(job, as_json)
-                return EXIT_JOB_FAILED
+                emit(job, output, sections=views.training_sections(job))
+                raise WaitTimeout(
+                    f"gave up waiting after {timeout:.0f}s; training {job_id} is still {job.get('status')}"
+                )
             time.sleep(POLL_SECONDS)
-    emit(job, as_json)
+    emit(job, output, sections=views.training_sections(job))
     if job["status"] != "COMPLETED":
-        reason = job.get("failure_reason") or "no reason given"
-        errors.print(f"[red]training {job_id} ended {job['status']}:[/red] {reason}", highlight=False)
+        reason = views.stop_reason(job) or "no reason given"
+        message = f"training {job_id} ended {job['status']}: {reason}"
+        if output == "json":
+            error = {"code": f"TRAINING_{job['status']}", "message": message, "details": []}
+            sys.stderr.write(json.dumps({"error": error, "exit_code": EXIT_JOB_FAILED}) + "\n")
+        else:
+            errors.print(f"[red]training {job_id} ended {job['status']}:[/red] {reason}", highlight=False)
         return EXIT_JOB_FAILED
     return EXIT_OK
 
 
 def trainings_list(args: argparse.Namespace) -> int:
     with api(args) as client:
-        items = client.list_all("/trainings", limit=args.limit, status=args.status)
-    emit(items, args.json, TRAINING_COLUMNS, "trainings")
+        items = _page(client, "/trainings", args, status=args.status)
+    emit([views.training_row(j) for j in items], args.output, views.TRAINING_COLUMNS, "trainings")
     return EXIT_OK
 
 
 def trainings_get(args: argparse.Namespace) -> int:
     with api(args) as client:
-        emit(client.get(f"/trainings/{args.id}"), args.json)
+        job = client.get(f"/trainings/{resolve_id(client, 'training', args.id)}")
+    emit(job, args.output, sections=views.training_sections(job))
     return EXIT_OK
 
 
 def trainings_stop(args: argparse.Namespace) -> int:
     with api(args) as client:
-        emit(client.post(f"/trainings/{args.id}/stop", {}), args.json)
+        job = client.post(f"/trainings/{resolve_id(client, 'training', args.id)}/stop", {})
+    emit(job, args.output, sections=views.training_sections(job))
     return EXIT_OK
 
 
 def trainings_delete(args: argparse.Namespace) -> int:
     with api(args) as client:
         params = {"delete_lora": "true"} if args.delete_lora else {}
-        result = client.delete(f"/trainings/{args.id}", **params)
-    emit(result or {"deleted": args.id}, args.json)
+        job_id = resolve_id(client, "training", args.id)
+        result = client.delete(f"/trainings/{job_id}", **params)
+    emit(result or {"id": job_id, "deleted": True}, args.output)
     return EXIT_OK
 
 
 def trainings_wait(args: argparse.Namespace) -> int:
     with api(args) as client:
-        return _follow(client, args.id, args.json, args.timeout)
+        return _follow(client, resolve_id(client, "training", args.id), args.output, args.timeout)
 
 
 def trainings_download(args: argparse.Namespace) -> int:
     with api(args) as client:
-        job = client.get(f"/trainings/{args.id}")
+        job = client.get(f"/trainings/{resolve_id(client, 'training', args.id)}")
         lora_id = api_shapes.lora_model_id(job)
         if job.get("status") != "COMPLETED" or not lora_id:
             raise UsageError(f"training {args.id} has no LoRA to download (status {job.get('status')!r})")
-        _download_model(client, lora_id, Path(args.directory), args.json)
+        _download_model(client, lora_id, Path(args.directory), args.output)
     return EXIT_OK
 
 
@@ -606,6 +742,7 @@ def follow_log(
 def trainings_logs(args: argparse.Namespace) -> int:
     """The newest lines of the job's log (or the first with --head); --follow keeps printing."""
     with api(args) as client:
+        args.id = resolve_id(client, "training", args.id)
         start = "head" if args.head else "tail"
         page = client.get(f"/trainings/{args.id}/logs", limit=args.limit, start=start)
         _print_log_lines(page, args.json)
@@ -618,10 +755,11 @@ def trainings_plot(args: argparse.Namespace) -> int:
     """Write the job's loss curve as a PNG chart."""
     from loractl.loss_chart import render_loss_chart  # Pillow is only needed here
 
-    output = Path(args.output or f"{args.id}-loss.png")
+    output = Path(args.file or f"{args.id}-loss.png")
     if output.suffix.lower() != ".png":
-        raise UsageError(f"--output must name a .png file, not {output.name!r}")
+        raise UsageError(f"FILE must name a .png file, not {output.name!r}")
     with api(args) as client:
+        args.id = resolve_id(client, "training", args.id)
         curve = client.get(f"/trainings/{args.id}/metrics")
     points = [p for p in curve.get("points") or [] if isinstance(p, dict) and "step" in p]
     try:
@@ -630,14 +768,15 @@ def trainings_plot(args: argparse.Namespace) -> int:
         raise UsageError(f"training {args.id}: {error}") from error
     output.parent.mkdir(parents=True, exist_ok=True)
     image.save(output, format="PNG")
-    emit({"path": str(output), "points": len(points), "stride": curve.get("stride")}, args.json)
+    emit({"path": str(output), "points": len(points), "stride": curve.get("stride")}, args.output)
     return EXIT_OK
 
 
 def trainings_samples(args: argparse.Namespace) -> int:
     """Download a job's sample images and write its contact sheet (rows epochs, columns prompts)."""
-    output = Path(args.output)
+    output = Path(args.directory)
     with api(args) as client:
+        args.id = resolve_id(client, "training", args.id)
         job = client.get(f"/trainings/{args.id}")
         samples = api_shapes.samples_of(job)
         if not samples:
@@ -662,7 +801,7 @@ def trainings_samples(args: argparse.Namespace) -> int:
             "directory": str(folder),
             "contact_sheet": str(sheet),
         },
-        args.json,
+        args.output,
     )
     return EXIT_OK
 

@@ -108,10 +108,28 @@ def resolve_connection(
             "no endpoint: pass --endpoint, set LORACTL_ENDPOINT, or run `loractl local serve` "
             f"(which writes the 'local' profile to {config_path()})"
         )
-    chosen_token = token or os.environ.get(TOKEN_ENV) or (stored.get("token") if not endpoint else None)
+    chosen_token = token or os.environ.get(TOKEN_ENV) or _stored_token(chosen_endpoint, stored, profiles)
     return Connection(
         endpoint=chosen_endpoint.rstrip("/"),
         token=chosen_token or None,
         region=region or stored.get("region"),
         aws_profile=aws_profile or stored.get("aws_profile"),
     )
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    return a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
+def _stored_token(endpoint: str, chosen: dict[str, Any], profiles: dict[str, Any]) -> str | None:
+    """The token stored for ``endpoint``: the chosen profile's when it names that endpoint, else
+    that of the one profile that does (``--endpoint`` with the local runtime's own URL keeps its
+    token). An endpoint no profile names gets none: a deployed stack is SigV4-signed."""
+    if chosen.get("token") and _same_endpoint(str(chosen.get("endpoint", "")), endpoint):
+        return str(chosen["token"])
+    tokens = {
+        str(p["token"])
+        for p in profiles.values()
+        if isinstance(p, dict) and p.get("token") and _same_endpoint(str(p.get("endpoint", "")), endpoint)
+    }
+    return tokens.pop() if len(tokens) == 1 else None

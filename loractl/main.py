@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import json
 import sys
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 
+from rich.text import Text
+
+from functions.domain.catalog import DEFAULT_INSTANCE_TYPE
 from loractl import commands
 from loractl.api_shapes import UnexpectedResponseError
 from loractl.client import ApiConnectionError, ApiError
@@ -13,14 +20,18 @@ from loractl.config import ConfigError
 from loractl.output import errors
 from loractl.uploads import DEFAULT_WORKERS, TransferError
 
-EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_JOB_FAILED, EXIT_CONNECTION = 0, 2, 3, 4, 5
+EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_JOB_FAILED, EXIT_CONNECTION, EXIT_TIMEOUT = 0, 2, 3, 4, 5, 6
 EPILOG = """\
-connection (flags > environment > config file):
+global options (before or after the subcommand):
+  -o, --output json|table|id        output format (default table); --json is -o json
   --endpoint / LORACTL_ENDPOINT     API base URL
   --token / LORACTL_TOKEN           bearer token (local runtime); without one, requests are
                                     SigV4-signed with the standard AWS credential chain
   --profile / LORACTL_PROFILE       profile in the config file ($LORACTL_CONFIG or
                                     ~/.config/loractl/config.toml; `local serve` writes 'local')
+  --region, --aws-profile           SigV4 region and AWS credentials profile
+
+IDs: the full 26-character id, or any unique prefix of it (like git).
 
 exit codes:
   0  success
@@ -28,56 +39,104 @@ exit codes:
   3  the API refused the request (the error and every problem field are printed)
   4  the training job ended FAILED or STOPPED (trainings create --wait / trainings wait)
   5  connection error (endpoint unreachable, upload/download failed, no AWS credentials)
+  6  timed out waiting (trainings wait --timeout): the job is still running
+  With --json (-o json) errors are a JSON object on stderr: {"error": {"code", "message", "details"}}.
 
 examples:
   loractl local serve
   loractl models upload base.safetensors --fm-type sd15
   loractl datasets upload ./my-dataset --name cats
-  loractl trainings create --model MODEL_ID --dataset DATASET_ID --fm-type sd15 \\
-      --instance-type ml.g5.xlarge --config lora.toml --wait
+  loractl trainings create --model MODEL_ID --dataset DATASET_ID --config lora.toml --wait
   loractl trainings logs JOB_ID --follow
-  loractl trainings plot JOB_ID --output loss.png
+  loractl trainings plot JOB_ID loss.png
   loractl trainings download JOB_ID ./loras
 """
+OUTPUT_FORMATS = ("table", "json", "id")
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("connection")
-    group.add_argument("--endpoint", help="API base URL (env LORACTL_ENDPOINT)")
-    group.add_argument("--token", help="bearer token for the local runtime (env LORACTL_TOKEN)")
-    group.add_argument("--profile", help="config-file profile (env LORACTL_PROFILE)")
-    group.add_argument("--region", help="AWS region for SigV4 (default: from the endpoint)")
+def _add_global_flags(parser: argparse.ArgumentParser, on_subcommand: bool) -> None:
+    """The connection and output flags, accepted before and after the subcommand.
+
+    On the subcommands every default is SUPPRESS, so a flag given after the subcommand sets
+    the value and one given before it (parsed by the root parser) is not overwritten by a default.
+    """
+    default: Any = argparse.SUPPRESS if on_subcommand else None
+    group = parser.add_argument_group("global options (before or after the subcommand)")
+    group.add_argument("--endpoint", default=default, help="API base URL (env LORACTL_ENDPOINT)")
     group.add_argument(
-        "--aws-profile", help="AWS credentials profile for SigV4 (default: the standard chain)"
+        "--token", default=default, help="bearer token for the local runtime (env LORACTL_TOKEN)"
     )
-    group.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    group.add_argument("--profile", default=default, help="config-file profile (env LORACTL_PROFILE)")
+    group.add_argument("--region", default=default, help="AWS region for SigV4 (default: from the endpoint)")
+    group.add_argument(
+        "--aws-profile",
+        default=default,
+        help="AWS credentials profile for SigV4 (default: the standard chain)",
+    )
+    group.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUT_FORMATS,
+        default=default,
+        help="table (default), json, or id (just the id(s), one per line, for scripts)",
+    )
+    group.add_argument(
+        "--json", dest="output", action="store_const", const="json", default=default, help="same as -o json"
+    )
 
 
 def _command(
     parent: argparse._SubParsersAction, name: str, handler: Handler, help_: str
 ) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = parent.add_parser(name, help=help_, description=help_)
-    _add_connection_flags(parser)
+    _add_global_flags(parser, on_subcommand=True)
     parser.set_defaults(handler=handler)
     return parser
 
 
-def _fm_type(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--fm-type", choices=["sd15", "sdxl"], required=required, help="base-model family")
+def _id_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "id", metavar=f"{what.upper()}_ID", help=f"the {what}'s id (or a unique prefix of it)"
+    )
+
+
+def _fm_type(
+    parser: argparse.ArgumentParser, required: bool = True, help_: str = "base-model family"
+) -> None:
+    parser.add_argument("--fm-type", choices=["sd15", "sdxl"], required=required, help=help_)
+
+
+def _paging(
+    parser: argparse.ArgumentParser, statuses: Sequence[str], normalise: Callable[[str], str]
+) -> None:
+    parser.add_argument(
+        "--status",
+        type=normalise,
+        choices=list(statuses),
+        help=f"only this status (any case): {', '.join(statuses)}",
+    )
+    parser.add_argument(
+        "--limit", type=int, help=f"rows per page, 1-{commands.MAX_PAGE_SIZE} (default {commands.PAGE_SIZE})"
+    )
+    paging = parser.add_mutually_exclusive_group()
+    paging.add_argument("--all", action="store_true", help="follow next tokens and list every row")
+    paging.add_argument("--next-token", help="the next page (the token a previous page printed)")
 
 
 def _models(root: argparse._SubParsersAction) -> None:
     group = root.add_parser("models", help="base checkpoints and LoRAs").add_subparsers(
-        dest="action", required=True
+        dest="action", required=True, metavar="ACTION"
     )
     upload = _command(
         group, "upload", commands.models_upload, "upload a .safetensors file (parallel multipart)"
     )
-    upload.add_argument("file", type=str)
+    upload.add_argument("file", metavar="FILE", help="the .safetensors checkpoint or LoRA")
     _fm_type(upload)
-    upload.add_argument("--kind", choices=["checkpoint", "lora"], default="checkpoint")
+    upload.add_argument(
+        "--kind", choices=["checkpoint", "lora"], default="checkpoint", help="default checkpoint"
+    )
     upload.add_argument("--name", help="display name (default: the file name)")
     upload.add_argument(
         "--workers",
@@ -91,9 +150,11 @@ def _models(root: argparse._SubParsersAction) -> None:
         commands.models_import,
         "have the service fetch a .safetensors model from an https URL",
     )
-    imported.add_argument("url")
+    imported.add_argument("url", metavar="URL", help="https address of the .safetensors file")
     _fm_type(imported)
-    imported.add_argument("--kind", choices=["checkpoint", "lora"], default="checkpoint")
+    imported.add_argument(
+        "--kind", choices=["checkpoint", "lora"], default="checkpoint", help="default checkpoint"
+    )
     imported.add_argument("--name", help="display name (default: the file name)")
     imported.add_argument(
         "--filename", help="stored file name (needed when the URL has no .safetensors name)"
@@ -103,13 +164,14 @@ def _models(root: argparse._SubParsersAction) -> None:
     listing = _command(group, "list", commands.models_list, "list your models, newest first")
     listing.add_argument("--kind", choices=["checkpoint", "lora"])
     _fm_type(listing, required=False)
-    listing.add_argument("--status")
-    listing.add_argument("--limit", type=int)
-    _command(group, "get", commands.models_get, "show one model").add_argument("id")
-    _command(group, "delete", commands.models_delete, "delete a model and its file").add_argument("id")
+    _paging(listing, commands.RESOURCE_STATUSES, str.lower)
+    _id_argument(_command(group, "get", commands.models_get, "show one model"), "model")
+    _id_argument(_command(group, "delete", commands.models_delete, "delete a model and its file"), "model")
     download = _command(group, "download", commands.models_download, "download a model's file")
-    download.add_argument("id")
-    download.add_argument("directory", nargs="?", default=".")
+    _id_argument(download, "model")
+    download.add_argument(
+        "directory", metavar="DIRECTORY", nargs="?", default=".", help="where to write it (default: here)"
+    )
     download.add_argument(
         "--epoch", type=int, help="a trained LoRA's saved epoch (save_every_n_epochs); default: the final one"
     )
@@ -117,12 +179,14 @@ def _models(root: argparse._SubParsersAction) -> None:
 
 def _datasets(root: argparse._SubParsersAction) -> None:
     group = root.add_parser("datasets", help="Kohya-layout image datasets").add_subparsers(
-        dest="action", required=True
+        dest="action", required=True, metavar="ACTION"
     )
     upload = _command(
         group, "upload", commands.datasets_upload, "check and upload a <repeats>_<concept>/ folder tree"
     )
-    upload.add_argument("directory")
+    upload.add_argument(
+        "directory", metavar="DIRECTORY", help="the dataset folder, holding <repeats>_<concept>/ folders"
+    )
     upload.add_argument("--name", help="display name (default: the folder name)")
     upload.add_argument(
         "--workers",
@@ -131,23 +195,30 @@ def _datasets(root: argparse._SubParsersAction) -> None:
         help=f"parallel file uploads (default {DEFAULT_WORKERS})",
     )
     listing = _command(group, "list", commands.datasets_list, "list your datasets, newest first")
-    listing.add_argument("--status")
-    listing.add_argument("--limit", type=int)
-    _command(group, "get", commands.datasets_get, "show one dataset and its manifest").add_argument("id")
-    _command(group, "delete", commands.datasets_delete, "delete a dataset and its files").add_argument("id")
+    _paging(listing, commands.RESOURCE_STATUSES, str.lower)
+    _id_argument(
+        _command(group, "get", commands.datasets_get, "show one dataset and its manifest"), "dataset"
+    )
+    _id_argument(
+        _command(group, "delete", commands.datasets_delete, "delete a dataset and its files"), "dataset"
+    )
     prepare = _command(
         group,
         "prepare",
         commands.datasets_prepare,
         "crop and resize a local dataset folder before uploading it (as the service's crop does)",
     )
-    prepare.add_argument("directory")
-    prepare.add_argument("--output", required=True, help="folder to write the prepared dataset to")
+    prepare.add_argument("directory", metavar="DIRECTORY", help="the dataset folder to read (left as it is)")
+    prepare.add_argument(
+        "destination",
+        metavar="DESTINATION",
+        help="folder to write the prepared dataset to (outside DIRECTORY)",
+    )
     _crop_arguments(prepare)
     crop = _command(
         group, "crop", commands.datasets_crop, "make a cropped copy of an uploaded dataset (server side)"
     )
-    crop.add_argument("id")
+    _id_argument(crop, "dataset")
     crop.add_argument("--name", help="the new dataset's name (default: '<source name> <width>x<height>')")
     crop.add_argument("--wait", action="store_true", help="wait until the new dataset is ready")
     _crop_arguments(crop)
@@ -155,44 +226,66 @@ def _datasets(root: argparse._SubParsersAction) -> None:
 
 def _crop_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", type=int, help="target width in pixels (square unless --height)")
-    parser.add_argument("--height", type=int, help="target height in pixels")
+    parser.add_argument("--height", type=int, help="target height in pixels (default: the width)")
     parser.add_argument(
         "--fm-type", choices=["sd15", "sdxl"], help="use the family's native side (512 / 1024) as resolution"
     )
-    parser.add_argument("--mode", choices=["center", "smart"], default="center", help="which part to keep")
-    parser.add_argument("--upscale", action="store_true", help="also enlarge images smaller than the target")
+    parser.add_argument(
+        "--mode", choices=["center", "smart"], default="center", help="which part to keep (default center)"
+    )
+    parser.add_argument(
+        "--upscale",
+        action="store_true",
+        help="also enlarge images smaller than the target (default: they are only cropped, and stay smaller)",
+    )
 
 
 def _configs(root: argparse._SubParsersAction) -> None:
     group = root.add_parser("configs", help="Kohya training parameters").add_subparsers(
-        dest="action", required=True
+        dest="action", required=True, metavar="ACTION"
     )
-    defaults = _command(group, "defaults", commands.configs_defaults, "print the recommended parameters")
+    defaults = _command(
+        group,
+        "defaults",
+        commands.configs_defaults,
+        "print the recommended parameters (TOML with every settable key, its help and range as comments)",
+    )
     _fm_type(defaults)
-    defaults.add_argument("--format", choices=["toml", "json"], default="toml")
-    validate = _command(group, "validate", commands.configs_validate, "validate a TOML/JSON parameter file")
-    validate.add_argument("file")
+    defaults.add_argument("--format", choices=["toml", "json"], default="toml", help="default toml")
+    validate = _command(
+        group,
+        "validate",
+        commands.configs_validate,
+        "validate a TOML/JSON parameter file (with --dataset: also plan steps, time and cost)",
+    )
+    validate.add_argument("file", metavar="FILE", help="TOML (.toml) or JSON parameter file")
     _fm_type(validate)
+    validate.add_argument("--dataset", help="dataset id (or prefix): also show the job's plan")
+    validate.add_argument(
+        "--instance-type", help=f"instance type for the plan (default {DEFAULT_INSTANCE_TYPE})"
+    )
 
 
 def _trainings(root: argparse._SubParsersAction) -> None:
     group = root.add_parser("trainings", help="LoRA training jobs").add_subparsers(
-        dest="action", required=True
+        dest="action", required=True, metavar="ACTION"
     )
     create = _command(group, "create", commands.trainings_create, "start a training job")
-    create.add_argument("--model", required=True, help="base checkpoint id")
-    create.add_argument("--dataset", required=True, help="dataset id")
-    _fm_type(create)
-    create.add_argument("--instance-type", required=True, help="e.g. ml.g5.xlarge")
-    create.add_argument("--config", help="TOML or JSON file of Kohya parameters")
-    create.add_argument("--name")
+    create.add_argument("--model", required=True, help="base checkpoint id (or prefix)")
+    create.add_argument("--dataset", required=True, help="dataset id (or prefix)")
+    _fm_type(create, required=False, help_="base-model family (default: the base model's)")
+    create.add_argument("--instance-type", help=f"e.g. ml.g5.xlarge (default {DEFAULT_INSTANCE_TYPE})")
+    create.add_argument(
+        "--config", help="TOML or JSON file of Kohya parameters (default: the family's defaults)"
+    )
+    create.add_argument("--name", help="display name")
     create.add_argument(
         "--spot",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="managed spot (default: the deployment's)",
     )
-    create.add_argument("--max-runtime", type=int, help="seconds")
+    create.add_argument("--max-runtime", type=int, help="seconds (default: the deployment's)")
     create.add_argument(
         "--sample-prompt",
         action="append",
@@ -213,33 +306,36 @@ def _trainings(root: argparse._SubParsersAction) -> None:
         "--wait", action="store_true", help="follow the job with a progress bar until it ends"
     )
     listing = _command(group, "list", commands.trainings_list, "list your trainings, newest first")
-    listing.add_argument("--status")
-    listing.add_argument("--limit", type=int)
-    _command(group, "get", commands.trainings_get, "show one training with its live progress").add_argument(
-        "id"
+    _paging(listing, commands.JOB_STATUSES, str.upper)
+    _id_argument(
+        _command(group, "get", commands.trainings_get, "show one training with its live progress"), "job"
     )
-    _command(group, "stop", commands.trainings_stop, "stop a running training").add_argument("id")
+    _id_argument(_command(group, "stop", commands.trainings_stop, "stop a running training"), "job")
     delete = _command(group, "delete", commands.trainings_delete, "delete a finished training")
-    delete.add_argument("id")
+    _id_argument(delete, "job")
     delete.add_argument("--delete-lora", action="store_true", help="also delete the LoRA it produced")
     wait = _command(group, "wait", commands.trainings_wait, "follow a training until it ends")
-    wait.add_argument("id")
-    wait.add_argument("--timeout", type=float, help="give up after this many seconds")
+    _id_argument(wait, "job")
+    wait.add_argument(
+        "--timeout", type=float, help="give up after this many seconds (exit 6; default: wait for the end)"
+    )
     download = _command(
         group, "download", commands.trainings_download, "download the LoRA of a completed training"
     )
-    download.add_argument("id")
-    download.add_argument("directory", nargs="?", default=".")
+    _id_argument(download, "job")
+    download.add_argument(
+        "directory", metavar="DIRECTORY", nargs="?", default=".", help="where to write it (default: here)"
+    )
     logs = _command(group, "logs", commands.trainings_logs, "print a training's log (the newest lines)")
-    logs.add_argument("id")
+    _id_argument(logs, "job")
     logs.add_argument("--limit", type=int, default=100, help="lines to show first (1-1000, default 100)")
     logs.add_argument("--head", action="store_true", help="start from the first line instead of the newest")
     logs.add_argument(
         "--follow", action="store_true", help="keep printing new lines until the job ends and its log is read"
     )
     plot = _command(group, "plot", commands.trainings_plot, "write a PNG chart of a training's loss curve")
-    plot.add_argument("id")
-    plot.add_argument("--output", help="PNG file to write (default: <id>-loss.png)")
+    _id_argument(plot, "job")
+    plot.add_argument("file", metavar="FILE", nargs="?", help="PNG file to write (default: <id>-loss.png)")
 
     samples = _command(
         group,
@@ -247,13 +343,19 @@ def _trainings(root: argparse._SubParsersAction) -> None:
         commands.trainings_samples,
         "download a training's sample images and write a contact sheet (epochs x prompts)",
     )
-    samples.add_argument("id")
-    samples.add_argument("--output", default=".", help="folder for the images and the contact sheet")
+    _id_argument(samples, "job")
+    samples.add_argument(
+        "directory",
+        metavar="DIRECTORY",
+        nargs="?",
+        default=".",
+        help="folder for the images and the contact sheet (default: here)",
+    )
 
 
 def _local(root: argparse._SubParsersAction) -> None:
     group = root.add_parser("local", help="the local runtime (everything on this machine)").add_subparsers(
-        dest="action", required=True
+        dest="action", required=True, metavar="ACTION"
     )
     serve = group.add_parser("serve", help="start the local runtime until Ctrl-C")
     from local_runtime.serve import add_serve_arguments  # the local runtime is only needed here
@@ -269,7 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    root = parser.add_subparsers(dest="group", required=True)
+    parser.add_argument("--version", action="version", version=f"loractl {version()}")
+    _add_global_flags(parser, on_subcommand=False)
+    root = parser.add_subparsers(dest="group", required=True, metavar="GROUP")
     _models(root)
     _datasets(root)
     _configs(root)
@@ -278,32 +382,89 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def version() -> str:
+    """The installed distribution's version (pyproject.toml's), or the source tree's marker."""
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse exits 2 on usage errors and 0 for --help
+        return importlib.metadata.version("lora-on-aws")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+source"
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    """Whether the command line asks for JSON, read before parsing (for argparse's own errors)."""
+    items = list(argv)
+    return any(
+        item in ("--json", "--output=json", "-ojson")
+        or (item in ("-o", "--output") and index + 1 < len(items) and items[index + 1] == "json")
+        for index, item in enumerate(items)
+    )
+
+
+def _fail(as_json: bool, status: int, code: str, message: str, details: Sequence[dict[str, Any]] = ()) -> int:
+    """Report an error on stderr: plain words, or with --json one JSON object; returns ``status``."""
+    if as_json:
+        payload = {"error": {"code": code, "message": message, "details": list(details)}, "exit_code": status}
+        sys.stderr.write(json.dumps(payload) + "\n")
+    else:
+        label = code.lower().replace("_", " ")
+        errors.print(Text.assemble((label, "red"), ": ", message), soft_wrap=True, highlight=False)
+        for detail in details:
+            line = f"  - {detail.get('field', '?')}: {detail.get('problem', detail)}"
+            errors.print(line, markup=False, highlight=False, soft_wrap=True)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(arguments)
+    parser = build_parser()
+    if as_json:
+        _report_usage_errors_as_json(parser)
+    try:
+        args = parser.parse_args(arguments)
+    except SystemExit as exit_:  # argparse exits 2 on usage errors and 0 for --help / --version
         return int(exit_.code or 0)
+    args.output = args.output or "table"
+    args.json = args.output == "json"
     try:
         return int(args.handler(args))
     except commands.UsageError as error:
-        errors.print(f"[red]usage error:[/red] {error}")
-        return EXIT_USAGE
+        return _fail(as_json, EXIT_USAGE, "USAGE_ERROR", str(error), error.details)
     except ConfigError as error:
-        errors.print(f"[red]configuration error:[/red] {error}")
-        return EXIT_USAGE
+        return _fail(as_json, EXIT_USAGE, "CONFIGURATION_ERROR", str(error))
     except ApiError as error:
-        errors.print(error.describe(), markup=False, highlight=False)
+        if as_json:
+            return _fail(True, EXIT_API, error.code, error.message, error.details)
+        errors.print(error.describe(), markup=False, highlight=False, soft_wrap=True)
         return EXIT_API
     except UnexpectedResponseError as error:
-        errors.print(f"[red]unexpected API response:[/red] {error}")
-        return EXIT_API
+        return _fail(as_json, EXIT_API, "UNEXPECTED_RESPONSE", str(error))
     except (ApiConnectionError, TransferError) as error:
-        errors.print(f"[red]connection error:[/red] {error}")
-        return EXIT_CONNECTION
+        return _fail(as_json, EXIT_CONNECTION, "CONNECTION_ERROR", str(error))
+    except commands.WaitTimeout as error:
+        return _fail(as_json, EXIT_TIMEOUT, "TIMEOUT", str(error))
     except KeyboardInterrupt:
         errors.print("interrupted")
         return 130
+
+
+def _report_usage_errors_as_json(parser: argparse.ArgumentParser) -> None:
+    """Make argparse's usage errors (in the root parser and every subparser) print JSON."""
+
+    def error(self: argparse.ArgumentParser, message: str) -> NoReturn:
+        _fail(True, EXIT_USAGE, "USAGE_ERROR", f"{self.prog}: {message}")
+        raise SystemExit(EXIT_USAGE)
+
+    for each in _all_parsers(parser):
+        each.error = types.MethodType(error, each)  # type: ignore[method-assign]
+
+
+def _all_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _all_parsers(child)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@ contract as ``training_container.entrypoint`` in milliseconds, without torch.
 
 Its behaviour comes from the ``behaviour`` hyperparameter: ``succeed`` (write progress and a
 model file), ``fail`` (write ``output/failure`` and exit 1), ``sleep`` (report progress until
-SIGTERM, then save a checkpoint and exit 0, as the real entrypoint does on a stop request).
+SIGTERM, then save a checkpoint and exit 0, as the real entrypoint does on a stop request),
+``finish_despite_stop`` (on SIGTERM publish the model and ``summary.json`` and exit 0: a stop
+racing completion).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", type=Path, required=True)
     root = parser.parse_args().root
+    started = time.monotonic()
     hyperparameters = json.loads((root / "input/config/hyperparameters.json").read_text())
     behaviour = hyperparameters.get("behaviour", "succeed")
     dataset_files = sorted(p.name for p in (root / "input/data").rglob("*") if p.is_file())
@@ -44,6 +47,20 @@ def main() -> int:
             (root / "checkpoints/progress.json").write_text(json.dumps({"phase": "training", "step": step}))
             time.sleep(0.1)
         (root / "checkpoints/state.bin").write_bytes(b"resume")
+        return 0
+    if behaviour == "finish_despite_stop":  # the stop arrives while it writes its final outputs
+        stop_arrived = False
+
+        def finish(signum: int, frame: FrameType | None) -> None:
+            nonlocal stop_arrived
+            stop_arrived = True
+
+        signal.signal(signal.SIGTERM, finish)
+        (root / "checkpoints/ready").write_text("handler installed")
+        while not stop_arrived and time.monotonic() < started + 30:
+            time.sleep(0.05)
+        (root / "model/out.safetensors").write_bytes(b"fake lora")
+        (root / "model/summary.json").write_text(json.dumps({"steps": 2}))
         return 0
     print("fake container: training", flush=True)
     sys.stdout.write("steps: 1/2\rsteps: 2/2\n")  # a tqdm bar redrawn with carriage returns

@@ -110,7 +110,7 @@ def curve(n: int, with_rate: bool = True) -> dict[str, Any]:
 def test_plot_writes_a_png_of_the_curve(scripted: list[ScriptedApi], tmp_path: Path) -> None:
     scripted.append(ScriptedApi([], ["COMPLETED"], curve(50)))
     target = tmp_path / "charts" / "loss.png"
-    code, out, err = run("trainings", "plot", JOB, "--output", str(target), "--json")
+    code, out, err = run("trainings", "plot", JOB, str(target), "--json")
     assert code == 0, err
     assert json.loads(out) == {"path": str(target), "points": 50, "stride": 1}
     with Image.open(target) as image:
@@ -121,9 +121,9 @@ def test_plot_writes_a_png_of_the_curve(scripted: list[ScriptedApi], tmp_path: P
 
 def test_plot_refuses_an_empty_curve_and_a_non_png_name(scripted: list[ScriptedApi], tmp_path: Path) -> None:
     scripted.append(ScriptedApi([], ["STARTING"], {"job_id": JOB, "stride": 1, "points": []}))
-    code, _, err = run("trainings", "plot", JOB, "--output", str(tmp_path / "x.png"))
+    code, _, err = run("trainings", "plot", JOB, str(tmp_path / "x.png"))
     assert code == 2 and "no loss values" in err
-    code, _, err = run("trainings", "plot", JOB, "--output", str(tmp_path / "x.jpg"))
+    code, _, err = run("trainings", "plot", JOB, str(tmp_path / "x.jpg"))
     assert code == 2 and ".png" in err
 
 

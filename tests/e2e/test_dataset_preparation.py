@@ -28,17 +28,14 @@ def test_prepare_locally_writes_cropped_images_and_their_captions(tmp_path: Path
 
     source = make_dataset(tmp_path / "in")
     out = tmp_path / "out"
-    assert loractl(["datasets", "prepare", str(source), "--resolution", "64", "--output", str(out)]) == 0
+    assert loractl(["datasets", "prepare", str(source), "--resolution", "64", str(out)]) == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
         "3_cat/tall.jpg", "3_cat/tall.txt", "3_cat/wide.png", "3_cat/wide.txt",
     ]  # fmt: skip
     assert Image.open(out / "3_cat/wide.png").size == (64, 64)
     assert (out / "3_cat/tall.txt").read_text() == "sks cat, tall"
     # never into the source itself
-    assert (
-        loractl(["datasets", "prepare", str(source), "--resolution", "64", "--output", str(source / "x")])
-        == 2
-    )
+    assert loractl(["datasets", "prepare", str(source), "--resolution", "64", str(source / "x")]) == 2
 
 
 def test_a_server_side_crop_becomes_a_ready_dataset(runtimes: RuntimeLauncher, tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_saved_epochs_become_versions_and_samples_make_a_contact_sheet(
     missing = run_cli(runtime, "models", "download", job["id"], str(tmp_path / "x"), "--epoch", "5")
     assert missing.exit_code != 0 and "epoch" in missing.stderr
 
-    sheet = run_cli(runtime, "trainings", "samples", job["id"], "--output", str(tmp_path / "samples"))
+    sheet = run_cli(runtime, "trainings", "samples", job["id"], str(tmp_path / "samples"))
     assert sheet.exit_code == 0, sheet.stderr
     assert sheet.data["samples"] == 4
     with Image.open(sheet.data["contact_sheet"]) as image:
@@ -91,9 +91,6 @@ def test_saved_epochs_become_versions_and_samples_make_a_contact_sheet(
         != 0
     )
     assert (
-        run_cli(
-            runtime, "trainings", "samples", job["id"], "--output", str(tmp_path / "z"), user="alice"
-        ).exit_code
-        != 0
+        run_cli(runtime, "trainings", "samples", job["id"], str(tmp_path / "z"), user="alice").exit_code != 0
     )
     assert not (tmp_path / "z").exists()

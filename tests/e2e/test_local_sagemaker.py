@@ -218,6 +218,20 @@ def test_stop_sends_sigterm_and_ends_stopped_with_checkpoints_synced(
     assert stopped_twice.value.response["Error"]["Code"] == "ValidationException"
 
 
+def test_a_stop_racing_completion_keeps_the_finished_model(sagemaker: LocalSageMakerFixture) -> None:
+    sagemaker.client.create_training_job(**job_request("job-race", behaviour="finish_despite_stop"))
+    ready = sagemaker.store_dir / "work/job-race/opt_ml/checkpoints/ready"
+    deadline = time.monotonic() + 30
+    while not ready.exists():  # the container's SIGTERM handler is in place
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sagemaker.client.stop_training_job(TrainingJobName="job-race")
+    job = sagemaker.wait_terminal("job-race")
+    assert job["TrainingJobStatus"] == "Completed"
+    key = "trainings/job-race/output/job-race/output/model/out.safetensors"
+    assert sagemaker.s3.get_object(Bucket=NAMES.bucket, Key=key)["Body"].read() == b"fake lora"
+
+
 def test_max_runtime_stops_the_job(sagemaker: LocalSageMakerFixture) -> None:
     sagemaker.client.create_training_job(**job_request("job-slow", behaviour="sleep", max_runtime=1))
     job = sagemaker.wait_terminal("job-slow")

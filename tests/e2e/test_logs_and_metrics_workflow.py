@@ -59,7 +59,7 @@ def test_a_trained_job_has_its_log_and_loss_curve(
     assert all(p["loss"] > 0 and p["learning_rate"] is not None for p in curve["points"])
     assert curve["points"][0]["learning_rate"] > 0  # (the schedule may decay to 0 at the end)
 
-    plotted = run_cli(runtime, "trainings", "plot", job_id, "--output", str(tmp_path / "loss.png"))
+    plotted = run_cli(runtime, "trainings", "plot", job_id, str(tmp_path / "loss.png"))
     assert plotted.exit_code == 0, plotted.stderr
     with Image.open(plotted.data["path"]) as image:
         assert image.format == "PNG"
