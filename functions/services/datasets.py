@@ -218,14 +218,18 @@ def list_datasets(
 
 
 def delete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> None:
+    """Delete the record first, on condition that no active job uses it (one conditional write,
+    so a job created concurrently either holds it and the delete is refused, or finds it gone);
+    only then its objects and bytes."""
     record = ctx.repository.get(DatasetRecord, dataset_id, owner)
     using = jobs_using(ctx, owner, dataset_id=dataset_id)
     if using:
         raise Conflict(
             f"dataset {dataset_id} is used by active training job(s) {', '.join(using)}; stop them first"
         )
+    deleted = ctx.repository.delete(DatasetRecord, dataset_id)
     ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))
     ctx.storage.delete(dataset_declared_key(owner, dataset_id))
-    if ctx.repository.delete(DatasetRecord, dataset_id):
+    if deleted:
         ctx.repository.release_storage(owner, record.total_bytes)
     logger.info("dataset deleted", extra={"dataset_id": dataset_id, "owner": owner})

@@ -214,18 +214,21 @@ def jobs_using(
 
 
 def delete_model(ctx: ServiceContext, owner: str, model_id: str) -> None:
+    """Delete the record first, on condition that no active job uses it (see delete_dataset),
+    then its objects and bytes."""
     record = ctx.repository.get(ModelRecord, model_id, owner)
     using = jobs_using(ctx, owner, model_id=model_id)
     if using:
         raise Conflict(
             f"model {model_id} is used by active training job(s) {', '.join(using)}; stop them first"
         )
+    deleted = ctx.repository.delete(ModelRecord, model_id)
     if record.upload_id:
         ctx.storage.abort_multipart_upload(record.s3_key, record.upload_id)
     objects = stored_objects(record)
     for key in objects:
         ctx.storage.delete(key)
-    if ctx.repository.delete(ModelRecord, model_id):
+    if deleted:
         ctx.repository.release_storage(owner, sum(objects.values()))
     logger.info("model deleted", extra={"model_id": model_id, "owner": owner})
 
