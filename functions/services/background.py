@@ -26,6 +26,7 @@ OVERDUE_REASON = "its background task did not finish in time (it stopped or time
 RUNNERS: dict[TaskKind, str] = {
     TaskKind.DATASET_CROP: "functions.services.dataset_crop:run_crop_task",
     TaskKind.MODEL_IMPORT: "functions.services.model_import:run_import_task",
+    TaskKind.DATASET_VALIDATION: "functions.services.dataset_validation:run_validation_task",
 }
 
 
@@ -47,10 +48,19 @@ def is_overdue(updated_at: str, now: str | None = None) -> bool:
     return (current - datetime.fromisoformat(updated_at)).total_seconds() > TASK_DEADLINE_SECONDS
 
 
-def mark_failed(ctx: ServiceContext, record: Waiting, reason: str, **updates: object) -> Waiting | None:
-    """The record marked failed with ``reason``, if it was still waiting for its task (else None:
+WAITING_STATUSES = frozenset({ResourceStatus.PROCESSING, ResourceStatus.VALIDATING})
+
+
+def mark_failed(
+    ctx: ServiceContext,
+    record: Waiting,
+    reason: str,
+    waiting: ResourceStatus = ResourceStatus.PROCESSING,
+    **updates: object,
+) -> Waiting | None:
+    """The record marked failed with ``reason``, if it was still ``waiting`` for its task (else None:
     the task finished, or someone else failed or deleted the record, first)."""
     failed = record.model_copy(
         update={**updates, "status": ResourceStatus.FAILED, "failure_reason": reason, "updated_at": utc_now()}
     )
-    return failed if ctx.repository.save(failed, expected_status=ResourceStatus.PROCESSING.value) else None
+    return failed if ctx.repository.save(failed, expected_status=waiting.value) else None
