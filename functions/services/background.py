@@ -64,3 +64,27 @@ def mark_failed(
         update={**updates, "status": ResourceStatus.FAILED, "failure_reason": reason, "updated_at": utc_now()}
     )
     return failed if ctx.repository.save(failed, expected_status=waiting.value) else None
+
+
+INTERRUPTED_REASON = "its background task was interrupted (the service stopped while it ran); try again"
+
+
+def fail_interrupted(ctx: ServiceContext, task: BackgroundTask, reason: str = INTERRUPTED_REASON) -> bool:
+    """Fail the record a task was working on if it is still waiting for it (a task that will never
+    finish, e.g. after a restart of the local runtime); whether it was failed."""
+    from functions.domain.errors import NotFound
+    from functions.domain.records import DatasetRecord, ModelRecord
+    from functions.services.datasets import fail_waiting_dataset
+    from functions.services.models import fail_waiting_model
+
+    try:
+        if task.kind is TaskKind.MODEL_IMPORT:
+            model = ctx.repository.get(ModelRecord, task.record_id, task.owner)
+            return (
+                model.status is ResourceStatus.PROCESSING
+                and fail_waiting_model(ctx, model, reason) is not None
+            )
+        dataset = ctx.repository.get(DatasetRecord, task.record_id, task.owner)
+    except NotFound:
+        return False
+    return dataset.status in WAITING_STATUSES and fail_waiting_dataset(ctx, dataset, reason) is not None
