@@ -48,6 +48,20 @@ def _is_text(content_type: str | None) -> bool:
     return content_type is None or content_type.lower().startswith(TEXT_MEDIA_TYPES)
 
 
+def declared_length(value: str | None) -> int | None:
+    """The body length a request declares (0 without the header), or None when unreadable.
+
+    RFC 9110 section 8.6: ``Content-Length = 1*DIGIT``. ``int()`` alone would take ``-1`` (and then
+    read to end of stream, hanging the connection), ``+5`` or `` 5``, and raise on ``abc``/``1e3``.
+    """
+    if value is None:
+        return 0
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def build_proxy_event(
     method: str,
     target: str,
@@ -157,7 +171,15 @@ class _ApiHandler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
     def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        length = declared_length(self.headers.get("Content-Length"))
+        if length is None:
+            # An unreadable length leaves no way to find the end of the body: answer and close.
+            self.close_connection = True
+            self._send_json(
+                400,
+                _error_body("INVALID_INPUT", "Content-Length must be a non-negative decimal integer"),
+            )
+            return
         if length > MAX_PAYLOAD_BYTES:
             self.close_connection = True
             self._send_json(

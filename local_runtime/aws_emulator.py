@@ -5,6 +5,7 @@ DynamoDB tables and S3 bucket, created from the same definitions the CDK stack u
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,34 @@ BUCKET_CORS = {
 }
 
 
+_DYNAMODB_LOCK = threading.Lock()
+
+
+def serialise_dynamodb_requests() -> None:
+    """Make moto run one DynamoDB request at a time, as DynamoDB's own guarantee requires.
+
+    DynamoDB applies each write, condition and transaction atomically (a conditional ``ADD`` or a
+    TransactWriteItems is checked and applied as one step). moto's server handles requests on
+    parallel threads with no lock: two transactions can both pass their conditions, and a
+    cancelled one restores a copy of the whole table taken before it ran, undoing writes made
+    meanwhile. Without this, the emulator would break the very atomicity the per-owner caps rely
+    on (functions/adapters/repository.py). Handlers still run in parallel; only each DynamoDB
+    call is indivisible, exactly as in AWS. Idempotent.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+
+    if getattr(DynamoHandler, "_serialised", False):
+        return
+    original = DynamoHandler.call_action
+
+    def call_action(self: DynamoHandler) -> Any:
+        with _DYNAMODB_LOCK:
+            return original(self)
+
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+    DynamoHandler._serialised = True  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class ResourceNames:
     """The emulated resources; the handlers learn them through the ``functions.settings`` env vars."""
@@ -58,6 +87,7 @@ class AwsEmulator:
     def start(self) -> None:
         # moto's werkzeug server logs every request; the runtime's own log says what matters.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        serialise_dynamodb_requests()
         self._server.start()
         self._started = True
 

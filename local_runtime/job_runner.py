@@ -20,6 +20,7 @@ plane's events handler in the local runtime).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from typing import Any
 
 from functions.domain.storage_layout import SAGEMAKER_TRAINING_LOG_GROUP, SUMMARY_FILENAME
 from functions.domain.training_contract import CHECKPOINTS_FOLDER, FAILURE_FILE, MODEL_FOLDER
+from local_runtime.child_processes import MARKER_VARIABLE, end_leftover_processes, spawn_guarded
 from local_runtime.log_shipping import (
     JOURNAL_SUFFIX,
     LogShipper,
@@ -359,22 +361,24 @@ class LocalTrainingJobRunner:
         env["SM_MODEL_DIR"] = str(folder.model_dir)
         env["SM_OUTPUT_DATA_DIR"] = str(folder.output_dir / "data")
         env["PYTHONUNBUFFERED"] = "1"
+        env[MARKER_VARIABLE] = str(self._work_root.resolve())  # found and ended after a crash
         return env
 
     def _run_container(
         self, record: TrainingJobRecord, folder: JobFolder, stop_event: threading.Event
     ) -> ChildOutcome:
+        # Under the guardian, in its own process group: Ctrl-C in the runtime's terminal is not a
+        # stop request, the tree dies with the runtime, and it can be killed at once (child_processes).
         command = [*self._options.container_command, "--root", str(folder.root)]
         max_runtime = (record.request.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds", 86400)
         deadline = time.monotonic() + float(max_runtime)
         with folder.log_file.open("ab") as log:
-            process = subprocess.Popen(
+            process = spawn_guarded(
                 command,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 env=self._child_environment(record, folder),
                 cwd=str(folder.root),
-                start_new_session=True,  # Ctrl-C in the runtime's terminal is not a stop request
             )
             assert process.stdout is not None
             pump = OutputPump(process.stdout, log, self._log_shipper(record, folder))
@@ -415,7 +419,12 @@ class LocalTrainingJobRunner:
         try:
             process.wait(timeout=self._options.stop_grace_seconds)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the guardian leads the group: the whole tree
+
+    def end_leftover_processes(self) -> list[int]:
+        """Kill training processes left running by an earlier runtime on this work folder."""
+        return end_leftover_processes(self._work_root)
 
     def _sync_checkpoints(
         self, record: TrainingJobRecord, folder: JobFolder, already_sent: dict[str, tuple[int, int]] | None

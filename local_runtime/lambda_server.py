@@ -5,6 +5,10 @@ Event`` answers 202 at once and runs the handler on a worker thread, retrying a 
 as Lambda does for asynchronous invocations; ``RequestResponse`` runs it and returns its result.
 The API's boto3 client reaches it through ``AWS_ENDPOINT_URL_LAMBDA``: the same code path as in
 AWS. Requests are not signature-checked (loopback only, like moto).
+
+Each asynchronous invocation is journalled (one file in ``journal_dir``) until it has run; what a
+stopped or crashed runtime leaves there is handed back by ``take_interrupted`` at the next start,
+so the runtime can end the background work it interrupted, as it ends interrupted training jobs.
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 from local_runtime.lambda_invoker import LocalLambdaFunction
@@ -32,18 +38,53 @@ class LocalLambdaService:
     """Named functions and the worker that runs their asynchronous invocations (one at a time)."""
 
     def __init__(
-        self, functions: dict[str, LocalLambdaFunction], after_async: Callable[[], None] | None = None
+        self,
+        functions: dict[str, LocalLambdaFunction],
+        after_async: Callable[[], None] | None = None,
+        journal_dir: Path | None = None,
     ) -> None:
         self._functions = functions
         self._after_async = after_async  # e.g. mirror the state once a background task has run
         self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-lambda-async")
+        self._journal_dir = journal_dir
+
+    def take_interrupted(self) -> list[tuple[str, Any]]:
+        """(function name, event) of each asynchronous invocation an earlier run accepted but never
+        finished; their journal entries are removed. Call before serving."""
+        if self._journal_dir is None or not self._journal_dir.is_dir():
+            return []
+        found = []
+        for entry in sorted(self._journal_dir.glob("*.json")):
+            try:
+                data = json.loads(entry.read_text())
+                found.append((str(data["function"]), data["event"]))
+            except (OSError, ValueError, KeyError):
+                logger.warning("unreadable journal entry %s dropped", entry)
+            entry.unlink(missing_ok=True)
+        return found
+
+    def _journal(self, function: LocalLambdaFunction, event: Any) -> Path | None:
+        if self._journal_dir is None:
+            return None
+        self._journal_dir.mkdir(parents=True, exist_ok=True)
+        entry = self._journal_dir / f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
+        entry.write_text(json.dumps({"function": function.function_name, "event": event}))
+        return entry
 
     def function(self, name: str) -> LocalLambdaFunction | None:
         # FunctionName may be a name or an ARN; the name is its last ':'-separated part.
         return self._functions.get(name.rsplit(":", 1)[-1])
 
     def invoke_async(self, function: LocalLambdaFunction, event: Any) -> None:
-        self._workers.submit(self._run_with_retries, function, event)
+        entry = self._journal(function, event)
+        self._workers.submit(self._run_journalled, function, event, entry)
+
+    def _run_journalled(self, function: LocalLambdaFunction, event: Any, entry: Path | None) -> None:
+        try:
+            self._run_with_retries(function, event)
+        finally:
+            if entry is not None:
+                entry.unlink(missing_ok=True)
 
     def _run_with_retries(self, function: LocalLambdaFunction, event: Any) -> None:
         for attempt in range(1 + ASYNC_RETRIES):

@@ -9,6 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of clients (a browser, a parallel
+    # loractl, a test) then sees connection resets. The kernel caps this at net.core.somaxconn.
+    request_queue_size = 128
     thread_name = "local-http"
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", port: int = 0) -> None:

@@ -90,6 +90,26 @@ class RuntimeInfo:
     interrupted_jobs: list[str]
     restored_items: int
     restored_objects: int
+    interrupted_tasks: list[str] = field(default_factory=list)
+
+
+def end_interrupted_tasks(unfinished: list[tuple[str, Any]]) -> list[str]:
+    """Fail the records of background tasks an earlier run accepted but never finished (as its
+    unfinished training jobs are failed); returns "<kind> <record id>" of each one failed."""
+    from functions.domain.background_tasks import BackgroundTask
+    from functions.services.background import fail_interrupted
+    from functions.services.context import service_context
+
+    ended = []
+    for function_name, event in unfinished:
+        try:
+            task = BackgroundTask.model_validate(event)
+        except ValueError:
+            logger.warning("an interrupted invocation of %s is not a background task; dropped", function_name)
+            continue
+        if fail_interrupted(service_context(), task):
+            ended.append(f"{task.kind.value} {task.record_id}")
+    return ended
 
 
 class LocalRuntime:
@@ -133,9 +153,13 @@ class LocalRuntime:
         tasks = LocalLambdaFunction(
             self.options.tasks_handler, TASKS_FUNCTION, self.options.region, TASKS_TIMEOUT_SECONDS
         )
-        self._lambda_server = LambdaWireServer(
-            LocalLambdaService({TASKS_FUNCTION: tasks}, after_async=self._snapshots.save_now)
+        lambda_service = LocalLambdaService(
+            {TASKS_FUNCTION: tasks},
+            after_async=self._snapshots.save_now,
+            journal_dir=self.data_dir / "lambda" / "in-flight",
         )
+        unfinished = lambda_service.take_interrupted()
+        self._lambda_server = LambdaWireServer(lambda_service)
         self._lambda_server.start()
         os.environ.update(self._handler_environment(sagemaker.endpoint_url, self._lambda_server.endpoint_url))
         for name in AWS_VARIABLES_TO_CLEAR:
@@ -147,6 +171,9 @@ class LocalRuntime:
         self._start_webhook_delivery()
         assert self._sagemaker is not None
         interrupted = self._sagemaker.recover_interrupted_jobs()
+        interrupted_tasks = end_interrupted_tasks(unfinished)
+        if interrupted_tasks:
+            self._snapshots.save_now()
 
         self._api = LocalApiServer(
             api_function, tokens, port=self.options.api_port, after_mutation=self._snapshots.save_now
@@ -160,6 +187,7 @@ class LocalRuntime:
             data_dir=str(self.data_dir),
             tokens={user: tokens.users[user] for user in sorted(tokens.users)},
             interrupted_jobs=interrupted,
+            interrupted_tasks=interrupted_tasks,
             restored_items=restored_items,
             restored_objects=restored_objects,
         )

@@ -50,7 +50,13 @@ class LocalSageMaker:
         self._region = region
 
     def recover_interrupted_jobs(self) -> list[str]:
-        """Fail the jobs that were queued or running when the runtime last stopped; returns their names."""
+        """End what is left of jobs that were queued or running when the runtime last stopped (their
+        processes, then their records: failed); returns their names."""
+        leftovers = self._runner.end_leftover_processes()
+        if leftovers:
+            logger.warning(
+                "ended %d training process(es) left by the previous run: %s", len(leftovers), leftovers
+            )
         names = []
         for record in self._store.all():
             if not record.is_terminal:

@@ -318,6 +318,10 @@ def datasets_upload(args: argparse.Namespace) -> int:
                 ]
                 upload_files(targets, lambda n: progress.advance(task, n), args.workers)
         dataset = client.post(f"/datasets/{dataset_id}/complete", {})
+        # The service decodes every file in the background before the dataset is usable.
+        while isinstance(dataset, dict) and dataset.get("status") == "validating":
+            time.sleep(POLL_SECONDS)
+            dataset = client.get(f"/datasets/{dataset_id}")
     record = dataset.get("dataset", dataset) if isinstance(dataset, dict) else dataset
     emit(record, args.output, sections=views.dataset_sections(record))
     if isinstance(record, dict) and record.get("status") == "invalid":

@@ -51,8 +51,11 @@ def running_aws_emulator() -> Iterator[str]:
     import boto3
     from moto.server import ThreadedMotoServer  # imported here: only emulator users pay for it
 
+    from local_runtime.aws_emulator import serialise_dynamodb_requests
+
     port = _free_port()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    serialise_dynamodb_requests()  # DynamoDB's per-request atomicity, which moto lacks
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

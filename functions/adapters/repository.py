@@ -4,16 +4,31 @@
     gsi1          gsi1pk = "OWNER#<owner>#<TYPE>",            gsi1sk = "<created_at>#<id>"  (newest first)
     gsi2          gsi2pk = "OWNER#<owner>#<TYPE>#<status>",   gsi2sk = same                 (by status)
     gsi3 (jobs)   gsi3pk = "ACTIVE_JOB", gsi3sk = "<owner>#<created_at>#<id>"   only while active
-    usage         pk = "USAGE#<owner>", sk = "META", bytes                   storage accounting
+    usage         pk = "USAGE#<owner>", sk = "META", bytes, active_jobs      per-owner counters
+    in_use        on MODEL/DATASET items: how many active jobs use the record
 
 Every list is one Query, newest first; no Scan anywhere. Job status changes are conditional
 writes on the current status (``status IN predecessors(target)``), so a late or duplicate event
 can never move a job backwards.
+
+The per-owner caps are counters changed in the same write as what they count, never a count
+followed by a write (concurrent Lambdas would both pass the count):
+- a job is recorded by one TransactWriteItems that puts the job, adds 1 to ``active_jobs`` on
+  condition that it is below the cap, and adds 1 to ``in_use`` of its model and dataset on
+  condition that each is still ready and the caller's;
+- the one conditional write that ends a job (``status IN`` the non-terminal statuses) is a
+  transaction that also gives those three counts back, so the release happens exactly once;
+- deleting a model or dataset is conditional on ``in_use`` being 0;
+- stored bytes are one conditional ``ADD`` (``reserve_storage``).
+DynamoDB transactions are serializable and check every condition atomically
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html).
 """
 
 from __future__ import annotations
 
 import json
+import random
+import time
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -22,7 +37,8 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from functions.adapters.aws_clients import dynamodb_resource
-from functions.domain.errors import LimitExceeded, NotFound
+from functions.domain.catalog import ResourceStatus
+from functions.domain.errors import Conflict, LimitExceeded, NotFound
 from functions.domain.records import DatasetRecord, ModelRecord, StatusChange, TrainingJobRecord
 from functions.domain.statuses import JobStatus, is_terminal, predecessors
 
@@ -34,7 +50,22 @@ _TYPES: dict[type[BaseModel], str] = {
     DatasetRecord: "DATASET",
     TrainingJobRecord: "JOB",
 }
-_KEY_ATTRIBUTES = ("pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk")
+# Counters and markers kept on items beside the record's own fields (never part of a record).
+IN_USE = "in_use"  # MODEL/DATASET: active jobs using it
+HOLDS_SLOT = "holds_slot"  # JOB: recorded through the counted path, so its end gives the counts back
+ACTIVE_JOBS = "active_jobs"  # USAGE: the owner's active jobs
+_KEY_ATTRIBUTES = (
+    "pk",
+    "sk",
+    "gsi1pk",
+    "gsi1sk",
+    "gsi2pk",
+    "gsi2sk",
+    "gsi3pk",
+    "gsi3sk",
+    IN_USE,
+    HOLDS_SLOT,
+)
 
 
 def _to_dynamo(data: Any) -> Any:
@@ -55,6 +86,23 @@ def _is_condition_failure(error: ClientError) -> bool:
     return error.response["Error"]["Code"] == "ConditionalCheckFailedException"
 
 
+TRANSACTION_ATTEMPTS = 6
+
+
+def _cancellation_codes(error: ClientError) -> list[str] | None:
+    """Why each item of a cancelled transaction failed ("None" where it did not), or None if the
+    error is not a cancellation."""
+    if error.response["Error"]["Code"] != "TransactionCanceledException":
+        return None
+    return [str(r.get("Code") or "None") for r in error.response.get("CancellationReasons", [])]
+
+
+def _record(record_type: type[R], item: dict[str, Any]) -> R:
+    return record_type.model_validate(
+        _from_dynamo({k: v for k, v in item.items() if k not in _KEY_ATTRIBUTES})
+    )
+
+
 class Repository:
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
@@ -62,6 +110,31 @@ class Repository:
     @property
     def _table(self) -> Any:
         return dynamodb_resource().Table(self.table_name)
+
+    def _transact(self, items: list[dict[str, Any]]) -> list[str] | None:
+        """Run one TransactWriteItems; None when it committed, else each item's cancellation code.
+
+        Items use the resource client's plain Python values. A cancellation for a conflict with
+        another transaction on the same item (``TransactionConflict``: DynamoDB's answer to two
+        concurrent transactions on a counter) is retried with jitter; condition failures are not.
+        """
+        client = dynamodb_resource().meta.client
+        for item in items:
+            next(iter(item.values()))["TableName"] = self.table_name
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                client.transact_write_items(TransactItems=items)
+            except ClientError as error:
+                codes = _cancellation_codes(error)
+                if codes is None:
+                    raise
+                conflict_only = "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
+                if conflict_only and attempt + 1 < TRANSACTION_ATTEMPTS:
+                    time.sleep(random.uniform(0, 0.05 * 2**attempt))  # jitter between retries
+                    continue
+                return codes
+            return None
+        return ["TransactionConflict"]
 
     # ------------------------------------------------------------ generic records
     @staticmethod
@@ -123,18 +196,32 @@ class Repository:
     def delete(
         self, record_type: type[BaseModel], record_id: str, *, expected_status: str | None = None
     ) -> bool:
+        """Delete a record; False if it is gone (or not in ``expected_status``).
+
+        A model or dataset is deleted only while no active job uses it (``in_use`` is 0), in the
+        same conditional write, so a job being created with it and its deletion cannot both win:
+        Conflict when it is in use.
+        """
         kind = _TYPES[record_type]
         condition: Any = Attr("pk").exists()
         if expected_status is not None:
             condition = condition & Attr("status").eq(expected_status)
+        guarded = record_type in (ModelRecord, DatasetRecord)
+        if guarded:
+            condition = condition & (Attr(IN_USE).not_exists() | Attr(IN_USE).lte(0))
+        key = {"pk": f"{kind}#{record_id}", "sk": META}
         try:
-            self._table.delete_item(
-                Key={"pk": f"{kind}#{record_id}", "sk": META}, ConditionExpression=condition
-            )
+            self._table.delete_item(Key=key, ConditionExpression=condition)
         except ClientError as error:
-            if _is_condition_failure(error):
-                return False
-            raise
+            if not _is_condition_failure(error):
+                raise
+            current = self._table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
+            in_use = int(current.get(IN_USE, 0))
+            if guarded and in_use > 0:
+                raise Conflict(
+                    f"{kind.lower()} {record_id} is used by {in_use} active training job(s); stop them first"
+                ) from error
+            return False
         return True
 
     def query_page(
@@ -211,7 +298,11 @@ class Repository:
         allowed = sorted(predecessors(target))
         if not allowed:
             return None
-        job = self.get(TrainingJobRecord, job_id, None)
+        key = {"pk": f"JOB#{job_id}", "sk": META}
+        raw = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+        if raw is None:
+            raise NotFound(f"job {job_id} not found")
+        job = _record(TrainingJobRecord, raw)
         updates = dict(fields or {})
         updates["status"] = target.value
         updates["updated_at"] = at
@@ -229,23 +320,101 @@ class Repository:
         status_values = {f":s{i}": status.value for i, status in enumerate(allowed)}
         values |= status_values
         names["#status"] = "status"
+        update = {
+            "Key": key,
+            "UpdateExpression": expression,
+            "ConditionExpression": f"#status IN ({', '.join(status_values)})",
+            "ExpressionAttributeNames": names | {"#status": "status"},
+            "ExpressionAttributeValues": values,
+        }
+        if is_terminal(target) and raw.get(HOLDS_SLOT):
+            # The end of the job and the release of what it holds are one write: exactly once.
+            if self._transact([{"Update": update}, *self._job_counts(job, -1)]) is not None:
+                return None
+            return self.get(TrainingJobRecord, job_id, None)
         try:
-            response = self._table.update_item(
-                Key={"pk": f"JOB#{job_id}", "sk": META},
-                UpdateExpression=expression,
-                ConditionExpression=f"#status IN ({', '.join(status_values)})",
-                ExpressionAttributeNames=names | {"#status": "status"},
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
+            response = self._table.update_item(**update, ReturnValues="ALL_NEW")
         except ClientError as error:
             if _is_condition_failure(error):
                 return None
             raise
-        item = response["Attributes"]
-        return TrainingJobRecord.model_validate(
-            _from_dynamo({k: v for k, v in item.items() if k not in _KEY_ATTRIBUTES})
-        )
+        return _record(TrainingJobRecord, response["Attributes"])
+
+    def _job_counts(self, job: TrainingJobRecord, delta: int) -> list[dict[str, Any]]:
+        """Unconditional count changes for a job's end: the owner's active jobs and the in-use
+        counts of its model and dataset (neither can be deleted while the job holds them)."""
+        return [
+            {
+                "Update": {
+                    "Key": {"pk": pk, "sk": META},
+                    "UpdateExpression": "ADD #n :delta",
+                    "ExpressionAttributeNames": {"#n": name},
+                    "ExpressionAttributeValues": {":delta": delta},
+                }
+            }
+            for pk, name in (
+                (f"USAGE#{job.owner}", ACTIVE_JOBS),
+                (f"MODEL#{job.base_model_id}", IN_USE),
+                (f"DATASET#{job.dataset_id}", IN_USE),
+            )
+        ]
+
+    def create_job(self, job: TrainingJobRecord, *, max_active: int) -> None:
+        """Record a new job, taking one of the owner's ``max_active`` slots and a use of its model
+        and dataset, in one transaction.
+
+        Raises LimitExceeded when the owner's active jobs are at the cap, Conflict when the model
+        or dataset stopped being ready or was deleted since it was checked.
+        """
+        item = _to_dynamo(job.model_dump(mode="json")) | self._keys(job) | {HOLDS_SLOT: True}
+        items: list[dict[str, Any]] = [
+            {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
+            {
+                "Update": {
+                    "Key": {"pk": f"USAGE#{job.owner}", "sk": META},
+                    "UpdateExpression": "ADD #n :one",
+                    "ConditionExpression": "attribute_not_exists(#n) OR #n < :limit",
+                    "ExpressionAttributeNames": {"#n": ACTIVE_JOBS},
+                    "ExpressionAttributeValues": {":one": 1, ":limit": max_active},
+                }
+            },
+        ]
+        for kind, record_id in (("MODEL", job.base_model_id), ("DATASET", job.dataset_id)):
+            items.append(
+                {
+                    "Update": {
+                        "Key": {"pk": f"{kind}#{record_id}", "sk": META},
+                        "UpdateExpression": "ADD #n :one",
+                        "ConditionExpression": "#status = :ready AND #owner = :owner",
+                        "ExpressionAttributeNames": {"#n": IN_USE, "#status": "status", "#owner": "owner"},
+                        "ExpressionAttributeValues": {
+                            ":one": 1,
+                            ":ready": ResourceStatus.READY.value,
+                            ":owner": job.owner,
+                        },
+                    }
+                }
+            )
+        codes = self._transact(items)
+        if codes is None:
+            return
+        failed = [i for i, code in enumerate(codes) if code == "ConditionalCheckFailed"]
+        if 1 in failed:
+            raise LimitExceeded(
+                f"you already have {self.active_job_count(job.owner)} active training job(s); "
+                f"the limit is {max_active}. Wait for one to end or stop one."
+            )
+        if 2 in failed or 3 in failed:
+            which = "base model" if 2 in failed else "dataset"
+            raise Conflict(f"the {which} was deleted or changed while the job was being created; try again")
+        if 0 in failed:
+            raise Conflict(f"job {job.id} already exists")
+        raise Conflict(f"the job could not be recorded ({', '.join(codes)}); try again")
+
+    def active_job_count(self, owner: str) -> int:
+        """The owner's counted active jobs (what the cap is checked against)."""
+        item = self._table.get_item(Key={"pk": f"USAGE#{owner}", "sk": META}, ConsistentRead=True)
+        return int((item.get("Item") or {}).get(ACTIVE_JOBS, 0))
 
     def update_job_fields(self, job_id: str, expected_status: JobStatus, fields: dict[str, Any]) -> bool:
         """Update informational fields (secondary status, progress) only while the status is unchanged."""

@@ -45,6 +45,21 @@ def _content_type(event: dict[str, Any]) -> str:
     return headers.get("content-type", "application/json").split(";")[0].strip().lower()
 
 
+def _decoded_text(encoded: str) -> str:
+    """A base64 body as text: JSON must be UTF-8 (RFC 8259 section 8.1), so other bytes are a 400,
+    not the UnicodeDecodeError the resolver would raise later (a 500)."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except ValueError as error:
+        raise invalid("body", "is not valid base64") from error
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise invalid(
+            "body", f"is not valid UTF-8 (byte {error.start}): JSON bodies must be UTF-8"
+        ) from error
+
+
 def check_body(event: dict[str, Any]) -> None:
     body = event.get("body") or ""
     if body and _content_type(event) not in ("application/json", ""):
@@ -53,7 +68,7 @@ def check_body(event: dict[str, Any]) -> None:
     if size > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body is {size} bytes; the limit is {MAX_BODY_BYTES}")
     if event.get("isBase64Encoded") and body:
-        body = base64.b64decode(body).decode("utf-8", errors="replace")
+        body = _decoded_text(body)
     if json_depth(body) > MAX_JSON_DEPTH:
         raise invalid("body", f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     if body:

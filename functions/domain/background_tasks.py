@@ -1,7 +1,8 @@
 """Work the API hands to the background (it outlasts API Gateway's 29-second limit).
 
 A task names its kind, the owner and the record it works on; the record carries the task's
-status for callers to poll (e.g. a dataset ``processing`` → ``ready``/``invalid``/``failed``).
+status for callers to poll (e.g. a dataset ``processing`` or ``validating`` →
+``ready``/``invalid``/``failed``).
 Tasks must be safe to run twice: an asynchronous Lambda invocation is retried on failure, so a
 runner first checks the record is still waiting for it.
 """
@@ -22,6 +23,7 @@ TASK_DEADLINE_SECONDS = TASK_TIMEOUT_SECONDS + 5 * 60
 class TaskKind(StrEnum):
     DATASET_CROP = "dataset_crop"
     MODEL_IMPORT = "model_import"
+    DATASET_VALIDATION = "dataset_validation"
 
 
 class BackgroundTask(BaseModel):

@@ -25,6 +25,7 @@ class ResourceStatus(StrEnum):
     READY = "ready"
     INVALID = "invalid"  # datasets only: uploaded, but the manifest found problems
     PROCESSING = "processing"  # a background task is producing it (a crop, an import from a URL)
+    VALIDATING = "validating"  # datasets only: complete; every file is being decoded in the background
     FAILED = "failed"  # its background task failed; ``failure_reason`` says why
 
 

@@ -1,7 +1,9 @@
 """Records (what is stored) and API shapes (what callers send and see), as pydantic v2 models.
 
 Stored records carry internal fields (owner, S3 keys, upload ids); ``*View`` models are what the
-API returns, so internals never leak. Request models forbid unknown fields and bound every size.
+API returns, so internals never leak. Request models forbid unknown fields and bound every size,
+and their numbers and booleans are strict: JSON ``"12"`` or ``true`` is not a size, ``"yes"`` is not
+a boolean (the schema says integer/boolean, so a coerced value would be a guess).
 """
 
 from __future__ import annotations
@@ -9,7 +11,16 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
 
 from functions.domain.catalog import INSTANCE_TYPES, FmType, ModelKind, ResourceStatus
 from functions.domain.dataset_preparation import CropMode
@@ -79,7 +90,7 @@ class CreateModelRequest(BaseModel):
         description="the file's name; only .safetensors is accepted (pickled .ckpt files can run code). "
         "Required for an upload; for an import, defaults to the URL's file name",
     )
-    size_bytes: int | None = Field(
+    size_bytes: StrictInt | None = Field(
         default=None, ge=1, le=MAX_MODEL_BYTES, description="the file's size; required for an upload"
     )
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
@@ -94,7 +105,7 @@ class CreateModelRequest(BaseModel):
 class UploadedPart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    part_number: int = Field(ge=1, le=10_000)
+    part_number: StrictInt = Field(ge=1, le=10_000)
     etag: str = Field(min_length=1, max_length=128)
 
 
@@ -190,7 +201,7 @@ class DeclaredFileIn(BaseModel):
     path: str = Field(
         max_length=MAX_PATH_LENGTH, description="<repeats>_<concept>/<file>, e.g. 10_mycat/photo1.png"
     )
-    size_bytes: int = Field(ge=0, le=MAX_MODEL_BYTES)
+    size_bytes: StrictInt = Field(ge=0, le=MAX_MODEL_BYTES)
 
 
 class CreateDatasetRequest(BaseModel):
@@ -253,13 +264,17 @@ class CropDatasetRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: DisplayName
-    width: int | None = Field(None, description="target width in pixels (default: the family's native side)")
-    height: int | None = Field(None, description="target height in pixels (default: the width)")
+    width: StrictInt | None = Field(
+        None, description="target width in pixels (default: the family's native side)"
+    )
+    height: StrictInt | None = Field(None, description="target height in pixels (default: the width)")
     fm_type: FmType | None = Field(
         None, description="family whose native resolution to use when no width is given (sd15 512, sdxl 1024)"
     )
     mode: CropMode = Field(CropMode.CENTER, description="center, or smart: the window with the most detail")
-    upscale: bool = Field(False, description="enlarge images smaller than the target (default: only crop)")
+    upscale: StrictBool = Field(
+        False, description="enlarge images smaller than the target (default: only crop)"
+    )
 
 
 class DatasetCreated(BaseModel):
@@ -342,8 +357,10 @@ class CreateTrainingRequest(BaseModel):
     )
     config: dict[str, Any] = Field(default_factory=dict, description="Kohya train_network parameters")
     name: DisplayName | None = None
-    use_spot: bool | None = Field(default=None, description="managed spot; default set by the deployment")
-    max_runtime_seconds: int | None = Field(default=None, ge=600, le=28 * 24 * 3600)
+    use_spot: StrictBool | None = Field(
+        default=None, description="managed spot; default set by the deployment"
+    )
+    max_runtime_seconds: StrictInt | None = Field(default=None, ge=600, le=28 * 24 * 3600)
     sample_prompts: list[SamplePrompt] = Field(
         default_factory=list,
         max_length=MAX_SAMPLE_PROMPTS,

@@ -2,7 +2,10 @@
 container agree.
 
     models/<owner_key>/<model_id>/<filename>              uploaded checkpoints and registered LoRAs
-    datasets/<owner_key>/<dataset_id>/files/<rel path>     dataset files, Kohya layout under files/
+    datasets/<owner_key>/<dataset_id>/uploads/<rel path>   where the presigned PUTs write (the caller's)
+    datasets/<owner_key>/<dataset_id>/files/<rel path>     dataset files, Kohya layout under files/:
+        written only by the service (the validated bytes of each upload, or a crop's output), never
+        by a presigned URL, so a dataset's content is frozen once it is validated
     datasets/<owner_key>/<dataset_id>/declared.json        the declared file list
     trainings/<owner_key>/<job_id>/input/job.json          the job's spec: its own input channel
     trainings/<owner_key>/<job_id>/output/                 SageMaker OutputDataConfig (uncompressed)
@@ -30,6 +33,7 @@ MODELS_PREFIX = "models/"
 DATASETS_PREFIX = "datasets/"
 TRAININGS_PREFIX = "trainings/"
 DATASET_FILES_FOLDER = "files/"
+DATASET_UPLOADS_FOLDER = "uploads/"
 PROGRESS_FILENAME = "progress.json"
 SUMMARY_FILENAME = "summary.json"
 METRICS_FILENAME = "metrics.json"
@@ -49,6 +53,20 @@ def model_object_key(owner: str, model_id: str, filename: str) -> str:
 
 def dataset_prefix(owner: str, dataset_id: str) -> str:
     return f"{DATASETS_PREFIX}{owner_key(owner)}/{dataset_id}/{DATASET_FILES_FOLDER}"
+
+
+def dataset_root_prefix(owner: str, dataset_id: str) -> str:
+    """Everything a dataset stores (its files, its uploads, its declaration)."""
+    return f"{DATASETS_PREFIX}{owner_key(owner)}/{dataset_id}/"
+
+
+def dataset_upload_prefix(owner: str, dataset_id: str) -> str:
+    return dataset_root_prefix(owner, dataset_id) + DATASET_UPLOADS_FOLDER
+
+
+def dataset_upload_key(owner: str, dataset_id: str, relative_path: str) -> str:
+    """Where a presigned PUT writes a declared file (validated from here into ``files/``)."""
+    return dataset_upload_prefix(owner, dataset_id) + relative_path
 
 
 def dataset_declared_key(owner: str, dataset_id: str) -> str:

@@ -26,6 +26,7 @@ OVERDUE_REASON = "its background task did not finish in time (it stopped or time
 RUNNERS: dict[TaskKind, str] = {
     TaskKind.DATASET_CROP: "functions.services.dataset_crop:run_crop_task",
     TaskKind.MODEL_IMPORT: "functions.services.model_import:run_import_task",
+    TaskKind.DATASET_VALIDATION: "functions.services.dataset_validation:run_validation_task",
 }
 
 
@@ -47,10 +48,43 @@ def is_overdue(updated_at: str, now: str | None = None) -> bool:
     return (current - datetime.fromisoformat(updated_at)).total_seconds() > TASK_DEADLINE_SECONDS
 
 
-def mark_failed(ctx: ServiceContext, record: Waiting, reason: str, **updates: object) -> Waiting | None:
-    """The record marked failed with ``reason``, if it was still waiting for its task (else None:
+WAITING_STATUSES = frozenset({ResourceStatus.PROCESSING, ResourceStatus.VALIDATING})
+
+
+def mark_failed(
+    ctx: ServiceContext,
+    record: Waiting,
+    reason: str,
+    waiting: ResourceStatus = ResourceStatus.PROCESSING,
+    **updates: object,
+) -> Waiting | None:
+    """The record marked failed with ``reason``, if it was still ``waiting`` for its task (else None:
     the task finished, or someone else failed or deleted the record, first)."""
     failed = record.model_copy(
         update={**updates, "status": ResourceStatus.FAILED, "failure_reason": reason, "updated_at": utc_now()}
     )
-    return failed if ctx.repository.save(failed, expected_status=ResourceStatus.PROCESSING.value) else None
+    return failed if ctx.repository.save(failed, expected_status=waiting.value) else None
+
+
+INTERRUPTED_REASON = "its background task was interrupted (the service stopped while it ran); try again"
+
+
+def fail_interrupted(ctx: ServiceContext, task: BackgroundTask, reason: str = INTERRUPTED_REASON) -> bool:
+    """Fail the record a task was working on if it is still waiting for it (a task that will never
+    finish, e.g. after a restart of the local runtime); whether it was failed."""
+    from functions.domain.errors import NotFound
+    from functions.domain.records import DatasetRecord, ModelRecord
+    from functions.services.datasets import fail_waiting_dataset
+    from functions.services.models import fail_waiting_model
+
+    try:
+        if task.kind is TaskKind.MODEL_IMPORT:
+            model = ctx.repository.get(ModelRecord, task.record_id, task.owner)
+            return (
+                model.status is ResourceStatus.PROCESSING
+                and fail_waiting_model(ctx, model, reason) is not None
+            )
+        dataset = ctx.repository.get(DatasetRecord, task.record_id, task.owner)
+    except NotFound:
+        return False
+    return dataset.status in WAITING_STATUSES and fail_waiting_dataset(ctx, dataset, reason) is not None

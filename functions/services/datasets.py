@@ -1,4 +1,11 @@
-"""Datasets: declare files (presigned PUTs), complete (verify + manifest), read, list, delete."""
+"""Datasets: declare files (presigned PUTs), complete (verify + manifest), read, list, delete.
+
+Presigned PUTs write under the dataset's ``uploads/`` prefix and stay usable until they expire,
+also after ``complete``. So ``complete`` only checks what arrived (sizes, first bytes) and hands
+the dataset to a background validation (``validating``, functions/services/dataset_validation.py)
+that decodes every file completely and writes the bytes it validated to ``files/``, the prefix
+training jobs read and no URL targets: what a job trains on is exactly what was validated.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aws_lambda_powertools import Logger
 
 from functions.adapters.storage import ObjectInfo
+from functions.domain.background_tasks import BackgroundTask, TaskKind
 from functions.domain.catalog import ResourceStatus
 from functions.domain.dataset_rules import (
     CAPTION_EXTENSION,
@@ -30,8 +38,13 @@ from functions.domain.records import (
     PresignedFileUpload,
     view_of,
 )
-from functions.domain.storage_layout import dataset_declared_key, dataset_file_key, dataset_prefix
-from functions.services.background import OVERDUE_REASON, is_overdue, mark_failed
+from functions.domain.storage_layout import (
+    dataset_declared_key,
+    dataset_prefix,
+    dataset_upload_key,
+    dataset_upload_prefix,
+)
+from functions.services.background import OVERDUE_REASON, WAITING_STATUSES, is_overdue, mark_failed
 from functions.services.context import ServiceContext
 from functions.services.models import jobs_using
 from functions.services.pagination import list_page
@@ -83,7 +96,7 @@ def _presigned_put(
     """A PUT bound to the file's key and declared size (Content-Length is signed)."""
     return PresignedFileUpload(
         path=file.path,
-        url=ctx.storage.presign_put(dataset_file_key(owner, dataset_id, file.path), file.size_bytes),
+        url=ctx.storage.presign_put(dataset_upload_key(owner, dataset_id, file.path), file.size_bytes),
         headers={"Content-Length": str(file.size_bytes)},
     )
 
@@ -142,22 +155,47 @@ def complete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> Datase
     record = ctx.repository.get(DatasetRecord, dataset_id, owner)
     if record.status is not ResourceStatus.UPLOADING:
         raise Conflict(f"dataset {dataset_id} is already {record.status.value}")
+    declared = declared_files(ctx, owner, dataset_id)
+    checked = record_arrival(
+        ctx,
+        record,
+        declared,
+        prefix=dataset_upload_prefix(owner, dataset_id),
+        passed=ResourceStatus.VALIDATING,
+    )
+    if checked.status is ResourceStatus.VALIDATING:
+        task = BackgroundTask(kind=TaskKind.DATASET_VALIDATION, owner=owner, record_id=dataset_id)
+        try:
+            ctx.tasks.dispatch(task)
+        except Exception as error:  # nothing will run it: fail the dataset now rather than leave it waiting
+            fail_waiting_dataset(ctx, checked, f"the validation could not be started: {error}")
+            raise
+    return view_of(checked, DatasetView)
+
+
+def declared_files(ctx: ServiceContext, owner: str, dataset_id: str) -> list[DeclaredFile]:
     raw = ctx.storage.read_json(dataset_declared_key(owner, dataset_id))
-    declared = [DeclaredFile(str(f["path"]), int(f["size_bytes"])) for f in (raw or {}).get("files", [])]
-    return view_of(record_arrival(ctx, record, declared), DatasetView)
+    return [DeclaredFile(str(f["path"]), int(f["size_bytes"])) for f in (raw or {}).get("files", [])]
 
 
 def record_arrival(
-    ctx: ServiceContext, record: DatasetRecord, declared: list[DeclaredFile], **updates: object
+    ctx: ServiceContext,
+    record: DatasetRecord,
+    declared: list[DeclaredFile],
+    *,
+    prefix: str | None = None,
+    passed: ResourceStatus = ResourceStatus.READY,
+    **updates: object,
 ) -> DatasetRecord:
-    """Check the declared files against what is in the bucket, write the manifest, set the status.
+    """Check the declared files against what is under ``prefix``, write the manifest, set the status
+    (``passed`` when there is no problem, else invalid).
 
-    Shared by ``complete`` (files uploaded by the caller) and crops (files written by the tasks
-    function): either way a dataset is ready only once its objects were checked. The write is
-    conditional on the record's current status, so a concurrent change or delete wins.
+    Shared by ``complete`` (files uploaded by the caller, then validated in the background) and
+    crops (files the tasks function encoded itself, under ``files/``). The write is conditional
+    on the record's current status, so a concurrent change or delete wins.
     """
     owner, dataset_id = record.owner, record.id
-    objects = ctx.storage.list_objects(dataset_prefix(owner, dataset_id))
+    objects = ctx.storage.list_objects(prefix or dataset_prefix(owner, dataset_id))
     declared_paths = {d.path for d in declared}
     for path, info in objects.items():
         if path not in declared_paths:
@@ -166,7 +204,7 @@ def record_arrival(
     if len(manifest.problems) > MAX_LISTED_PROBLEMS:
         extra = len(manifest.problems) - MAX_LISTED_PROBLEMS
         manifest.problems = [*manifest.problems[:MAX_LISTED_PROBLEMS], f"... and {extra} more problems"]
-    status = ResourceStatus.INVALID if manifest.problems else ResourceStatus.READY
+    status = ResourceStatus.INVALID if manifest.problems else passed
     finished = record.model_copy(
         update={**updates, "status": status, "manifest": manifest, "updated_at": utc_now()}
     )
@@ -190,7 +228,7 @@ def get_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> DatasetView
 
 def settled(ctx: ServiceContext, record: DatasetRecord) -> DatasetRecord:
     """The record, failed first if its background task has outlived any possible run of it."""
-    if record.status is not ResourceStatus.PROCESSING or not is_overdue(record.updated_at):
+    if record.status not in WAITING_STATUSES or not is_overdue(record.updated_at):
         return record
     # None: it finished meanwhile, so read what it became
     return fail_waiting_dataset(ctx, record, OVERDUE_REASON) or ctx.repository.get(
@@ -200,9 +238,11 @@ def settled(ctx: ServiceContext, record: DatasetRecord) -> DatasetRecord:
 
 def fail_waiting_dataset(ctx: ServiceContext, record: DatasetRecord, reason: str) -> DatasetRecord | None:
     """Fail a dataset still waiting for its task, drop what the task wrote, give its bytes back."""
-    failed = mark_failed(ctx, record, reason, total_bytes=0)
+    waiting = record.status if record.status in WAITING_STATUSES else ResourceStatus.PROCESSING
+    failed = mark_failed(ctx, record, reason, waiting, total_bytes=0)
     if failed is not None:
         ctx.storage.delete_prefix(dataset_prefix(record.owner, record.id))
+        ctx.storage.delete_prefix(dataset_upload_prefix(record.owner, record.id))
         ctx.repository.release_storage(record.owner, record.total_bytes)
         logger.warning(
             "dataset task failed", extra={"dataset_id": record.id, "owner": record.owner, "reason": reason}
@@ -218,14 +258,19 @@ def list_datasets(
 
 
 def delete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> None:
+    """Delete the record first, on condition that no active job uses it (one conditional write,
+    so a job created concurrently either holds it and the delete is refused, or finds it gone);
+    only then its objects and bytes."""
     record = ctx.repository.get(DatasetRecord, dataset_id, owner)
     using = jobs_using(ctx, owner, dataset_id=dataset_id)
     if using:
         raise Conflict(
             f"dataset {dataset_id} is used by active training job(s) {', '.join(using)}; stop them first"
         )
+    deleted = ctx.repository.delete(DatasetRecord, dataset_id)
     ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))
+    ctx.storage.delete_prefix(dataset_upload_prefix(owner, dataset_id))
     ctx.storage.delete(dataset_declared_key(owner, dataset_id))
-    if ctx.repository.delete(DatasetRecord, dataset_id):
+    if deleted:
         ctx.repository.release_storage(owner, record.total_bytes)
     logger.info("dataset deleted", extra={"dataset_id": dataset_id, "owner": owner})

@@ -3,7 +3,8 @@
 ``create_import`` checks the URL (DNS included), records the model as ``processing`` and hands
 the fetch to the tasks function. ``run_import_task`` streams the file into the bucket as a
 multipart upload (one part in memory at a time), refusing anything over the size limit, then
-checks it exactly as an uploaded model is checked (size and safetensors header) and marks the
+checks it exactly as an uploaded model is checked (size, safetensors header, and a checkpoint's
+family from its tensor names and shapes) and marks the
 model ``ready``, or ``failed`` with the reason and nothing left in the bucket. Its bytes count
 towards the owner's storage once their size is known.
 """
@@ -25,7 +26,7 @@ from functions.domain.model_import import import_filename, source_problems
 from functions.domain.records import CreateModelRequest, ModelCreated, ModelRecord, ModelView, view_of
 from functions.domain.storage_layout import model_object_key
 from functions.services.context import ServiceContext
-from functions.services.models import fail_waiting_model, verify_safetensors
+from functions.services.models import checkpoint_family_of, fail_waiting_model, verify_safetensors
 
 logger = Logger(child=True)
 READ_CHUNK_BYTES = 1024 * 1024
@@ -80,7 +81,7 @@ def run_import_task(ctx: ServiceContext, task: BackgroundTask) -> None:
         return
     try:
         size, digest = fetch_into_bucket(ctx, record)
-        verify_safetensors(ctx, record.s3_key, size)
+        verify_safetensors(ctx, record.s3_key, size, checkpoint_of=checkpoint_family_of(record))
         if record.sha256 and record.sha256 != digest:
             raise ValueError(f"its sha256 is {digest}, not the {record.sha256} given")
         ctx.repository.reserve_storage(record.owner, size, ctx.settings.max_storage_bytes_per_owner)

@@ -7,7 +7,8 @@ import math
 from aws_lambda_powertools import Logger
 
 from functions.adapters.storage import choose_part_size
-from functions.domain.catalog import ModelKind, ResourceStatus
+from functions.domain.catalog import FmType, ModelKind, ResourceStatus
+from functions.domain.checkpoint_family import checkpoint_problems
 from functions.domain.epoch_outputs import select_version
 from functions.domain.errors import Conflict, invalid, invalid_all
 from functions.domain.file_checks import parse_safetensors_header, safetensors_header_length
@@ -83,16 +84,32 @@ def create_model(ctx: ServiceContext, owner: str, request: CreateModelRequest) -
     )
 
 
-def verify_safetensors(ctx: ServiceContext, key: str, expected_size: int | None) -> int:
-    """Size and header of an uploaded .safetensors object; its size, or ValueError with the reason."""
+def verify_safetensors(
+    ctx: ServiceContext, key: str, expected_size: int | None, *, checkpoint_of: FmType | None = None
+) -> int:
+    """Size and header of an uploaded .safetensors object; its size, or ValueError with the reason.
+
+    With ``checkpoint_of``, the header must also show a checkpoint of that family (tensor names
+    and shapes, see functions.domain.checkpoint_family): a file that is not one would otherwise be
+    ``ready`` and fail only inside a billed training job.
+    """
     size = ctx.storage.object_size(key)
     if size is None:
         raise ValueError("the file was not found in storage")
     if expected_size is not None and size != expected_size:
         raise ValueError(f"the uploaded file is {size} bytes, but {expected_size} were declared")
     length = safetensors_header_length(ctx.storage.read_range(key, 0, 8))
-    parse_safetensors_header(ctx.storage.read_range(key, 8, length), size)
+    header = parse_safetensors_header(ctx.storage.read_range(key, 8, length), size)
+    if checkpoint_of is not None:
+        problems = checkpoint_problems(header, checkpoint_of)
+        if problems:
+            raise ValueError("; ".join(problems))
     return size
+
+
+def checkpoint_family_of(record: ModelRecord) -> FmType | None:
+    """The family a model's file must prove it is: checkpoints only (LoRAs are not checked)."""
+    return record.fm_type if record.kind is ModelKind.CHECKPOINT else None
 
 
 def complete_model(
@@ -114,7 +131,7 @@ def complete_model(
     except Exception as error:  # botocore ClientError: InvalidPart, NoSuchUpload, EntityTooSmall ...
         raise Conflict(f"the upload could not be completed: {error}") from error
     try:
-        verify_safetensors(ctx, record.s3_key, record.size_bytes)
+        verify_safetensors(ctx, record.s3_key, record.size_bytes, checkpoint_of=checkpoint_family_of(record))
     except ValueError as problem:
         ctx.storage.delete(record.s3_key)
         _fail_upload(ctx, record)
@@ -214,18 +231,21 @@ def jobs_using(
 
 
 def delete_model(ctx: ServiceContext, owner: str, model_id: str) -> None:
+    """Delete the record first, on condition that no active job uses it (see delete_dataset),
+    then its objects and bytes."""
     record = ctx.repository.get(ModelRecord, model_id, owner)
     using = jobs_using(ctx, owner, model_id=model_id)
     if using:
         raise Conflict(
             f"model {model_id} is used by active training job(s) {', '.join(using)}; stop them first"
         )
+    deleted = ctx.repository.delete(ModelRecord, model_id)
     if record.upload_id:
         ctx.storage.abort_multipart_upload(record.s3_key, record.upload_id)
     objects = stored_objects(record)
     for key in objects:
         ctx.storage.delete(key)
-    if ctx.repository.delete(ModelRecord, model_id):
+    if deleted:
         ctx.repository.release_storage(owner, sum(objects.values()))
     logger.info("model deleted", extra={"model_id": model_id, "owner": owner})
 

@@ -242,7 +242,8 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
         updated_at=now,
         webhook_url=request.webhook_url,
     )
-    ctx.repository.create(job)
+    # The cap check above is advisory (a friendly early answer); this transaction is the guarantee.
+    ctx.repository.create_job(job, max_active=settings.max_concurrent_jobs_per_owner)
     audit(job, None, JobStatus.PENDING, "job recorded")
     announce(ctx.notifier, job, None, JobStatus.PENDING, "job recorded")
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.e2e.cli_helpers import run_cli
 from tests.e2e.conftest import RuntimeLauncher
-from tests.integration.workflow import safetensors_bytes
+from tests.integration.workflow import checkpoint_bytes
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -21,7 +21,7 @@ class QuietHandler(SimpleHTTPRequestHandler):
 def test_import_from_a_url_then_download_the_same_bytes(runtimes: RuntimeLauncher, tmp_path: Path) -> None:
     served = tmp_path / "served"
     served.mkdir()
-    (served / "base-model.safetensors").write_bytes(safetensors_bytes(4096))
+    (served / "base-model.safetensors").write_bytes(checkpoint_bytes(extra_bytes=4096))
     (served / "not-a-model.safetensors").write_bytes(b"plain text, not safetensors")
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(served)))
     threading.Thread(target=server.serve_forever, daemon=True).start()

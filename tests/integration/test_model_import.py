@@ -15,9 +15,9 @@ from functions.services.context import service_context
 from functions.services.model_import import run_import_task
 from tests.conftest import IMPORT_LIMIT_BYTES
 from tests.integration.conftest import BUCKET, ApiCaller
-from tests.integration.workflow import safetensors_bytes
+from tests.integration.workflow import checkpoint_bytes, safetensors_bytes
 
-GOOD = safetensors_bytes(2048)
+GOOD = checkpoint_bytes(extra_bytes=2048)
 OMIT = "omit"
 
 
@@ -113,6 +113,8 @@ def test_redirects_are_followed_and_checked(
     ("route", "reason"),
     [
         ((200, {}, b"this is not a safetensors file at all"), "header"),
+        ((200, {}, safetensors_bytes(64)), "not an SD 1.5 checkpoint: missing the UNet"),
+        ((200, {}, checkpoint_bytes("sdxl")), "not an SD 1.5 checkpoint: it is an SDXL checkpoint"),
         ((200, {"Content-Length": str(IMPORT_LIMIT_BYTES + 1)}, b""), "over the import limit"),
         (
             (200, {"Content-Length": OMIT}, b"\x00" * (IMPORT_LIMIT_BYTES + 10)),
@@ -202,7 +204,7 @@ def test_a_large_file_arrives_whole_in_several_parts(
         ctx, "settings", dataclasses.replace(ctx.settings, model_import_max_bytes=64 * 1024**2)
     )
     monkeypatch.setattr(model_import, "choose_part_size", lambda size: 5 * 1024**2)  # S3's smallest part
-    big = safetensors_bytes(12 * 1024**2 + 123)  # three parts, the last one short
+    big = checkpoint_bytes(extra_bytes=12 * 1024**2 + 123)  # three parts, the last one short
     files.routes["/big.safetensors"] = (200, {}, big)
     model = start_import(api, files.url("/big.safetensors"))
     run_last(dispatched_tasks)

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from functions.domain.dataset_rules import MAX_FILES, UPLOAD_URLS_PER_RESPONSE
-from functions.domain.storage_layout import dataset_file_key, model_object_key
+from functions.domain.storage_layout import dataset_upload_key, model_object_key
 from tests.integration.conftest import BUCKET, TABLE, ApiCaller, proxy_event
 from tests.integration.workflow import declare_dataset, png_bytes, ready_inputs, training_body
 
@@ -241,7 +241,7 @@ class TestPresigning:
         upload = created["uploads"][0]
         url = urlsplit(upload["url"])
         query = parse_qs(url.query)
-        assert url.path.endswith("/" + dataset_file_key(api.owner, created["dataset"]["id"], "1_c/a.png"))
+        assert url.path.endswith("/" + dataset_upload_key(api.owner, created["dataset"]["id"], "1_c/a.png"))
         assert query["X-Amz-Expires"] == ["900"]
         assert "content-length" in query["X-Amz-SignedHeaders"][0].split(";")
         assert upload["headers"] == {"Content-Length": str(len(png_bytes()))}
@@ -263,7 +263,7 @@ class TestPresigning:
         assert status == 200, batch
         assert [u["path"] for u in batch["uploads"]] == rest
         last = batch["uploads"][-1]
-        assert urlsplit(last["url"]).path.endswith("/" + dataset_file_key(api.owner, dataset_id, rest[-1]))
+        assert urlsplit(last["url"]).path.endswith("/" + dataset_upload_key(api.owner, dataset_id, rest[-1]))
         assert last["headers"] == {"Content-Length": str(10 + count - 1)}
 
         status, error = api("POST", f"/datasets/{dataset_id}/uploads", {"paths": [rest[0], "1_c/../x.png"]})

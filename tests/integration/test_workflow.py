@@ -16,6 +16,7 @@ from functions.domain.storage_layout import (
 )
 from tests.integration.conftest import BUCKET, JOB_PREFIX, ApiCaller, sagemaker_event, send_event
 from tests.integration.workflow import (
+    checkpoint_bytes,
     put_lora_output,
     ready_inputs,
     safetensors_bytes,
@@ -25,7 +26,7 @@ from tests.integration.workflow import (
 
 
 def test_model_upload_is_multipart_presigned_and_verified(api: ApiCaller) -> None:
-    content = safetensors_bytes(1000)
+    content = checkpoint_bytes(extra_bytes=1000)
     model = upload_model(api, content)
     assert model["status"] == "ready" and model["size_bytes"] == len(content)
     status, fetched = api("GET", f"/models/{model['id']}")

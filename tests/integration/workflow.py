@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -25,6 +27,63 @@ def safetensors_bytes(tensor_bytes: int = 64, metadata: dict[str, str] | None = 
         header["__metadata__"] = metadata
     raw = json.dumps(header).encode()
     return struct.pack("<Q", len(raw)) + raw + bytes(tensor_bytes)
+
+
+def _tensor_file(shapes: dict[str, list[int]], metadata: dict[str, str] | None = None) -> bytes:
+    """A valid safetensors file with uint8 tensors of these shapes (zeros)."""
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, shape in shapes.items():
+        size = 1
+        for n in shape:
+            size *= n
+        header[name] = {"dtype": "U8", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    if metadata:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + bytes(offset)
+
+
+def checkpoint_shapes(fm_type: str = "sd15", text_width: int = 8) -> dict[str, list[int]]:
+    """The tensors that make a checkpoint recognisable as its family (narrow widths, tiny vocab):
+    the UNet, VAE and text encoder(s) in the single-file layout, cross-attention as wide as the text."""
+    unet, vae = "model.diffusion_model.", "first_stage_model."
+    shapes = {
+        f"{unet}input_blocks.0.0.weight": [4, 4, 3, 3],
+        f"{unet}time_embed.0.weight": [16, 4],
+        f"{unet}out.2.weight": [4, 4, 3, 3],
+        f"{vae}encoder.conv_in.weight": [4, 3, 3, 3],
+        f"{vae}decoder.conv_out.weight": [3, 4, 3, 3],
+        f"{vae}quant_conv.weight": [8, 8, 1, 1],
+    }
+    if fm_type == "sd15":
+        text = "cond_stage_model.transformer.text_model."
+        shapes |= {f"{text}embeddings.token_embedding.weight": [16, text_width]}
+        shapes |= {f"{text}final_layer_norm.weight": [text_width]}
+        context = text_width
+    else:
+        first, second = "conditioner.embedders.0.transformer.text_model.", "conditioner.embedders.1.model."
+        shapes |= {
+            f"{first}embeddings.token_embedding.weight": [16, text_width],
+            f"{first}final_layer_norm.weight": [text_width],
+            f"{second}token_embedding.weight": [16, 2 * text_width],
+            f"{second}ln_final.weight": [2 * text_width],
+            f"{second}text_projection": [2 * text_width, 2 * text_width],
+            f"{unet}label_emb.0.0.weight": [16, 8],
+        }
+        context = 3 * text_width
+    shapes[f"{unet}input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"] = [4, context]
+    return shapes
+
+
+def checkpoint_bytes(fm_type: str = "sd15", extra_bytes: int = 0) -> bytes:
+    """A small checkpoint the service recognises as ``fm_type`` (functions/domain/checkpoint_family),
+    with ``extra_bytes`` more in one more tensor (for size-dependent tests)."""
+    shapes = checkpoint_shapes(fm_type)
+    if extra_bytes:
+        shapes["model_ema.padding"] = [extra_bytes]
+    return _tensor_file(shapes)
 
 
 def png_bytes(color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -68,13 +127,44 @@ def declare_dataset(api: ApiCaller, files: dict[str, bytes]) -> tuple[int, dict[
     )
 
 
+@contextlib.contextmanager
+def inline_tasks() -> Iterator[None]:
+    """Background tasks the API hands over run at once, by the tasks function's own runner (here
+    there is no tasks Lambda to invoke asynchronously)."""
+    from functions.services.background import run_task
+    from functions.services.context import service_context
+
+    ctx = service_context()
+    original = ctx.tasks
+
+    class Inline:
+        def dispatch(self, task: Any) -> None:
+            run_task(ctx, task)
+
+    ctx.tasks = Inline()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        ctx.tasks = original
+
+
+def complete_dataset(api: ApiCaller, dataset_id: str) -> tuple[int, dict[str, Any]]:
+    """``complete``, then the background validation it starts; returns the dataset as it ends."""
+    with inline_tasks():
+        status, completed = api("POST", f"/datasets/{dataset_id}/complete")
+    if status != 200:
+        return status, completed
+    assert completed["status"] in ("validating", "invalid"), completed
+    return api("GET", f"/datasets/{dataset_id}")
+
+
 def upload_dataset(api: ApiCaller, files: dict[str, bytes]) -> dict[str, Any]:
     status, created = declare_dataset(api, files)
     assert status == 201, created
     for upload in created["uploads"]:
         response = httpx.put(upload["url"], content=files[upload["path"]], headers=upload["headers"])
         assert response.status_code == 200, response.text
-    status, dataset = api("POST", f"/datasets/{created['dataset']['id']}/complete")
+    status, dataset = complete_dataset(api, created["dataset"]["id"])
     assert status == 200, dataset
     return dict(dataset)
 
@@ -91,7 +181,7 @@ def good_dataset() -> dict[str, bytes]:
 
 
 def ready_inputs(api: ApiCaller, fm_type: str = "sd15") -> tuple[str, str]:
-    model = upload_model(api, safetensors_bytes(), fm_type=fm_type)
+    model = upload_model(api, checkpoint_bytes(fm_type), fm_type=fm_type)
     dataset = upload_dataset(api, good_dataset())
     return model["id"], dataset["id"]
 

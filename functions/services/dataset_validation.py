@@ -1,0 +1,76 @@
+"""Dataset validation (tasks function): decode every file, then freeze what was validated.
+
+``complete`` leaves a dataset ``validating`` once its uploads arrived with the declared sizes and
+plausible first bytes. This task reads each uploaded object whole, decodes it completely
+(functions/domain/image_decoding.py), and writes exactly the bytes it decoded under ``files/``,
+the prefix training jobs read and no presigned URL targets. A PUT through a URL that is still
+valid can then only change ``uploads/``, which nothing reads: the dataset a job trains on is the
+one validated here. The dataset becomes ``ready``, or ``invalid`` with one problem per bad file.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from aws_lambda_powertools import Logger
+
+from functions.domain.background_tasks import BackgroundTask
+from functions.domain.catalog import ResourceStatus
+from functions.domain.dataset_rules import DatasetManifest, DeclaredFile
+from functions.domain.errors import NotFound
+from functions.domain.ids import utc_now
+from functions.domain.records import DatasetRecord
+from functions.domain.storage_layout import (
+    dataset_file_key,
+    dataset_prefix,
+    dataset_upload_key,
+    dataset_upload_prefix,
+)
+from functions.services.context import ServiceContext
+from functions.services.datasets import MAX_LISTED_PROBLEMS, declared_files
+
+logger = Logger(child=True)
+VALIDATION_CONCURRENCY = 8  # Pillow releases the GIL while decoding
+
+
+def seal_file(ctx: ServiceContext, owner: str, dataset_id: str, file: DeclaredFile) -> str | None:
+    """Decode one upload and copy the decoded bytes into ``files/``; the problem, or None."""
+    from functions.domain.image_decoding import file_problem  # Pillow: tasks function only
+
+    data = ctx.storage.read_bytes(dataset_upload_key(owner, dataset_id, file.path))
+    if data is None:
+        return f"{file.path}: disappeared after the dataset was completed"
+    if len(data) != file.size_bytes:
+        return f"{file.path}: is now {len(data)} bytes, declared {file.size_bytes} (changed after complete)"
+    problem = file_problem(file.path, data)
+    if problem is None:
+        ctx.storage.write_bytes(dataset_file_key(owner, dataset_id, file.path), data)
+    return problem
+
+
+def run_validation_task(ctx: ServiceContext, task: BackgroundTask) -> None:
+    """The tasks function's side. Safe to run twice: it only works on a dataset still validating."""
+    try:
+        record = ctx.repository.get(DatasetRecord, task.record_id, task.owner)
+    except NotFound:  # deleted before the task ran
+        return
+    if record.status is not ResourceStatus.VALIDATING:
+        return
+    owner, dataset_id = record.owner, record.id
+    declared = declared_files(ctx, owner, dataset_id)
+    with ThreadPoolExecutor(VALIDATION_CONCURRENCY) as pool:
+        found = [p for p in pool.map(lambda f: seal_file(ctx, owner, dataset_id, f), declared) if p]
+    manifest = (record.manifest or DatasetManifest()).model_copy(deep=True)
+    if len(found) > MAX_LISTED_PROBLEMS:
+        found = [*found[:MAX_LISTED_PROBLEMS], f"... and {len(found) - MAX_LISTED_PROBLEMS} more problems"]
+    manifest.problems = [*manifest.problems, *found]
+    status = ResourceStatus.INVALID if found else ResourceStatus.READY
+    done = record.model_copy(update={"status": status, "manifest": manifest, "updated_at": utc_now()})
+    if not ctx.repository.save(done, expected_status=ResourceStatus.VALIDATING.value):
+        ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))  # deleted or failed meanwhile
+        return
+    ctx.storage.delete_prefix(dataset_upload_prefix(owner, dataset_id))  # validated copies are in files/
+    logger.info(
+        "dataset validated",
+        extra={"dataset_id": dataset_id, "owner": owner, "status": status.value, "problems": len(found)},
+    )

@@ -1,0 +1,178 @@
+"""Inputs that would fail a billed job are refused before one starts: a checkpoint must be of its
+family, every dataset file must decode completely, and a dataset's content is frozen once validated
+(presigned PUT URLs stay usable for minutes after ``complete``)."""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import boto3
+import httpx
+from PIL import Image
+
+from functions.domain.storage_layout import dataset_file_key, dataset_prefix
+from functions.services.background import run_task
+from functions.services.context import service_context
+from tests.integration.conftest import BUCKET, ApiCaller
+from tests.integration.workflow import (
+    checkpoint_bytes,
+    complete_dataset,
+    declare_dataset,
+    good_dataset,
+    safetensors_bytes,
+    training_body,
+    upload_dataset,
+    upload_model,
+)
+
+
+def _register(
+    api: ApiCaller, content: bytes, fm_type: str = "sd15", kind: str = "checkpoint"
+) -> tuple[int, Any]:
+    status, created = api(
+        "POST",
+        "/models",
+        {
+            "name": "m",
+            "kind": kind,
+            "fm_type": fm_type,
+            "filename": "m.safetensors",
+            "size_bytes": len(content),
+        },
+    )
+    assert status == 201, created
+    part = created["upload"]["parts"][0]
+    etag = httpx.put(part["url"], content=content).headers["ETag"]
+    return api(
+        "POST", f"/models/{created['model']['id']}/complete", {"parts": [{"part_number": 1, "etag": etag}]}
+    )
+
+
+def test_a_valid_one_tensor_file_is_not_an_sd15_checkpoint(api: ApiCaller) -> None:
+    status, error = _register(api, safetensors_bytes(64))
+    assert status == 400, error
+    message = error["error"]["message"]
+    assert (
+        "not an SD 1.5 checkpoint: missing the UNet (model.diffusion_model.input_blocks.0.0.weight" in message
+    )
+    assert "the VAE (first_stage_model." in message and "the CLIP text encoder (cond_stage_model." in message
+    assert api("GET", "/models")[1]["items"] == []  # the upload was discarded
+
+
+def test_a_checkpoint_of_the_other_family_is_refused(api: ApiCaller) -> None:
+    status, error = _register(api, checkpoint_bytes("sdxl"), fm_type="sd15")
+    assert status == 400 and "not an SD 1.5 checkpoint: it is an SDXL checkpoint" in error["error"]["message"]
+    status, error = _register(api, checkpoint_bytes("sd15"), fm_type="sdxl")
+    assert status == 400 and "not an SDXL checkpoint: it is an SD 1.5 checkpoint" in error["error"]["message"]
+
+
+def test_checkpoints_of_their_family_and_loras_are_accepted(api: ApiCaller) -> None:
+    for fm_type in ("sd15", "sdxl"):
+        assert upload_model(api, checkpoint_bytes(fm_type), fm_type=fm_type)["status"] == "ready"
+    assert upload_model(api, safetensors_bytes(64), kind="lora")["status"] == "ready"  # LoRAs: header only
+
+
+def _png_signature_then_noise(size: int = 600) -> bytes:
+    return b"\x89PNG\r\n\x1a\n" + os.urandom(size - 8)
+
+
+def test_an_image_that_does_not_decode_makes_the_dataset_invalid(api: ApiCaller) -> None:
+    files = good_dataset() | {"10_cat/z.png": _png_signature_then_noise(), "10_cat/z.txt": b"noise"}
+    dataset = upload_dataset(api, files)
+    assert dataset["status"] == "invalid", dataset
+    assert any(
+        p.startswith("10_cat/z.png: the image does not decode") for p in dataset["manifest"]["problems"]
+    )
+
+
+def test_a_truncated_image_and_a_caption_that_is_not_utf8_past_its_first_bytes(api: ApiCaller) -> None:
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (64, 64), os.urandom(64 * 64 * 3)).save(buffer, format="PNG")
+    whole = buffer.getvalue()
+    files = {
+        "1_c/a.png": whole[: len(whole) // 2],  # a valid start, half of the pixels missing
+        "1_c/a.txt": b"a photo of a cat, " + b"\xff\xfe" + b" in the sun",
+    }
+    dataset = upload_dataset(api, files)
+    assert dataset["status"] == "invalid", dataset
+    problems = " ".join(dataset["manifest"]["problems"])
+    assert (
+        "1_c/a.png: the image does not decode" in problems
+        and "1_c/a.txt: the caption is not UTF-8" in problems
+    )
+
+
+def test_a_dataset_is_validating_until_every_file_is_decoded_and_no_job_starts_meanwhile(
+    api: ApiCaller, dispatched_tasks: list[Any]
+) -> None:
+    model = upload_model(api, checkpoint_bytes())
+    files = good_dataset()
+    status, created = declare_dataset(api, files)
+    for upload in created["uploads"]:
+        httpx.put(upload["url"], content=files[upload["path"]], headers=upload["headers"])
+    dataset_id = created["dataset"]["id"]
+    status, completed = api("POST", f"/datasets/{dataset_id}/complete")
+    assert status == 200 and completed["status"] == "validating", completed
+    assert [t.kind.value for t in dispatched_tasks] == ["dataset_validation"]
+    status, error = api(
+        "POST", "/trainings", training_body(model["id"], dataset_id), headers={"Idempotency-Key": dataset_id}
+    )
+    assert status == 400 and "dataset is validating, not ready" in str(error), error
+    run_task(service_context(), dispatched_tasks[-1])
+    assert api("GET", f"/datasets/{dataset_id}")[1]["status"] == "ready"
+    run_task(service_context(), dispatched_tasks[-1])  # a retried invocation changes nothing
+    assert api("GET", f"/datasets/{dataset_id}")[1]["status"] == "ready"
+
+
+def test_a_file_replaced_after_complete_but_before_validation_is_what_gets_validated(
+    api: ApiCaller, dispatched_tasks: list[Any]
+) -> None:
+    files = good_dataset()
+    _status, created = declare_dataset(api, files)
+    urls = {u["path"]: u for u in created["uploads"]}
+    for path, upload in urls.items():
+        httpx.put(upload["url"], content=files[path], headers=upload["headers"])
+    dataset_id = created["dataset"]["id"]
+    assert api("POST", f"/datasets/{dataset_id}/complete")[1]["status"] == "validating"
+    size = len(files["10_cat/a.png"])  # Content-Length is signed: same size, other bytes
+    swapped = httpx.put(
+        urls["10_cat/a.png"]["url"],
+        content=_png_signature_then_noise(size),
+        headers=urls["10_cat/a.png"]["headers"],
+    )
+    assert swapped.status_code == 200  # the URL still works ...
+    run_task(service_context(), dispatched_tasks[-1])
+    dataset = api("GET", f"/datasets/{dataset_id}")[1]
+    assert dataset["status"] == "invalid", dataset  # ... but what it wrote was validated, and refused
+
+
+def test_a_write_through_a_live_url_after_validation_never_reaches_a_job(api: ApiCaller) -> None:
+    files = good_dataset()
+    _status, created = declare_dataset(api, files)
+    urls = {u["path"]: u for u in created["uploads"]}
+    for path, upload in urls.items():
+        httpx.put(upload["url"], content=files[path], headers=upload["headers"])
+    dataset_id = created["dataset"]["id"]
+    assert complete_dataset(api, dataset_id)[1]["status"] == "ready"
+    size = len(files["10_cat/a.png"])
+    late = httpx.put(
+        urls["10_cat/a.png"]["url"],
+        content=_png_signature_then_noise(size),
+        headers=urls["10_cat/a.png"]["headers"],
+    )
+    assert late.status_code == 200  # presigned PUTs stay valid for their 15 minutes
+    s3 = boto3.client("s3")
+    # The training channel is the files/ prefix: it holds exactly the validated bytes.
+    key = dataset_file_key(api.owner, dataset_id, "10_cat/a.png")
+    assert key.startswith(dataset_prefix(api.owner, dataset_id))
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == files["10_cat/a.png"]
+    channel = s3.list_objects_v2(Bucket=BUCKET, Prefix=dataset_prefix(api.owner, dataset_id))["Contents"]
+    assert sorted(o["Key"].removeprefix(dataset_prefix(api.owner, dataset_id)) for o in channel) == sorted(
+        files
+    )
+    assert all(
+        o["Size"] == len(files[o["Key"].removeprefix(dataset_prefix(api.owner, dataset_id))]) for o in channel
+    )
+    assert not any("uploads/" in u for u in (o["Key"] for o in channel))
