@@ -783,6 +783,10 @@ def _optimizer_problems(config: dict[str, ParamValue]) -> list[FieldProblem]:
             )
     if optimizer != "Adafactor" and isinstance(kwargs.get("eps"), tuple):
         problems.append(_problem("optimizer_args", f"eps of {optimizer} must be one number"))
+    # transformers' Adafactor reads eps[0] and eps[1] at its first step: a single number would
+    # pass construction and crash the first training step.
+    if optimizer == "Adafactor" and "eps" in kwargs and not isinstance(kwargs["eps"], tuple):
+        problems.append(_problem("optimizer_args", "eps of Adafactor must be two numbers, e.g. 1e-30,1e-3"))
     if optimizer == "SGDNesterov" and kwargs.get("momentum", 0.9) <= 0:
         problems.append(_problem("optimizer_args", "SGDNesterov needs a momentum above 0 (torch.optim.SGD)"))
     schedule = config.get("lr_scheduler", "constant")  # add_optimizer_arguments' default

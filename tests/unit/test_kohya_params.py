@@ -111,6 +111,14 @@ class TestOptimizerArgs:
         )
         assert config["optimizer_args"] == ["eps=(1e-30, 0.001)"]
 
+    def test_adafactor_eps_must_be_a_pair_and_others_a_number(self) -> None:
+        assert "config.optimizer_args" in _problems(
+            {"optimizer_type": "Adafactor", "optimizer_args": ["eps=1e-30"]}
+        )
+        assert "config.optimizer_args" in _problems(
+            {"optimizer_type": "AdamW", "optimizer_args": ["eps=1e-8,1e-3"]}
+        )
+
     def test_every_optimizer_has_its_keywords(self) -> None:
         assert set(OPTIMIZER_KEYWORDS) == set(OPTIMIZERS)
 
