@@ -5,11 +5,12 @@ moto enforces no IAM and the local runtime hands secrets over directly, so a fun
 something its role does not allow passes every other test and fails only in AWS (the page-token
 secret read by the events, reconciler and tasks functions was such a call). Here:
 
-* ``CallRecorder`` wraps ``botocore.client.BaseClient._emit_api_params``, which every API call
-  and every presigned URL goes through, and notes (function, service, operation, params). The
-  function is the innermost ``functions/<api|events|reconciler|tasks|webhooks>/`` frame on the
-  stack: the handlers run in-process in the integration and end-to-end tests (calls made by
-  test code itself are not any function's and are not checked).
+* ``recording`` (in-process: the integration tests, autouse in ``tests/conftest.py``) and
+  ``record_to_file`` (the end-to-end tests' local runtime subprocess) wrap
+  ``botocore.client.BaseClient._emit_api_params``, which every API call and every presigned URL
+  goes through, and note (function, service, operation, params). The function is the innermost
+  ``functions/<api|events|reconciler|tasks|webhooks>/`` frame on the stack, where the handlers
+  run (calls made by test code itself are not any function's and are not checked).
 * ``authorizations`` maps an operation to the IAM actions, resource ARNs and condition keys AWS
   authorises it with (the IAM Service Authorization Reference; e.g. TransactWriteItems is
   authorised per item as PutItem/UpdateItem/..., CopyObject as GetObject on the source plus

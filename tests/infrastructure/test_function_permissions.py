@@ -136,6 +136,8 @@ def test_every_function_cold_calls_only_what_its_role_allows(
     assert set(calls) == set(FUNCTION_PACKAGES)
     for function, made in calls.items():
         assert made, f"{function} made no AWS call: the scenario did not exercise it"
+    api_operations = {c.operation for c in calls["api"]}
+    assert {"CreateTrainingJob", "DescribeLogStreams", "GetSecretValue", "PutEvents"} <= api_operations
     every_call = [c for made in calls.values() for c in made]
     denied = denied_calls(every_call, RolePolicies(template_json, cold.env))
     assert denied == [], "\n".join(denied)
