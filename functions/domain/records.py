@@ -130,7 +130,6 @@ class CreateModelRequest(JsonRequestModel):
         default=None,
         min_length=1,
         max_length=MAX_URL_LENGTH,
-        pattern=r"^https://[^\s/]+",
         description="import from this https URL instead of uploading (docs/model-imports.md); "
         "the model is processing until the server has fetched and checked it",
     )
@@ -434,7 +433,6 @@ class CreateTrainingRequest(JsonRequestModel):
     webhook_url: str | None = Field(
         default=None,
         min_length=1,
-        pattern=r"^https://[^\s/]+",
         max_length=WEBHOOK_URL_MAX_LENGTH,
         description="https URL that receives a signed POST when the job ends (docs/notifications.md)",
     )
