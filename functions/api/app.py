@@ -31,6 +31,32 @@ for _router in (
     app.include_router(_router)
 
 
+def refuse_undeclared_query_parameters(
+    resolver: APIGatewayRestResolver, next_middleware: Any
+) -> Response[Any]:
+    """A query parameter the operation does not declare is a 400 naming it, as an unknown body
+    field is (``extra="forbid"``): a misspelt ``?statu=`` must not silently list everything."""
+    route = resolver.context.get("_route")
+    dependant = getattr(route, "dependant", None)
+    event = resolver.current_event
+    routed = event.http_method.upper() in allowed_methods(event.path)  # not for 404/405 answers
+    if dependant is not None and routed:
+        declared = {param.alias for param in dependant.query_params}
+        given = resolver.current_event.multi_value_query_string_parameters or {}
+        unknown = sorted(set(given) - declared)
+        if unknown:
+            details = [
+                ErrorDetail(field=name, problem="is not a query parameter of this operation")
+                for name in unknown
+            ]
+            return error_response(400, "INVALID_INPUT", f"invalid request: {', '.join(unknown)}", details)
+    response: Response[Any] = next_middleware(resolver)
+    return response
+
+
+app.use([refuse_undeclared_query_parameters])
+
+
 @app.exception_handler(ServiceError)
 def handle_service_error(error: ServiceError) -> Response[Any]:
     return service_error_response(error)

@@ -50,6 +50,48 @@ def _replace_validation_errors(spec: dict[str, Any]) -> None:
         schemas.pop(name, None)
 
 
+def _drop_bodies_of_204(spec: dict[str, Any]) -> None:
+    """A 204 has no body (RFC 9110 section 15.3.5); Powertools documents the handler's return type."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            no_content = operation.get("responses", {}).get("204")
+            if no_content is not None:
+                no_content.pop("content", None)
+
+
+def _instance_type_rules(spec: dict[str, Any]) -> None:
+    """``instance_type``: the deployment's allowed types (the defaults; a deployment with another
+    list regenerates its spec), and for each family only those with enough GPU memory
+    (functions.domain.job_rules.instance_problems), as JSON Schema ``if``/``then``."""
+    from functions.domain.catalog import INSTANCE_TYPES, FmType, instance_supports
+    from functions.settings import DEFAULTS
+
+    allowed = [t for t in DEFAULTS.allowed_instance_types if t in INSTANCE_TYPES]
+    schemas = spec.get("components", {}).get("schemas", {})
+    for name, nullable in (("CreateTrainingRequest", False), ("ValidateConfigRequest", True)):
+        schema = schemas.get(name)
+        if schema is None:
+            continue
+        prop = schema["properties"]["instance_type"]
+        prop["enum"] = [*allowed, None] if nullable else list(allowed)
+        rules = []
+        for family in FmType:
+            fitting = [t for t in allowed if instance_supports(INSTANCE_TYPES[t], family)]
+            if fitting != allowed:
+                rules.append(
+                    {
+                        "if": {"properties": {"fm_type": {"const": family.value}}, "required": ["fm_type"]},
+                        "then": {
+                            "properties": {
+                                "instance_type": {"enum": [*fitting, None] if nullable else fitting}
+                            }
+                        },
+                    }
+                )
+        if rules:
+            schema["allOf"] = rules
+
+
 def generate_spec() -> dict[str, Any]:
     for key, value in _PLACEHOLDER_ENV.items():
         os.environ.setdefault(key, value)
@@ -75,6 +117,8 @@ def generate_spec() -> dict[str, Any]:
     )
     spec: dict[str, Any] = json.loads(raw)
     _replace_validation_errors(spec)
+    _drop_bodies_of_204(spec)
+    _instance_type_rules(spec)
     return spec
 
 

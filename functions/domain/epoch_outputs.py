@@ -19,9 +19,10 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field
 
 from functions.domain.catalog import FmType
+from functions.domain.json_types import JsonFloat, JsonRequestModel
 from functions.domain.kohya_params import FieldProblem
 
 MAX_SAMPLE_PROMPTS = 8
@@ -42,18 +43,18 @@ SAFETENSORS_SUFFIX = ".safetensors"
 SAMPLE_SUFFIX = ".png"
 
 
-class SamplePrompt(BaseModel):
+class SamplePrompt(JsonRequestModel):
     """One sample image to render at each saved epoch: text and rendering settings, no paths."""
 
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_LENGTH)
     negative_prompt: str | None = Field(default=None, max_length=MAX_PROMPT_LENGTH)
-    seed: StrictInt | None = Field(default=None, ge=0, le=2**32 - 1)
-    steps: StrictInt | None = Field(default=None, ge=1, le=MAX_SAMPLE_STEPS)
-    width: StrictInt | None = Field(default=None, ge=8, le=4096, description="pixels; family limits apply")
-    height: StrictInt | None = Field(default=None, ge=8, le=4096, description="pixels; family limits apply")
-    cfg_scale: StrictFloat | None = Field(default=None, ge=1.0, le=MAX_CFG_SCALE)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    steps: int | None = Field(default=None, ge=1, le=MAX_SAMPLE_STEPS)
+    width: int | None = Field(default=None, ge=8, le=4096, description="pixels; family limits apply")
+    height: int | None = Field(default=None, ge=8, le=4096, description="pixels; family limits apply")
+    cfg_scale: JsonFloat | None = Field(default=None, ge=1.0, le=MAX_CFG_SCALE)
 
 
 def _text_problem(text: str) -> str | None:

@@ -15,6 +15,9 @@ from typing import Any
 
 from functions.domain.errors import invalid
 
+# What encode_token produces: base64url payload "." base64url signature (no padding).
+PAGE_TOKEN_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")

@@ -11,26 +11,20 @@ from __future__ import annotations
 import unicodedata
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    JsonValue,
-    StrictBool,
-    StrictInt,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from functions.domain.catalog import INSTANCE_TYPES, FmType, ModelKind, ResourceStatus
-from functions.domain.dataset_preparation import CropMode
+from functions.domain.dataset_preparation import MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE, CropMode
 from functions.domain.dataset_rules import (
+    MAX_CAPTION_BYTES,
     MAX_FILES,
+    MAX_IMAGE_BYTES,
     MAX_PATH_LENGTH,
     UPLOAD_URLS_PER_RESPONSE,
     DatasetManifest,
 )
 from functions.domain.epoch_outputs import MAX_SAMPLE_PROMPTS, SamplePrompt, VersionInfo
+from functions.domain.json_types import JsonBool, JsonRequestModel
 from functions.domain.kohya_params import ParamValue, engine_warnings
 from functions.domain.notifications import WEBHOOK_URL_MAX_LENGTH
 from functions.domain.outbound_urls import MAX_URL_LENGTH
@@ -39,6 +33,13 @@ from functions.domain.statuses import JobStatus
 from functions.domain.training_contract import Engine
 
 MAX_MODEL_BYTES = 20 * 1024**3
+# What dataset_rules accepts as a path, as a schema pattern (ASCII names; the service also takes
+# other Unicode letters): <repeats 1-10000>_<concept>/<file>.<image or txt extension>.
+_NAME = r"[A-Za-z0-9_][A-Za-z0-9_ .,()+-]*"
+_IMAGE_SUFFIX = r"\.(?:[pP][nN][gG]|[jJ][pP][eE]?[gG]|[wW][eE][bB][pP]|[bB][mM][pP])"
+_FOLDER = rf"(?:[1-9][0-9]{{0,3}}|10000)_{_NAME}/{_NAME}"
+DATASET_PATH_PATTERN = rf"^{_FOLDER}(?:{_IMAGE_SUFFIX}|\.[tT][xX][tT])$"
+IMAGE_PATH_PATTERN = rf"^{_FOLDER}{_IMAGE_SUFFIX}$"
 MAX_NAME_LENGTH = 128
 
 
@@ -52,7 +53,19 @@ def _clean_name(value: str) -> str:
     return value
 
 
-DisplayName = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_clean_name)]
+DisplayName = Annotated[
+    str,
+    # The pattern says "not blank"; the characters refused (Unicode categories C*) are in its
+    # description: JSON Schema's portable regex dialect has no \p{...} classes.
+    Field(
+        min_length=1,
+        max_length=MAX_NAME_LENGTH,
+        pattern=r"\S",
+        description="a display name: not blank; no control, format (invisible), private-use, surrogate "
+        "or unassigned characters (Unicode categories Cc, Cf, Cs, Co, Cn)",
+    ),
+    AfterValidator(_clean_name),
+]
 RecordId = Annotated[str, Field(pattern=r"^[0-9a-z]{26}$", description="a record id")]
 
 
@@ -76,8 +89,27 @@ class ErrorBody(BaseModel):
 # ---------------------------------------------------------------- models
 
 
-class CreateModelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CreateModelRequest(JsonRequestModel):
+    # Either an upload (filename and size_bytes) or an import (source_url), as the schema says.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["filename", "size_bytes"],
+                    "properties": {
+                        "filename": {"type": "string"},
+                        "size_bytes": {"type": "integer"},
+                        "source_url": {"type": "null"},
+                    },
+                },
+                {
+                    "required": ["source_url"],
+                    "properties": {"source_url": {"type": "string"}, "size_bytes": {"type": "null"}},
+                },
+            ]
+        },
+    )
 
     name: DisplayName
     kind: ModelKind = ModelKind.CHECKPOINT
@@ -90,26 +122,27 @@ class CreateModelRequest(BaseModel):
         description="the file's name; only .safetensors is accepted (pickled .ckpt files can run code). "
         "Required for an upload; for an import, defaults to the URL's file name",
     )
-    size_bytes: StrictInt | None = Field(
+    size_bytes: int | None = Field(
         default=None, ge=1, le=MAX_MODEL_BYTES, description="the file's size; required for an upload"
     )
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     source_url: str | None = Field(
         default=None,
+        min_length=1,
         max_length=MAX_URL_LENGTH,
         description="import from this https URL instead of uploading (docs/model-imports.md); "
         "the model is processing until the server has fetched and checked it",
     )
 
 
-class UploadedPart(BaseModel):
+class UploadedPart(JsonRequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    part_number: StrictInt = Field(ge=1, le=10_000)
+    part_number: int = Field(ge=1, le=10_000)
     etag: str = Field(min_length=1, max_length=128)
 
 
-class CompleteModelRequest(BaseModel):
+class CompleteModelRequest(JsonRequestModel):
     model_config = ConfigDict(extra="forbid")
 
     parts: list[UploadedPart] = Field(min_length=1, max_length=10_000)
@@ -195,20 +228,34 @@ class ModelCreated(BaseModel):
 # ---------------------------------------------------------------- datasets
 
 
-class DeclaredFileIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DeclaredFileIn(JsonRequestModel):
+    # A caption's size limit is smaller than an image's (dataset_rules._size_problem).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "if": {"properties": {"path": {"pattern": r"\.[tT][xX][tT]$"}}},
+            "then": {"properties": {"size_bytes": {"maximum": MAX_CAPTION_BYTES}}},
+        },
+    )
 
     path: str = Field(
-        max_length=MAX_PATH_LENGTH, description="<repeats>_<concept>/<file>, e.g. 10_mycat/photo1.png"
+        min_length=1,
+        pattern=DATASET_PATH_PATTERN,
+        max_length=MAX_PATH_LENGTH,
+        description="<repeats>_<concept>/<file>, e.g. 10_mycat/photo1.png",
     )
-    size_bytes: StrictInt = Field(ge=0, le=MAX_MODEL_BYTES)
+    size_bytes: int = Field(ge=1, le=MAX_IMAGE_BYTES)
 
 
-class CreateDatasetRequest(BaseModel):
+class CreateDatasetRequest(JsonRequestModel):
     model_config = ConfigDict(extra="forbid")
 
     name: DisplayName
-    files: list[DeclaredFileIn] = Field(min_length=1, max_length=MAX_FILES)
+    files: list[DeclaredFileIn] = Field(
+        min_length=1,
+        max_length=MAX_FILES,
+        json_schema_extra={"contains": {"properties": {"path": {"pattern": IMAGE_PATH_PATTERN}}}},
+    )
 
 
 class PresignedFileUpload(BaseModel):
@@ -258,21 +305,40 @@ class DatasetView(BaseModel):
     updated_at: str
 
 
-class CropDatasetRequest(BaseModel):
+class CropDatasetRequest(JsonRequestModel):
     """``POST /datasets/{id}/crop``: a new dataset with every image cropped and resized."""
 
-    model_config = ConfigDict(extra="forbid")
+    # A width, or a family whose native side is used (crop_spec).
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["width"], "properties": {"width": {"type": "integer"}}},
+                {"required": ["fm_type"], "properties": {"fm_type": {"type": "string"}}},
+            ]
+        },
+    )
 
     name: DisplayName
-    width: StrictInt | None = Field(
-        None, description="target width in pixels (default: the family's native side)"
+    width: int | None = Field(
+        None,
+        ge=MIN_SIDE,
+        le=MAX_SIDE,
+        multiple_of=SIDE_MULTIPLE,
+        description="target width in pixels (default: the family's native side)",
     )
-    height: StrictInt | None = Field(None, description="target height in pixels (default: the width)")
+    height: int | None = Field(
+        None,
+        ge=MIN_SIDE,
+        le=MAX_SIDE,
+        multiple_of=SIDE_MULTIPLE,
+        description="target height in pixels (default: the width)",
+    )
     fm_type: FmType | None = Field(
         None, description="family whose native resolution to use when no width is given (sd15 512, sdxl 1024)"
     )
     mode: CropMode = Field(CropMode.CENTER, description="center, or smart: the window with the most detail")
-    upscale: StrictBool = Field(
+    upscale: JsonBool = Field(
         False, description="enlarge images smaller than the target (default: only crop)"
     )
 
@@ -288,7 +354,7 @@ class DatasetCreated(BaseModel):
     )
 
 
-class DatasetUploadsRequest(BaseModel):
+class DatasetUploadsRequest(JsonRequestModel):
     model_config = ConfigDict(extra="forbid")
 
     paths: list[str] = Field(
@@ -323,7 +389,7 @@ class ConfigDefaults(BaseModel):
     reserved: dict[str, str] = Field(description="keys the service sets, with the reason")
 
 
-class ValidateConfigRequest(BaseModel):
+class ValidateConfigRequest(JsonRequestModel):
     model_config = ConfigDict(extra="forbid")
 
     fm_type: FmType
@@ -344,7 +410,7 @@ class ValidatedConfig(BaseModel):
 # ---------------------------------------------------------------- trainings
 
 
-class CreateTrainingRequest(BaseModel):
+class CreateTrainingRequest(JsonRequestModel):
     model_config = ConfigDict(extra="forbid")
 
     fm_type: FmType
@@ -357,10 +423,8 @@ class CreateTrainingRequest(BaseModel):
     )
     config: dict[str, Any] = Field(default_factory=dict, description="Kohya train_network parameters")
     name: DisplayName | None = None
-    use_spot: StrictBool | None = Field(
-        default=None, description="managed spot; default set by the deployment"
-    )
-    max_runtime_seconds: StrictInt | None = Field(default=None, ge=600, le=28 * 24 * 3600)
+    use_spot: JsonBool | None = Field(default=None, description="managed spot; default set by the deployment")
+    max_runtime_seconds: int | None = Field(default=None, ge=600, le=28 * 24 * 3600)
     sample_prompts: list[SamplePrompt] = Field(
         default_factory=list,
         max_length=MAX_SAMPLE_PROMPTS,
@@ -368,6 +432,7 @@ class CreateTrainingRequest(BaseModel):
     )
     webhook_url: str | None = Field(
         default=None,
+        min_length=1,
         max_length=WEBHOOK_URL_MAX_LENGTH,
         description="https URL that receives a signed POST when the job ends (docs/notifications.md)",
     )

@@ -10,7 +10,7 @@ from functions.adapters.storage import choose_part_size
 from functions.domain.catalog import FmType, ModelKind, ResourceStatus
 from functions.domain.checkpoint_family import checkpoint_problems
 from functions.domain.epoch_outputs import select_version
-from functions.domain.errors import Conflict, invalid, invalid_all
+from functions.domain.errors import Conflict, NotFound, invalid, invalid_all
 from functions.domain.file_checks import parse_safetensors_header, safetensors_header_length
 from functions.domain.ids import new_id, utc_now
 from functions.domain.kohya_params import FieldProblem
@@ -167,7 +167,9 @@ def get_model(ctx: ServiceContext, owner: str, model_id: str, epoch: int | None 
         chosen = select_version(record.versions, epoch)
         if chosen is None:
             kept = ", ".join(str(v.epoch) for v in record.versions) or "none (no save_every_n_epochs)"
-            raise invalid("epoch", f"model {model_id} has no version for epoch {epoch}; saved epochs: {kept}")
+            # 404: the request is well formed; the version it names does not exist
+            message = f"model {model_id} has no version for epoch {epoch}; saved epochs: {kept}"
+            raise NotFound(message, [FieldProblem("epoch", f"no version for epoch {epoch}")])
         url = ctx.storage.presign_get(chosen.s3_key, chosen.filename) if ready else None
     return view_of(
         record, ModelView, download_url=url, versions=[v.model_dump(mode="json") for v in versions]

@@ -24,7 +24,7 @@ from functions.domain.job_rules import (
     instance_problems,
     runtime_problems,
 )
-from functions.domain.kohya_params import ParamValue, validate_config
+from functions.domain.kohya_params import FieldProblem, ParamValue, validate_config
 from functions.domain.planning import TrainingPlan, plan_training
 from functions.domain.records import (
     CreateTrainingRequest,
@@ -97,6 +97,12 @@ def ready_inputs(
     config, config_problems = validate_config(request.config, request.fm_type)
     model = _owned_or_none(ctx, ModelRecord, request.base_model_id, owner)
     dataset = _owned_or_none(ctx, DatasetRecord, request.dataset_id, owner)
+    missing = [
+        *([FieldProblem("base_model_id", "does not name one of your models")] if model is None else []),
+        *([FieldProblem("dataset_id", "does not name one of your datasets")] if dataset is None else []),
+    ]
+    if missing:  # well formed, but naming nothing: 404 (as GET of that id would answer)
+        raise NotFound(" and ".join(f"{p.field} {p.problem}" for p in missing), missing)
     problems = [
         *instance_problems(request.instance_type, request.fm_type, ctx.settings.allowed_instance_types),
         *base_model_problems(model, owner, request.fm_type),

@@ -101,7 +101,7 @@ def test_completion_registers_each_epoch_as_a_version_of_one_lora(api: ApiCaller
     status, epoch_one = api("GET", f"/models/{job['id']}", query={"epoch": "1"})
     assert httpx.get(epoch_one["download_url"]).content == epochs[1]
     status, error = api("GET", f"/models/{job['id']}", query={"epoch": "7"})
-    assert status == 400 and error["error"]["details"][0]["field"] == "epoch"
+    assert status == 404 and error["error"]["details"][0]["field"] == "epoch"  # a version that does not exist
     assert "saved epochs: 1, 2, 3" in error["error"]["message"]
 
 
@@ -116,7 +116,7 @@ def test_a_corrupt_epoch_file_is_rejected_and_the_rest_is_kept(api: ApiCaller) -
     assert rejected["epoch"] == 1 and "safetensors header" in rejected["reason"]
     _, lora = api("GET", f"/models/{job['id']}")
     assert [v["epoch"] for v in lora["versions"]] == [2, 3]
-    assert api("GET", f"/models/{job['id']}", query={"epoch": "1"})[0] == 400
+    assert api("GET", f"/models/{job['id']}", query={"epoch": "1"})[0] == 404
 
 
 def test_summary_cannot_register_epochs_the_job_did_not_save(api: ApiCaller) -> None:

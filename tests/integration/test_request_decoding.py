@@ -114,3 +114,15 @@ def test_model_parts_and_crop_fields_are_strict(api: ApiCaller) -> None:
     )
     assert status == 400, body
     assert {"width", "upscale"} <= _fields(body)
+
+
+def test_an_undeclared_query_parameter_is_refused_naming_it(api: ApiCaller) -> None:
+    status, body = api("GET", "/trainings", query={"statu": "FAILED"})
+    assert status == 400, body
+    assert _fields(body) == {"statu"}
+    assert api("GET", "/trainings", query={"status": "FAILED"})[0] == 200
+
+
+def test_config_validation_checks_an_instance_type_given_alone(api: ApiCaller) -> None:
+    status, body = api("POST", "/configs/validate", {"fm_type": "sdxl", "instance_type": "AAA"})
+    assert status == 400 and "instance_type" in _fields(body), body

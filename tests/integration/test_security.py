@@ -45,7 +45,7 @@ class TestTenancy:
         # nor use them to train
         status, error = other_api("POST", "/trainings", training_body(model_id, dataset_id))
         fields = {d["field"] for d in error["error"]["details"]}
-        assert status == 400 and fields == {"base_model_id", "dataset_id"}, error
+        assert status == 404 and fields == {"base_model_id", "dataset_id"}, error
         status, error = other_api(
             "POST",
             "/configs/validate",

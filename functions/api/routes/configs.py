@@ -61,8 +61,9 @@ def validate(request: ValidateConfigRequest) -> ConfigValidation:
     context = ctx()
     config = trainings.validated_config(request.config, request.fm_type)
     plan = None
-    if request.dataset_id and request.instance_type:
+    if request.instance_type:  # checked whenever given, as the schema's enum promises
         trainings.check_instance_type(context, request.instance_type, request.fm_type)
+    if request.dataset_id and request.instance_type:
         dataset = context.repository.get(DatasetRecord, request.dataset_id, owner_of(router))
         if dataset.manifest is not None:
             plan = trainings.plan_for(context, dataset, config, request.fm_type, request.instance_type)

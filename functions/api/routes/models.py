@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from functions.api.errors import error_responses
 from functions.api.routes.common import accepted, created, ctx, no_content, owner_of, success
 from functions.domain.catalog import FmType, ModelKind, ResourceStatus
+from functions.domain.page_tokens import PAGE_TOKEN_PATTERN
 from functions.domain.records import (
     CompleteModelRequest,
     CreateModelRequest,
@@ -60,7 +61,7 @@ def list_models(
     fm_type: Annotated[FmType | None, Query()] = None,
     status: Annotated[ResourceStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+    next_token: Annotated[str | None, Query(max_length=2048, pattern=PAGE_TOKEN_PATTERN)] = None,
 ) -> ModelList:
     return models.list_models(
         ctx(),

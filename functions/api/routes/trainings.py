@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from functions.api.errors import error_responses
 from functions.api.routes.common import ctx, no_content, owner_of, success
 from functions.domain.errors import invalid
+from functions.domain.page_tokens import PAGE_TOKEN_PATTERN
 from functions.domain.records import CreateTrainingRequest, TrainingJobList, TrainingJobView
 from functions.domain.statuses import JobStatus
 from functions.services import trainings
@@ -53,14 +54,19 @@ def idempotent_start() -> Any:
     "/trainings",
     summary="Start a LoRA training job (send an Idempotency-Key to retry safely)",
     responses=success(201, TrainingJobView, "The job (FAILED with a reason if SageMaker refused it)")
-    | error_responses(400, 401, 409, 413, 415, 429),
+    | error_responses(400, 401, 404, 409, 413, 415, 429),
     tags=["trainings"],
 )
 def create_training(
     request: CreateTrainingRequest,
     idempotency_key: Annotated[
         str | None,
-        Header(max_length=128, description="retries with the same key start at most one job"),
+        Header(
+            min_length=1,
+            max_length=128,
+            pattern=r"\S",
+            description="retries with the same key start at most one job (1 to 128 characters, not blank)",
+        ),
     ] = None,
 ) -> Response[Any]:
     key = idempotency_key or router.current_event.headers.get("Idempotency-Key")
@@ -88,7 +94,7 @@ def create_training(
 def list_trainings(
     status: Annotated[JobStatus | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    next_token: Annotated[str | None, Query(max_length=2048)] = None,
+    next_token: Annotated[str | None, Query(max_length=2048, pattern=PAGE_TOKEN_PATTERN)] = None,
 ) -> TrainingJobList:
     return trainings.list_trainings(
         ctx(), owner_of(router), status=status, limit=limit, next_token=next_token
