@@ -10,7 +10,7 @@
 #   docs/api-workflow.sh download "$JOB" lora.safetensors               # a model id; a LoRA's id is its job's
 #
 # Needs bash, curl and jq (https://jqlang.github.io/jq/); GNU or BSD userland. Every request
-# fails loudly (curl --fail-with-body prints the API's JSON error). The bearer token is the local
+# fails loudly: a non-2xx answer prints the API's JSON error on stderr and stops the script. The bearer token is the local
 # runtime's; against AWS sign requests with SigV4 instead (awscurl --service execute-api, or loractl).
 set -euo pipefail
 
@@ -20,17 +20,29 @@ for tool in curl jq; do
   command -v "$tool" >/dev/null || { echo "api-workflow.sh needs $tool on the PATH" >&2; exit 2; }
 done
 
-call() { # METHOD PATH [JSON BODY [more curl arguments]] -> the body; non-2xx prints the error and fails
-  local method=$1 path=$2
+call() { # METHOD PATH [JSON BODY [more curl arguments]] -> the body; non-2xx: the API's error on stderr, fail
+  local method=$1 path=$2 body status
+  body=$(mktemp)
   if [[ $# -ge 3 ]]; then
-    curl -sS --fail-with-body -X "$method" -H "Authorization: Bearer $TOKEN" \
-      -H "Content-Type: application/json" --data-binary "$3" "${@:4}" "$API$path"
+    status=$(curl -sS -o "$body" -w '%{http_code}' -X "$method" -H "Authorization: Bearer $TOKEN" \
+      -H "Content-Type: application/json" --data-binary "$3" "${@:4}" "$API$path")
   else
-    curl -sS --fail-with-body -X "$method" -H "Authorization: Bearer $TOKEN" "$API$path"
+    status=$(curl -sS -o "$body" -w '%{http_code}' -X "$method" -H "Authorization: Bearer $TOKEN" "$API$path")
   fi
+  if [[ $status -lt 200 || $status -ge 300 ]]; then
+    echo "$method $path: HTTP $status $(cat "$body")" >&2
+    rm -f "$body"
+    return 1
+  fi
+  cat "$body"
+  rm -f "$body"
 }
 
 file_size() { wc -c <"$1" | tr -d ' '; }
+
+stored_name() { # the API's file names are [A-Za-z0-9][A-Za-z0-9._-]*.safetensors: "my model.safetensors" -> "my-model.safetensors"
+  basename "$1" | sed 's/[^A-Za-z0-9._-]/-/g; s/^[^A-Za-z0-9]/m/'
+}
 
 new_key() { # an Idempotency-Key; never empty
   local key
@@ -43,7 +55,7 @@ upload_model() { # FILE FM_TYPE: POST /models, PUT every part's byte range, comp
   local file=$1 fm_type=$2 size created id part_size parts etags='[]'
   size=$(file_size "$file")
   created=$(call POST /models "$(jq -n --arg name "$(basename "$file" .safetensors)" --arg fm "$fm_type" \
-    --arg filename "$(basename "$file")" --argjson size "$size" \
+    --arg filename "$(stored_name "$file")" --argjson size "$size" \
     '{name: $name, fm_type: $fm, filename: $filename, size_bytes: $size}')")
   id=$(jq -r .model.id <<<"$created")
   part_size=$(jq -r .upload.part_size <<<"$created")
@@ -51,9 +63,11 @@ upload_model() { # FILE FM_TYPE: POST /models, PUT every part's byte range, comp
   while IFS=$'\t' read -r number url; do
     local offset=$(((number - 1) * part_size)) length etag
     length=$((size - offset < part_size ? size - offset : part_size))
-    # part N is the bytes [(N-1)*part_size, N*part_size) of the file (the last part holds the rest)
-    etag=$(tail -c +"$((offset + 1))" "$file" | head -c "$length" |
-      curl -sS --fail-with-body -X PUT -H "Content-Length: $length" --data-binary @- "$url" -D - -o /dev/null |
+    # part N is the bytes [(N-1)*part_size, N*part_size) of the file (the last part holds the rest);
+    # "Content-Type:" drops the form type --data-binary would add (the presigned PUT signs none)
+    # (parts are whole MiBs, so dd reads them in 1 MiB blocks; the last one stops at the end of the file)
+    etag=$(dd if="$file" bs=1048576 skip="$((offset / 1048576))" count="$(((length + 1048575) / 1048576))" 2>/dev/null |
+      curl -sS --fail-with-body -X PUT -H "Content-Length: $length" -H "Content-Type:" --data-binary @- "$url" -D - -o /dev/stderr |
       tr -d '\r' | awk 'tolower($1) == "etag:" {print $2}')
     [[ -n $etag ]] || { echo "part $number: S3 returned no ETag" >&2; exit 5; }
     etags=$(jq -c --argjson n "$number" --arg e "$etag" '. + [{part_number: $n, etag: $e}]' <<<"$etags")
@@ -68,7 +82,7 @@ put_files() { # DIR UPLOADS_JSON: PUT each file to its presigned URL with the he
   while IFS=$'\t' read -r -a fields; do # path, url, then one "Name: value" per header
     local headers=()
     for header in "${fields[@]:2}"; do headers+=(-H "$header"); done
-    curl -sS --fail-with-body -X PUT "${headers[@]}" --data-binary @"$dir/${fields[0]}" "${fields[1]}" -o /dev/null
+    curl -sS --fail-with-body -X PUT -H "Content-Type:" "${headers[@]}" --data-binary @"$dir/${fields[0]}" "${fields[1]}" -o /dev/null
   done < <(jq -r '.uploads[] | [.path, .url] + ((.headers // {}) | to_entries | map("\(.key): \(.value)")) | @tsv' <<<"$2")
 }
 

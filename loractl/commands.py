@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import tomllib
@@ -157,7 +158,7 @@ def models_upload(args: argparse.Namespace) -> int:
                 "name": args.name or file.stem,
                 "kind": args.kind,
                 "fm_type": args.fm_type,
-                "filename": file.name,
+                "filename": stored_filename(file.name),
                 "size_bytes": size,
             }
             created = client.post("/models", body)
@@ -182,6 +183,15 @@ def models_upload(args: argparse.Namespace) -> int:
     )
     emit(record, args.output, sections=views.model_sections(record))
     return EXIT_OK
+
+
+def stored_filename(name: str) -> str:
+    """A local file name as the API accepts it (CreateModelRequest.filename:
+    ``^[A-Za-z0-9][A-Za-z0-9._-]*\\.safetensors$``, at most 128 characters):
+    "SD 1.5 (pruned).safetensors" -> "SD-1.5-pruned-.safetensors"."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", name[: -len(".safetensors")])
+    stem = stem if stem[:1].isalnum() else "m" + stem
+    return stem[: 128 - len(".safetensors")] + ".safetensors"
 
 
 def models_import(args: argparse.Namespace) -> int:

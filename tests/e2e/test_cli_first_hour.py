@@ -80,7 +80,8 @@ def dataset_ids(runtime: RunningRuntime, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def model_id(runtime: RunningRuntime, tmp_path_factory: pytest.TempPathFactory) -> str:
-    checkpoint = save_tiny_checkpoint("sd15", tmp_path_factory.mktemp("model") / "tiny.safetensors")
+    # a name with spaces, as people name files: stored under a name the API accepts
+    checkpoint = save_tiny_checkpoint("sd15", tmp_path_factory.mktemp("model") / "my tiny (v1).safetensors")
     result = cli("models", "upload", str(checkpoint), "--fm-type", "sd15", *connection(runtime), "-o", "id")
     assert result.exit_code == 0, result.stderr
     return result.stdout.strip()
