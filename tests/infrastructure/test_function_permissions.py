@@ -23,7 +23,7 @@ from functions.settings import EnvVar
 from tests.conftest import LambdaContextStub
 from tests.iam_check import FUNCTION_PACKAGES, RecordedCall, RolePolicies, denied_calls, handler_of, recording
 from tests.integration.conftest import ApiCaller, sagemaker_event
-from tests.integration.workflow import ready_inputs, safetensors_bytes, training_body, upload_model
+from tests.integration.workflow import checkpoint_bytes, ready_inputs, training_body, upload_model
 
 
 @dataclass
@@ -114,7 +114,7 @@ def test_every_function_cold_calls_only_what_its_role_allows(
         assert status == 201, created
         job.update(created)
         assert api("GET", f"/trainings/{created['id']}/logs")[0] == 200  # SageMaker's log group
-        upload_model(api, safetensors_bytes())  # a second model, so that a page of one continues
+        upload_model(api, checkpoint_bytes())  # a second model, so that a page of one continues
         assert api("GET", "/models", query={"limit": "1"})[1]["next_token"]  # signs a page token
         # A crop is handed to the tasks function (captured here; run below as that function).
         monkeypatch.setattr(type(service_context().tasks), "dispatch", lambda _self, t: dispatched.append(t))
