@@ -20,6 +20,7 @@ from loractl.config import config_path
 
 if TYPE_CHECKING:  # the runtime (moto, the handlers) is imported only when serving
     from local_runtime.runtime import LocalRuntimeOptions, RuntimeInfo
+    from loractl.console.server import ConsoleServer
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,6 +134,15 @@ def running_instance(data_dir: Path) -> dict[str, Any] | None:
     return info
 
 
+def start_console(info: RuntimeInfo, user: str) -> ConsoleServer:
+    """The browser console (loractl/console) as ``user`` (the first --user), on a free loopback port."""
+    from loractl.client import ApiClient
+    from loractl.config import Connection
+    from loractl.console.server import ConsoleServer
+
+    return ConsoleServer(ApiClient(Connection(info.api_url, token=info.tokens[user]))).start()
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from local_runtime.runtime import LocalRuntime
 
@@ -174,8 +184,11 @@ def run_serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
             return 1
+        console = start_console(info, options.users[0])
         print(banner(info, options.write_cli_config), flush=True)
+        print(f"  console        {console.login_url}  (open it in a browser)", flush=True)
         stop_requested.wait()
+        console.stop()
         print("stopping: saving state ...", flush=True)
     finally:
         runtime.stop()
