@@ -23,7 +23,9 @@ def run_console(args: argparse.Namespace) -> int:
     connection = resolve_connection(args.endpoint, args.token, args.profile, args.region, args.aws_profile)
     client = ApiClient(connection)  # fails here, before serving, when no credentials are found
     console = ConsoleServer(client, port=args.port)
-    print(f"console for {connection.endpoint}\n  open  {console.login_url}\nPress Ctrl-C to stop.", flush=True)
+    print(
+        f"console for {connection.endpoint}\n  open  {console.login_url}\nPress Ctrl-C to stop.", flush=True
+    )
     if not args.no_browser:
         webbrowser.open(console.login_url)
     try:

@@ -122,7 +122,7 @@ class ConsoleHandler(BaseHTTPRequestHandler):
     server_version = "loractl-console"
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.address_string(), format % args)
 
     # --- guards ---------------------------------------------------------------------------
@@ -161,7 +161,7 @@ class ConsoleHandler(BaseHTTPRequestHandler):
 
     # --- verbs ----------------------------------------------------------------------------
 
-    def do_GET(self) -> None:  # noqa: N802 (the base class's naming)
+    def do_GET(self) -> None:
         if not self._guarded():
             return
         parts = urlsplit(self.path)
@@ -180,10 +180,10 @@ class ConsoleHandler(BaseHTTPRequestHandler):
         else:
             self._send_json(HTTPStatus.NOT_FOUND, _error("NOT_FOUND", parts.path))
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._write_verb()
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._write_verb()
 
     def _write_verb(self) -> None:
@@ -256,7 +256,9 @@ class ConsoleHandler(BaseHTTPRequestHandler):
     def _json_body(self) -> dict[str, Any] | None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_JSON_BODY_BYTES:
-            self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _error("TOO_LARGE", "request body too large"))
+            self._send_json(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, _error("TOO_LARGE", "request body too large")
+            )
             return None
         raw = self.rfile.read(length) if length else b"{}"
         try:
@@ -283,7 +285,9 @@ class ConsoleHandler(BaseHTTPRequestHandler):
             return
         with httpx.stream("GET", url, timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as response:
             if response.status_code >= 300:
-                self._send_json(HTTPStatus.BAD_GATEWAY, _error("DOWNLOAD_FAILED", f"S3: {response.status_code}"))
+                self._send_json(
+                    HTTPStatus.BAD_GATEWAY, _error("DOWNLOAD_FAILED", f"S3: {response.status_code}")
+                )
                 return
             self.send_response(HTTPStatus.OK)
             self.send_header("Content-Type", "application/octet-stream")
@@ -310,6 +314,9 @@ class ConsoleHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        if status >= 400:  # a refused request's body may be unread: never parse it as the next request
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self._common_headers()
         self.end_headers()
         if self.command != "HEAD":

@@ -97,7 +97,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "con
     while time.monotonic() < deadline:
         try:
             last = condition()
-        except Exception as error:  # noqa: BLE001 (elements come and go while pages re-render)
+        except Exception as error:
             last = error
         if last and not isinstance(last, Exception):
             return last
@@ -106,8 +106,15 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "con
 
 
 def shoot(driver: Any, name: str) -> None:
+    """The whole page (not just the viewport), as the window's width shows it."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    size = driver.get_window_size()
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    driver.set_window_size(size["width"], max(size["height"], height + 140))  # + the window's chrome
+    try:
+        driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    finally:
+        driver.set_window_size(size["width"], size["height"])
 
 
 def text_of(driver: Any, selector: str) -> str:
@@ -179,7 +186,9 @@ def test_the_seed_workflow_in_the_console(
     # New training: a field's problem first, then the plan with both costs, then start.
     driver.get(driver.current_url.split("#")[0] + "#/new")
     wait_for(lambda: driver.find_elements(By.ID, "param-network_dim"), what="the parameter form")
-    driver.execute_script("document.querySelector('#parameters').closest('form').querySelector('details').open = true")
+    driver.execute_script(
+        "document.querySelector('#parameters').closest('form').querySelector('details').open = true"
+    )
     set_field(driver, "param-network_dim", "5000")
     driver.find_element(By.ID, "validate").click()
     problem = wait_for(
@@ -213,11 +222,16 @@ def test_the_seed_workflow_in_the_console(
     wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#downloads a")) == 2, what="epoch links")
     wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#charts polyline"), what="the loss chart")
     images = wait_for(
-        lambda: [i for i in driver.find_elements(By.CSS_SELECTOR, "#sample-grid img") if i.get_property("naturalWidth")],
+        lambda: [
+            i
+            for i in driver.find_elements(By.CSS_SELECTOR, "#sample-grid img")
+            if i.get_property("naturalWidth")
+        ],
         what="loaded sample images",
     )
     assert len(images) == 4  # 2 epochs x 2 prompts
-    assert "epoch 1" in text_of(driver, "#sample-grid") and "demo in the snow" in text_of(driver, "#sample-grid")
+    grid = text_of(driver, "#sample-grid")
+    assert "epoch 1" in grid and "epoch 2" in grid and "demo in the snow" in grid
     history = text_of(driver, "table")
     assert "TRAINING" in history and "COMPLETED" in history
     wait_for(lambda: text_of(driver, "#log").strip(), what="log lines")
@@ -227,11 +241,12 @@ def test_the_seed_workflow_in_the_console(
     final.click()
     downloads = tmp_path / "downloads"
     lora = wait_for(
-        lambda: [p for p in downloads.glob("*.safetensors")] if downloads.is_dir() else [],
+        lambda: list(downloads.glob("*.safetensors")) if downloads.is_dir() else [],
         what="the downloaded LoRA",
     )[0]
     with safe_open(str(lora), framework="pt") as handle:
-        assert any(key.startswith("lora_unet_") for key in handle.keys())
+        names = list(handle.keys())
+        assert any(name.startswith("lora_unet_") for name in names)
         assert handle.metadata()["ss_epoch"] == "2"
 
     # The trainings list with the finished job; then the same page on a narrow window.
@@ -240,3 +255,13 @@ def test_the_seed_workflow_in_the_console(
     shoot(driver, "08-trainings")
     driver.set_window_size(420, 800)
     shoot(driver, "09-trainings-narrow")
+
+    # Delete from the training page (a confirm dialog first); the list no longer has it.
+    driver.set_window_size(1280, 800)
+    driver.get(driver.current_url.split("#")[0] + f"#/trainings/{job_id}")
+    wait_for(lambda: driver.find_elements(By.ID, "delete"), what="the delete button").pop().click()
+    driver.switch_to.alert.accept()
+    wait_for(lambda: driver.current_url.endswith("#/trainings"), what="back to the list")
+    wait_for(
+        lambda: not driver.find_elements(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]'), what="the row gone"
+    )
