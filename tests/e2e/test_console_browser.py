@@ -203,6 +203,8 @@ def test_the_seed_workflow_in_the_console(
     set_field(driver, "instance", "ml.g5.xlarge")
     set_field(driver, "name", "console-cats")
     set_field(driver, "prompts", "a photo of demo\ndemo in the snow")
+    set_field(driver, "sample-size", "64")  # tiny samples, as the CLI's epochs test renders them
+    set_field(driver, "sample-steps", "1")
     driver.find_element(By.ID, "validate").click()
     wait_for(lambda: text_of(driver, "#cost-spot").startswith("$"), what="the plan")
     assert not driver.find_elements(By.CSS_SELECTOR, ".has-problem")

@@ -249,6 +249,8 @@ async function newTraining(view) {
   const name = h("input", { name: "name", placeholder: "my-lora" });
   const spot = h("input", { type: "checkbox", name: "use_spot" });
   const prompts = h("textarea", { name: "sample_prompts", placeholder: "one prompt per line, rendered at each saved epoch" });
+  const sampleSize = h("input", { type: "number", name: "sample_size", min: 64, step: 8, placeholder: "the family's (512 / 1024)" });
+  const sampleSteps = h("input", { type: "number", name: "sample_steps", min: 1, max: 150, placeholder: "20" });
   const parameterBox = h("div", { class: "grid", id: "parameters" }), moreBox = h("div", { class: "grid" });
   const planBox = h("div", { id: "plan", "aria-live": "polite" }), message = h("p", { role: "status" });
   let parameters = [], idempotencyKey = crypto.randomUUID();
@@ -330,7 +332,8 @@ async function newTraining(view) {
     message.textContent = "Starting …";
     const body = { fm_type: family.value, base_model_id: model.value, dataset_id: dataset.value, instance_type: instance.value,
       config: config(), name: name.value || null, use_spot: spot.checked,
-      sample_prompts: prompts.value.split("\n").map((p) => p.trim()).filter(Boolean).map((prompt) => ({ prompt, width: 64, height: 64, steps: 1 })) };
+      sample_prompts: prompts.value.split("\n").map((p) => p.trim()).filter(Boolean).map((prompt) => ({
+        prompt, width: Number(sampleSize.value) || null, height: Number(sampleSize.value) || null, steps: Number(sampleSteps.value) || null })) };
     try {
       // The same key for every retry of this form: a double click or a resend starts one job.
       const created = await post("/trainings", body, { "Idempotency-Key": idempotencyKey });
@@ -350,7 +353,9 @@ async function newTraining(view) {
         field("family", "Family", family), field("model", "Base model", model), field("dataset", "Dataset", dataset, datasets.length ? null : "no ready dataset: upload one"),
         field("instance", "Instance (GPU, memory, list price)", instance), field("name", "Name", name),
         h("div", { class: "field" }, h("label", {}, spot, " Managed spot (cheaper, may be interrupted and resumed)")),
-        field("prompts", "Sample prompts", prompts, "Rendered at 64×64 px after each saved epoch (save_every_n_epochs)."))),
+        field("prompts", "Sample prompts", prompts, "Rendered after each saved epoch (save_every_n_epochs)."),
+        field("sample-size", "Sample size (px, square)", sampleSize, "Empty: the family's native size."),
+        field("sample-steps", "Sample steps", sampleSteps, "Empty: 20."))),
       h("section", { class: "card" }, h("h2", {}, "Parameters"), h("p", { class: "muted" }, "The family's recommended values; empty means sd-scripts' own default."), parameterBox,
         h("details", {}, h("summary", {}, "More parameters"), moreBox)),
       h("section", { class: "card" }, h("h2", {}, "Plan"), planBox, message,
