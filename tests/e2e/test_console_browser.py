@@ -24,7 +24,7 @@ import pytest
 from safetensors import safe_open
 
 from tests.e2e.conftest import PROJECT_ROOT, RunningRuntime, RuntimeLauncher
-from tests.e2e.test_workflow import checkpoint
+from tests.e2e.test_workflow import checkpoint, config_file, create_training, upload_inputs
 from training_container.testing.tiny_models import make_tiny_dataset
 
 __all__ = ["checkpoint"]
@@ -170,8 +170,14 @@ def test_the_seed_workflow_in_the_console(
     # Dataset: a zip of a Kohya folder; thumbnails with captions before the upload, then the manifest.
     dataset = make_tiny_dataset(tmp_path / "cats", n_images=2, repeats=1)
     driver.get(driver.current_url.split("#")[0] + "#/datasets")
+    single = make_tiny_dataset(tmp_path / "one", n_images=1, repeats=1)
+    driver.find_element(By.ID, "dataset-folder").send_keys(str(single))  # a folder chooser ...
+    wait_for(lambda: "2 files" in text_of(driver, "#dataset-upload"), what="the folder's files")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#thumbnails figure")) == 1
+    # ... or a zip (read in the page); the preview now shows the zip's files.
     driver.find_element(By.ID, "dataset-zip").send_keys(str(zipped(dataset, tmp_path / "cats.zip")))
-    thumbs = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#thumbnails figure"), what="thumbnails")
+    wait_for(lambda: "4 files" in text_of(driver, "#dataset-upload"), what="the zip's files")
+    thumbs = driver.find_elements(By.CSS_SELECTOR, "#thumbnails figure")
     assert len(thumbs) == 2 and "1_demo/img_0.png" in thumbs[0].text
     caption = (dataset / "1_demo" / "img_0.txt").read_text().strip()
     assert caption in thumbs[0].text
@@ -267,3 +273,28 @@ def test_the_seed_workflow_in_the_console(
     wait_for(
         lambda: not driver.find_elements(By.CSS_SELECTOR, f'tr[data-job="{job_id}"]'), what="the row gone"
     )
+
+
+@pytest.mark.slow
+def test_a_running_training_is_stopped_from_its_page(
+    runtimes: RuntimeLauncher, checkpoint: Path, browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    runtime = runtimes.start()
+    model_id, dataset_id = upload_inputs(
+        runtime, checkpoint, make_tiny_dataset(tmp_path / "ds", n_images=2, repeats=1)
+    )
+    created = create_training(runtime, model_id, dataset_id, config_file(tmp_path, 100_000))
+    assert created.exit_code == 0, created.stderr
+    job_id = str(created.data["id"])
+    driver.get(console_url(runtime))
+    driver.get(driver.current_url.split("#")[0] + f"#/trainings/{job_id}")
+    wait_for(lambda: "TRAINING" in text_of(driver, "h1"), timeout=120, what="TRAINING")
+    wait_for(lambda: "/ 100000" in text_of(driver, "#step"), what="live steps")  # progress on screen
+    shoot(driver, "10-training-running")
+    driver.find_element(By.ID, "stop").click()
+    wait_for(lambda: "STOPPED" in text_of(driver, "h1"), timeout=120, what="STOPPED")
+    assert "STOPPED" in text_of(driver, "table")  # in the status history
+    assert not driver.find_elements(By.ID, "stop") and driver.find_elements(By.ID, "delete")

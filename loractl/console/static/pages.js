@@ -486,9 +486,10 @@ async function datasets(view) {
     try {
       entries = await chosenFiles(folder, zip);
       fill(preview, h("p", {}, `${entries.length} files, ${bytes(entries.reduce((s, e) => s + e.size, 0))}`), thumbGrid(await previews(entries)));
-      if (!name.value) name.value = (zip.files[0]?.name.replace(/\.zip$/i, "")) || (folder.files[0]?.webkitRelativePath.split("/")[0]) || "";
+      if (!name.dataset.typed) name.value = (zip.files[0]?.name.replace(/\.zip$/i, "")) || (folder.files[0]?.webkitRelativePath.split("/")[0]) || "";
     } catch (error) { message.className = "error"; message.textContent = error.message; }
   };
+  name.addEventListener("input", () => { name.dataset.typed = "yes"; }); // a typed name is kept
   folder.addEventListener("change", () => { zip.value = ""; choose(); });
   zip.addEventListener("change", () => { folder.value = ""; choose(); });
   const render = async () => {
