@@ -165,6 +165,10 @@ def test_the_seed_workflow_in_the_console(
     wait_for(lambda: "ready" in text_of(driver, "#models-table"), what="the model to be ready")
     progress = driver.find_element(By.ID, "model-progress")
     assert progress.get_attribute("value") == progress.get_attribute("max")  # every byte reported
+    # An import from a URL the API refuses: its problem, in words, on the page.
+    set_field(driver, "import-url", "http://example.com/base.safetensors")
+    driver.find_element(By.CSS_SELECTOR, "#model-import button[type=submit]").click()
+    wait_for(lambda: "source_url: must use https" in text_of(driver, "main"), what="the import's problem")
     shoot(driver, "02-base-models")
 
     # Dataset: a zip of a Kohya folder; thumbnails with captions before the upload, then the manifest.

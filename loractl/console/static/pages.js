@@ -387,6 +387,7 @@ async function models(view) {
   const name = h("input", { name: "name" });
   const url = h("input", { type: "url", name: "url", placeholder: "https://…/model.safetensors" });
   const urlFm = select([["sd15", "SD 1.5"], ["sdxl", "SDXL"]], "sd15"), sha = h("input", { name: "sha256", placeholder: "optional" });
+  const urlKind = select([["checkpoint", "checkpoint"], ["lora", "LoRA"]], "checkpoint");
   const render = async () => {
     const items = await listAll("/models");
     fill(body, ...items.map((m) => h("tr", { "data-model": m.id },
@@ -410,7 +411,7 @@ async function models(view) {
   const importUrl = async (event) => {
     event.preventDefault();
     try {
-      const created = await post("/models", { name: url.value.split("/").pop().replace(/\.safetensors.*$/i, "") || "imported", kind: "checkpoint", fm_type: urlFm.value, source_url: url.value, sha256: sha.value || null });
+      const created = await post("/models", { name: url.value.split("/").pop().replace(/\.safetensors.*$/i, "") || "imported", kind: urlKind.value, fm_type: urlFm.value, source_url: url.value, sha256: sha.value || null });
       message.className = ""; message.textContent = `Importing: ${(created.model || created).id} (the service fetches it; the list updates).`;
       await render();
     } catch (error) { message.className = "error"; message.textContent = `Import refused: ${errorText(error)}`; }
@@ -421,7 +422,8 @@ async function models(view) {
         field("model-file", "File", file), field("model-fm", "Family", fmType), field("model-kind", "Kind", kind), field("model-name", "Name (default: file name)", name),
         h("div", { class: "actions" }, h("button", { type: "submit" }, "Upload")), progress),
       h("form", { class: "card", id: "model-import", onsubmit: importUrl }, h("h2", {}, "Import from a URL"),
-        field("import-url", "https URL", url), field("import-fm", "Family", urlFm), field("import-sha", "SHA-256", sha, "A mismatch fails the import."),
+        field("import-url", "https URL", url), field("import-fm", "Family", urlFm), field("import-kind", "Kind", urlKind),
+        field("import-sha", "SHA-256", sha, "A mismatch fails the import."),
         h("div", { class: "actions" }, h("button", { type: "submit" }, "Import")))),
     message,
     h("div", { class: "table-wrap" }, h("table", { id: "models-table" }, h("thead", {}, h("tr", {}, ["Name", "Kind", "Family", "Size", "Status", ""].map((t) => h("th", {}, t)))), body)));
