@@ -78,7 +78,7 @@ def options_from_arguments(args: argparse.Namespace) -> LocalRuntimeOptions:
     )
 
 
-def banner(info: RuntimeInfo, wrote_config: bool) -> str:
+def banner(info: RuntimeInfo, wrote_config: bool, console_url: str | None = None) -> str:
     lines = [
         "lora-on-aws local runtime is up",
         f"  API            {info.api_url}",
@@ -87,6 +87,8 @@ def banner(info: RuntimeInfo, wrote_config: bool) -> str:
         f"  data dir       {info.data_dir}",
     ]
     lines += [f"  token ({user}) {token}" for user, token in info.tokens.items()]
+    if console_url:
+        lines.append(f"  console        {console_url}  (open it in a browser; the link holds a secret)")
     if info.restored_items or info.restored_objects:
         lines.append(f"  restored       {info.restored_items} records, {info.restored_objects} files")
     if info.interrupted_jobs:
@@ -185,8 +187,7 @@ def run_serve(args: argparse.Namespace) -> int:
             )
             return 1
         console = start_console(info, options.users[0])
-        print(banner(info, options.write_cli_config), flush=True)
-        print(f"  console        {console.login_url}  (open it in a browser)", flush=True)
+        print(banner(info, options.write_cli_config, console.login_url), flush=True)
         stop_requested.wait()
         console.stop()
         print("stopping: saving state ...", flush=True)
