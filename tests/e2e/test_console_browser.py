@@ -105,8 +105,16 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30, what: str = "con
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
+UNLABELLED_CONTROLS = """
+return [...document.querySelectorAll('input, select, textarea')]
+  .filter((c) => !c.labels || c.labels.length === 0).map((c) => c.outerHTML.slice(0, 80));
+"""
+
+
 def shoot(driver: Any, name: str) -> None:
-    """The whole page (not just the viewport), as the window's width shows it."""
+    """The whole page (not just the viewport), as the window's width shows it; every form control
+    on it must have a label (what a screen reader announces)."""
+    assert driver.execute_script(UNLABELLED_CONTROLS) == [], name
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     size = driver.get_window_size()
     height = int(driver.execute_script("return document.documentElement.scrollHeight"))
@@ -148,6 +156,7 @@ def set_field(driver: Any, element_id: str, value: str) -> None:
 def test_the_seed_workflow_in_the_console(
     runtimes: RuntimeLauncher, checkpoint: Path, browser: Any, tmp_path: Path
 ) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
     driver = browser
@@ -220,7 +229,7 @@ def test_the_seed_workflow_in_the_console(
     assert not driver.find_elements(By.CSS_SELECTOR, ".has-problem")
     assert "$" in text_of(driver, "#cost-on-demand")
     shoot(driver, "06-new-training-plan")
-    driver.find_element(By.ID, "submit").click()
+    ActionChains(driver).double_click(driver.find_element(By.ID, "submit")).perform()  # starts one job
 
     # The training page: live until it completes, then the chart, the grid and the files.
     wait_for(lambda: "#/trainings/" in driver.current_url, what="the training page")
@@ -264,6 +273,7 @@ def test_the_seed_workflow_in_the_console(
     # The trainings list with the finished job; then the same page on a narrow window.
     driver.get(driver.current_url.split("#")[0] + "#/trainings")
     wait_for(lambda: "COMPLETED" in text_of(driver, f'tr[data-job="{job_id}"]'), what="the list row")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "tr[data-job]")) == 1  # the double click: one job
     shoot(driver, "08-trainings")
     driver.set_window_size(420, 800)
     shoot(driver, "09-trainings-narrow")

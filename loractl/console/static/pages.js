@@ -253,7 +253,10 @@ async function newTraining(view) {
   const sampleSteps = h("input", { type: "number", name: "sample_steps", min: 1, max: 150, placeholder: "20" });
   const parameterBox = h("div", { class: "grid", id: "parameters" }), moreBox = h("div", { class: "grid" });
   const planBox = h("div", { id: "plan", "aria-live": "polite" }), message = h("p", { role: "status" });
-  let parameters = [], idempotencyKey = crypto.randomUUID();
+  let parameters = [], submitting = false;
+  // One key per visit of this form: a double click, or a resend after a lost answer, starts one
+  // job (POST /trainings is idempotent on Idempotency-Key); a new visit is a new request.
+  const idempotencyKey = crypto.randomUUID();
 
   const fillModels = () => {
     const ofFamily = models.filter((m) => m.fm_type === family.value);
@@ -328,6 +331,12 @@ async function newTraining(view) {
   };
   const submit = async (event) => {
     event.preventDefault();
+    if (submitting) return;
+    submitting = true;
+    view.querySelector("#submit").disabled = true;
+    try { await startTraining(); } finally { submitting = false; view.querySelector("#submit").disabled = false; }
+  };
+  const startTraining = async () => {
     if (!(await validate())) return;
     message.textContent = "Starting …";
     const body = { fm_type: family.value, base_model_id: model.value, dataset_id: dataset.value, instance_type: instance.value,
@@ -335,9 +344,7 @@ async function newTraining(view) {
       sample_prompts: prompts.value.split("\n").map((p) => p.trim()).filter(Boolean).map((prompt) => ({
         prompt, width: Number(sampleSize.value) || null, height: Number(sampleSize.value) || null, steps: Number(sampleSteps.value) || null })) };
     try {
-      // The same key for every retry of this form: a double click or a resend starts one job.
       const created = await post("/trainings", body, { "Idempotency-Key": idempotencyKey });
-      idempotencyKey = crypto.randomUUID();
       location.hash = `#/trainings/${(created.job || created).id}`;
     } catch (error) {
       const rest = showProblems(error.details || []);
