@@ -201,6 +201,14 @@ def test_the_seed_workflow_in_the_console(
     assert "1_demo" in manifest and "2 images, 2 with captions" in manifest, manifest
     assert "None: ready to train" in manifest
     shoot(driver, "04-dataset-manifest")
+    dataset_id = driver.current_url.rsplit("/", 1)[1]
+    set_field(driver, "crop-width", "64")  # a cropped copy, made by the service in the background
+    set_field(driver, "crop-name", "cats 64")
+    driver.find_element(By.CSS_SELECTOR, "#crop button[type=submit]").click()
+    wait_for(lambda: not driver.current_url.endswith(dataset_id), what="the cropped dataset's page")
+    wait_for(lambda: "ready" in text_of(driver, "h1"), timeout=60, what="the crop to be ready")
+    assert "cats 64" in text_of(driver, "h1")
+    assert f"cropped 64x64 from {dataset_id}" in text_of(driver, "main")
 
     # New training: a field's problem first, then the plan with both costs, then start.
     driver.get(driver.current_url.split("#")[0] + "#/new")
@@ -219,6 +227,7 @@ def test_the_seed_workflow_in_the_console(
     shoot(driver, "05-new-training-problem")
     for name, value in FAST_PARAMETERS.items():
         set_field(driver, f"param-{name}", value)
+    set_field(driver, "dataset", dataset_id)  # the original, not its 64 px crop
     set_field(driver, "instance", "ml.g5.xlarge")
     set_field(driver, "name", "console-cats")
     set_field(driver, "prompts", "a photo of demo\ndemo in the snow")

@@ -7,7 +7,11 @@ under this server's own Host (DNS rebinding), and writes only from its own Origi
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -163,3 +167,23 @@ def test_the_instance_catalogue_names_gpu_memory_price_and_families() -> None:
     assert all(set(row["families"]) <= {"sd15", "sdxl"} for row in rows)
     # SDXL needs >= 24 GB (functions.domain.catalog.MIN_GPU_MEMORY_GB): no smaller GPU offers it.
     assert all(row["gpu_memory_gb"] >= 24 for row in rows if "sdxl" in row["families"])
+
+
+def test_loractl_console_prints_a_loopback_url_with_the_secret_and_serves_it(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "loractl.main", "console", "--no-browser"]
+    command += ["--endpoint", "http://127.0.0.1:9", "--token", "t"]  # port 9: nothing listens
+    env = {**os.environ, "LORACTL_CONFIG": str(tmp_path / "none.toml"), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(2)]
+        url = lines[1].split()[-1]
+        assert url.startswith("http://127.0.0.1:") and "/login?secret=" in url, lines
+        with httpx.Client() as http:
+            assert http.get(url).status_code == 303
+            # The API is down: the page gets a 502 naming the connection problem, not a hang.
+            answer = http.get(url.split("/login")[0] + "/api/trainings")
+            assert answer.status_code == 502 and answer.json()["error"]["code"] == "CONNECTION_ERROR"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -550,7 +550,7 @@ async function dataset(view, datasetId) {
     const manifest = d.manifest || {};
     const problems = [...(manifest.problems || []), ...(d.file_errors || []).map((e) => (typeof e === "string" ? e : `${e.path || e.field}: ${e.problem || e.error || JSON.stringify(e)}`))];
     fill(content, h("h1", {}, d.name, " ", statusBadge(d.status)),
-      h("p", { class: "muted mono" }, `${d.id} · ${d.file_count} files · ${bytes(d.total_bytes)}`, d.crop ? ` · cropped ${d.crop.width}×${d.crop.height} from ${d.crop.source_dataset_id}` : ""),
+      h("p", { class: "muted mono" }, `${d.id} · ${d.file_count} files · ${bytes(d.total_bytes)}`, d.crop ? ` · cropped ${d.crop.width}x${d.crop.height} from ${d.crop.source_dataset_id}` : ""),
       d.failure_reason && h("p", { class: "error" }, d.failure_reason),
       h("section", { class: "card", id: "manifest" }, h("h2", {}, "Manifest"),
         h("p", {}, `${manifest.image_count ?? 0} images, ${manifest.captioned_count ?? 0} with captions`),
