@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from safetensors import safe_open
 
+from functions.domain.planning import SD_SCRIPTS_DEFAULT_STEPS
 from tests.e2e.conftest import PROJECT_ROOT, RunningRuntime, RuntimeLauncher
 from tests.e2e.test_workflow import checkpoint, config_file, create_training, upload_inputs
 from training_container.testing.tiny_models import make_tiny_dataset
@@ -168,7 +169,9 @@ def test_the_seed_workflow_in_the_console(
 
     # Base model: upload through the page (parts PUT straight to the presigned URLs).
     driver.get(driver.current_url.split("#")[0] + "#/models")
-    driver.find_element(By.CSS_SELECTOR, "#model-file").send_keys(str(checkpoint))
+    # A file name the API would refuse as it is (spaces, brackets): the page stores a safe one.
+    spaced = shutil.copy(checkpoint, tmp_path / "tiny sd15 (pruned).safetensors")
+    driver.find_element(By.CSS_SELECTOR, "#model-file").send_keys(str(spaced))
     set_field(driver, "model-name", "tiny-sd15")
     driver.find_element(By.CSS_SELECTOR, "#model-upload button[type=submit]").click()
     wait_for(lambda: "ready" in text_of(driver, "#models-table"), what="the model to be ready")
@@ -225,6 +228,13 @@ def test_the_seed_workflow_in_the_console(
     assert "at most 1024" in problem
     assert driver.switch_to.active_element.get_attribute("id") == "param-network_dim"  # focus moved there
     shoot(driver, "05-new-training-problem")
+    # An emptied field drops the family's default (sent as null): without max_train_epochs the plan
+    # falls back to sd-scripts' own max_train_steps (functions/domain/planning.py).
+    set_field(driver, "param-network_dim", "4")
+    set_field(driver, "param-max_train_epochs", "")
+    set_field(driver, "dataset", dataset_id)
+    driver.find_element(By.ID, "validate").click()
+    wait_for(lambda: f"{SD_SCRIPTS_DEFAULT_STEPS}" in text_of(driver, "#plan"), what="the default-steps plan")
     for name, value in FAST_PARAMETERS.items():
         set_field(driver, f"param-{name}", value)
     set_field(driver, "dataset", dataset_id)  # the original, not its 64 px crop
@@ -234,7 +244,8 @@ def test_the_seed_workflow_in_the_console(
     set_field(driver, "sample-size", "64")  # tiny samples, as the CLI's epochs test renders them
     set_field(driver, "sample-steps", "1")
     driver.find_element(By.ID, "validate").click()
-    wait_for(lambda: text_of(driver, "#cost-spot").startswith("$"), what="the plan")
+    wait_for(lambda: "2 epochs × 2" in text_of(driver, "#plan"), what="the tiny job's plan")  # noqa: RUF001
+    assert text_of(driver, "#cost-spot").startswith("$")
     assert not driver.find_elements(By.CSS_SELECTOR, ".has-problem")
     assert "$" in text_of(driver, "#cost-on-demand")
     shoot(driver, "06-new-training-plan")

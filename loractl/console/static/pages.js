@@ -253,7 +253,7 @@ async function newTraining(view) {
   const sampleSteps = h("input", { type: "number", name: "sample_steps", min: 1, max: 150, placeholder: "20" });
   const parameterBox = h("div", { class: "grid", id: "parameters" }), moreBox = h("div", { class: "grid" });
   const planBox = h("div", { id: "plan", "aria-live": "polite" }), message = h("p", { role: "status" });
-  let parameters = [], submitting = false;
+  let parameters = [], familyDefaults = {}, submitting = false;
   // One key per visit of this form: a double click, or a resend after a lost answer, starts one
   // job (POST /trainings is idempotent on Idempotency-Key); a new visit is a new request.
   const idempotencyKey = crypto.randomUUID();
@@ -270,17 +270,21 @@ async function newTraining(view) {
   const fillParameters = async () => {
     const response = await get(`/configs/defaults?fm_type=${family.value}`);
     parameters = response.parameters;
+    familyDefaults = response.defaults;
     fill(parameterBox); fill(moreBox);
     for (const parameter of parameters) {
       const box = parameter.name in response.defaults ? parameterBox : moreBox;
       box.append(field(`param-${parameter.name}`, parameter.name, parameterControl(parameter, response.defaults[parameter.name]), rangeHelp(parameter)));
     }
   };
+  // An emptied field that had the family's default sends null: the API then drops that default and
+  // sd-scripts' own applies (kohya_params: "explicit null"); leaving the key out would bring it back.
   const config = () => {
     const result = {};
     for (const parameter of parameters) {
       const value = parameterValue(parameter, document.getElementById(`param-${parameter.name}`).value);
       if (value !== undefined) result[parameter.name] = value;
+      else if (parameter.name in familyDefaults) result[parameter.name] = null;
     }
     return result;
   };
@@ -363,7 +367,7 @@ async function newTraining(view) {
         field("prompts", "Sample prompts", prompts, "Rendered after each saved epoch (save_every_n_epochs)."),
         field("sample-size", "Sample size (px, square)", sampleSize, "Empty: the family's native size."),
         field("sample-steps", "Sample steps", sampleSteps, "Empty: 20."))),
-      h("section", { class: "card" }, h("h2", {}, "Parameters"), h("p", { class: "muted" }, "The family's recommended values; empty means sd-scripts' own default."), parameterBox,
+      h("section", { class: "card" }, h("h2", {}, "Parameters"), h("p", { class: "muted" }, "The family's recommended values. An empty field is not passed to sd-scripts, whose own default applies."), parameterBox,
         h("details", {}, h("summary", {}, "More parameters"), moreBox)),
       h("section", { class: "card" }, h("h2", {}, "Plan"), planBox, message,
         h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", id: "validate", onclick: validate }, "Validate"),
@@ -375,8 +379,17 @@ async function newTraining(view) {
 
 // --- base models -----------------------------------------------------------------------------
 
+/** A local file name as the API stores it (CreateModelRequest.filename:
+ * ^[A-Za-z0-9][A-Za-z0-9._-]*\.safetensors$, at most 128 characters), as loractl's stored_filename. */
+export function storedFilename(name) {
+  let stem = name.replace(/\.safetensors$/i, "").replace(/[^A-Za-z0-9._-]+/g, "-");
+  if (!/^[A-Za-z0-9]/.test(stem)) stem = "m" + stem;
+  return stem.slice(0, 128 - ".safetensors".length) + ".safetensors";
+}
+
 async function uploadModel(file, form, onProgress) {
-  const created = await post("/models", { name: form.name || file.name.replace(/\.safetensors$/i, ""), kind: form.kind, fm_type: form.fm_type, filename: file.name, size_bytes: file.size });
+  if (!/\.safetensors$/i.test(file.name)) throw new Error(`${file.name}: only .safetensors files are accepted`);
+  const created = await post("/models", { name: form.name || file.name.replace(/\.safetensors$/i, ""), kind: form.kind, fm_type: form.fm_type, filename: storedFilename(file.name), size_bytes: file.size });
   const { part_size: partSize, parts } = created.upload;
   const etags = await inParallel(parts, PART_WORKERS, async (part) => {
     const start = (part.part_number - 1) * partSize;
