@@ -547,15 +547,16 @@ async function dataset(view, datasetId) {
   const height = h("input", { type: "number", min: 64, step: 8, name: "height", placeholder: "default: the width" });
   const mode = select([["center", "center"], ["smart", "smart (keep the busiest part)"]], "center");
   const upscale = h("input", { type: "checkbox" }), cropName = h("input", { name: "crop-name" });
+  const cropFamily = select([["", "(use the width)"], ["sd15", "SD 1.5: 512 px"], ["sdxl", "SDXL: 1024 px"]], "");
   const crop = async (event) => {
     event.preventDefault();
     try {
-      const created = await post(`/datasets/${datasetId}/crop`, { name: cropName.value || undefined, width: Number(width.value) || null, height: Number(height.value) || null, mode: mode.value, upscale: upscale.checked });
+      const created = await post(`/datasets/${datasetId}/crop`, { name: cropName.value || undefined, width: Number(width.value) || null, height: Number(height.value) || null, fm_type: cropFamily.value || null, mode: mode.value, upscale: upscale.checked });
       location.hash = `#/datasets/${(created.dataset || created).id}`;
     } catch (error) { message.className = "error"; message.textContent = `Crop refused: ${errorText(error)}`; }
   };
   view.append(content, message, h("form", { class: "card", id: "crop", onsubmit: crop }, h("h2", {}, "Crop into a new dataset"),
-    h("div", { class: "grid" }, field("crop-width", "Width (px)", width), field("crop-height", "Height (px)", height), field("crop-mode", "Mode", mode),
+    h("div", { class: "grid" }, field("crop-width", "Width (px)", width), field("crop-height", "Height (px)", height), field("crop-family", "…or the family's side", cropFamily), field("crop-mode", "Mode", mode),
       field("crop-name", "New name", cropName), h("div", { class: "field" }, h("label", {}, upscale, " Enlarge smaller images"))),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Crop"))));
   const render = async () => {
