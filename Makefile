@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 FM_TYPE ?= sd15
 PYTEST_ARGS ?=
 
-.PHONY: venv test lint format demo serve synth tools bench clean real-engine-tests bootstrap deploy destroy smoke
+.PHONY: venv browser test lint format demo serve synth tools bench clean real-engine-tests bootstrap deploy destroy smoke
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,17 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: venv lint
+# The browser tests (tests/e2e/test_console_browser.py) drive Debian's Chromium through its
+# chromedriver; installed once with apt when missing (CI runs as root; otherwise sudo is tried).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+		{ $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+			|| echo "could not install chromium + chromium-driver (needs root): the browser tests are skipped"; \
+	else echo "no apt-get: install Chromium and its chromedriver yourself, or the browser tests are skipped"; fi
+
+test: venv lint browser
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 clean:

@@ -20,6 +20,7 @@ from loractl.config import config_path
 
 if TYPE_CHECKING:  # the runtime (moto, the handlers) is imported only when serving
     from local_runtime.runtime import LocalRuntimeOptions, RuntimeInfo
+    from loractl.console.server import ConsoleServer
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +78,7 @@ def options_from_arguments(args: argparse.Namespace) -> LocalRuntimeOptions:
     )
 
 
-def banner(info: RuntimeInfo, wrote_config: bool) -> str:
+def banner(info: RuntimeInfo, wrote_config: bool, console_url: str | None = None) -> str:
     lines = [
         "lora-on-aws local runtime is up",
         f"  API            {info.api_url}",
@@ -86,6 +87,8 @@ def banner(info: RuntimeInfo, wrote_config: bool) -> str:
         f"  data dir       {info.data_dir}",
     ]
     lines += [f"  token ({user}) {token}" for user, token in info.tokens.items()]
+    if console_url:
+        lines.append(f"  console        {console_url}  (open it in a browser; the link holds a secret)")
     if info.restored_items or info.restored_objects:
         lines.append(f"  restored       {info.restored_items} records, {info.restored_objects} files")
     if info.interrupted_jobs:
@@ -133,6 +136,15 @@ def running_instance(data_dir: Path) -> dict[str, Any] | None:
     return info
 
 
+def start_console(info: RuntimeInfo, user: str) -> ConsoleServer:
+    """The browser console (loractl/console) as ``user`` (the first --user), on a free loopback port."""
+    from loractl.client import ApiClient
+    from loractl.config import Connection
+    from loractl.console.server import ConsoleServer
+
+    return ConsoleServer(ApiClient(Connection(info.api_url, token=info.tokens[user]))).start()
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from local_runtime.runtime import LocalRuntime
 
@@ -174,8 +186,10 @@ def run_serve(args: argparse.Namespace) -> int:
                 flush=True,
             )
             return 1
-        print(banner(info, options.write_cli_config), flush=True)
+        console = start_console(info, options.users[0])
+        print(banner(info, options.write_cli_config, console.login_url), flush=True)
         stop_requested.wait()
+        console.stop()
         print("stopping: saving state ...", flush=True)
     finally:
         runtime.stop()

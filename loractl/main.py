@@ -50,6 +50,7 @@ examples:
   loractl trainings logs JOB_ID --follow
   loractl trainings plot JOB_ID loss.png
   loractl trainings download JOB_ID ./loras
+  loractl console                   the same in a browser (trainings, uploads, charts, samples)
 """
 OUTPUT_FORMATS = ("table", "json", "id")
 
@@ -364,6 +365,15 @@ def _local(root: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=commands.local_serve)
 
 
+def _console(root: argparse._SubParsersAction) -> None:
+    from loractl.console.launch import add_console_arguments, run_console
+
+    console = _command(
+        root, "console", run_console, "open the web console (served on 127.0.0.1 until Ctrl-C)"
+    )
+    add_console_arguments(console)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loractl",
@@ -379,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     _configs(root)
     _trainings(root)
     _local(root)
+    _console(root)
     return parser
 
 
