@@ -104,6 +104,11 @@ upload_dataset() { # DIR NAME: declare every file, PUT them (500 URLs per answer
   done
   local completed
   completed=$(call POST "/datasets/$id/complete" '{}')
+  # The service decodes every file in the background: "validating" until it is ready or invalid.
+  while jq -e '.status == "validating"' <<<"$completed" >/dev/null; do
+    sleep 1
+    completed=$(call GET "/datasets/$id")
+  done
   if ! jq -e '.status == "ready"' <<<"$completed" >/dev/null; then
     jq -r '.manifest.problems[]?' <<<"$completed" >&2 # every problem the manifest found
     exit 3

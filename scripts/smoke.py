@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import struct
 import sys
 import time
@@ -32,6 +33,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from functions.domain.catalog import INSTANCE_TYPES, FmType, instance_supports
+from functions.domain.checkpoint_family import LATENT_CHANNELS, SD15_TEXT_PART, UNET, VAE
 from functions.domain.statuses import JobStatus, is_terminal
 from loractl.client import ApiClient, ApiError
 from loractl.config import Connection
@@ -40,10 +42,29 @@ FM_TYPE = FmType.SD15
 SHORTEST_RUNTIME_SECONDS = 600  # CreateTrainingRequest.max_runtime_seconds minimum
 
 
-def tiny_safetensors(tensor_bytes: int = 64) -> bytes:
-    """A valid safetensors file with one uint8 tensor (the service checks the header only)."""
-    header = json.dumps({"w": {"dtype": "U8", "shape": [tensor_bytes], "data_offsets": [0, tensor_bytes]}})
-    return struct.pack("<Q", len(header)) + header.encode() + bytes(tensor_bytes)
+def smoke_checkpoint(text_width: int = 8) -> bytes:
+    """The smallest SD 1.5 checkpoint the service accepts: every tensor its family check reads
+    (``functions/domain/checkpoint_family``: UNet, VAE and CLIP parts, 4 latent channels,
+    cross-attention as wide as the text embeddings), with tiny widths and zero bytes."""
+    shapes: dict[str, list[int]] = {
+        f"{UNET}input_blocks.0.0.weight": [4, LATENT_CHANNELS, 3, 3],
+        f"{UNET}time_embed.0.weight": [16, 4],
+        f"{UNET}out.2.weight": [LATENT_CHANNELS, 4, 3, 3],
+        f"{UNET}input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": [4, text_width],
+        f"{VAE}encoder.conv_in.weight": [4, 3, 3, 3],
+        f"{VAE}decoder.conv_out.weight": [3, 4, 3, 3],
+        f"{VAE}quant_conv.weight": [8, 8, 1, 1],
+        SD15_TEXT_PART.keys[0]: [16, text_width],
+        SD15_TEXT_PART.keys[1]: [text_width],
+    }
+    header: dict[str, dict[str, object]] = {}
+    offset = 0
+    for name, shape in shapes.items():
+        size = math.prod(shape)
+        header[name] = {"dtype": "U8", "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + bytes(offset)
 
 
 def tiny_png(size: int = 8, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -100,7 +121,7 @@ class Smoke:
                 raise AssertionError("network_dim=-1 was accepted")
 
     def model(self) -> str:
-        content = tiny_safetensors()
+        content = smoke_checkpoint()
         with self.step("model: create, upload (presigned multipart), complete"):
             created = self.api.post(
                 "/models",
@@ -144,6 +165,11 @@ class Smoke:
                 )
                 response.raise_for_status()
             dataset = self.api.post(f"/datasets/{dataset_id}/complete")
+            # The service decodes every file in a background task before the dataset is usable.
+            deadline = time.monotonic() + self.wait_seconds
+            while dataset["status"] == "validating" and time.monotonic() < deadline:
+                time.sleep(self.poll_seconds)
+                dataset = self.api.get(f"/datasets/{dataset_id}")
             assert dataset["status"] == "ready", dataset
         return str(dataset_id)
 

@@ -11,14 +11,13 @@ import subprocess
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
-from safetensors.numpy import save_file
 
 from functions.adapters.storage import MIN_PART_SIZE
 from functions.domain.dataset_rules import UPLOAD_URLS_PER_RESPONSE
 from tests.e2e.conftest import PROJECT_ROOT, RunningRuntime, RuntimeLauncher
+from tests.integration.workflow import checkpoint_bytes
 
 SCRIPT = PROJECT_ROOT / "docs" / "api-workflow.sh"
 pytestmark = [
@@ -39,9 +38,8 @@ def script(runtime: RunningRuntime, cwd: Path, *arguments: str) -> str:
 
 
 def big_checkpoint(path: Path) -> Path:
-    """A valid .safetensors file just over one multipart part (so it needs two)."""
-    floats = (MIN_PART_SIZE + 1024 * 1024) // 4
-    save_file({"weight": np.arange(floats, dtype=np.float32)}, str(path))
+    """An SD 1.5 checkpoint the service recognises, just over one multipart part (so it needs two)."""
+    path.write_bytes(checkpoint_bytes("sd15", extra_bytes=MIN_PART_SIZE + 1024 * 1024))
     assert path.stat().st_size > MIN_PART_SIZE
     return path
 
