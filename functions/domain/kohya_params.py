@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from functions.domain.catalog import FmType
+from functions.domain.families import FAMILIES
 
 ParamValue = bool | int | float | str | list[str]
 
@@ -60,7 +61,9 @@ class Param:
 
 
 def _p(name: str, kind: str, help_: str, **kw: Any) -> Param:
-    return Param(name=name, kind=kind, help=help_, **kw)
+    """A parameter, accepted by every family whose spec does not refuse it."""
+    families = frozenset(f for f, spec in FAMILIES.items() if name not in spec.refused_kohya_params)
+    return Param(name=name, kind=kind, help=help_, families=families, **kw)
 
 
 OPTIMIZERS = (
@@ -211,7 +214,6 @@ USER_PARAMETERS: dict[str, Param] = {
             "cache_text_encoder_outputs",
             "bool",
             "SDXL: cache text-encoder outputs (UNet-only).",
-            families=frozenset({FmType.SDXL}),
         ),
         _p("no_half_vae", "bool", "Run the VAE in fp32 (SDXL's VAE overflows in fp16)."),
         _p("sdpa", "bool", "Use PyTorch scaled-dot-product attention."),
@@ -256,14 +258,12 @@ USER_PARAMETERS: dict[str, Param] = {
             minimum=0,
             maximum=1,
         ),
-        # SDXL: sdxl_train_util.verify_sdxl_training_args warns "clip_skip will be unexpected".
         _p(
             "clip_skip",
             "int",
             "Use the output of the n-th last CLIP layer.",
             minimum=1,
             maximum=12,
-            families=frozenset({FmType.SD15}),
         ),
         # train_util.add_training_arguments: type=int, choices=[None, 150, 225]; None means 75.
         # From TOML it must be the int itself: strategy_sd.SdTokenizeStrategy does max_length + 2.
@@ -359,36 +359,14 @@ _COMMON_DEFAULTS: dict[str, ParamValue] = {
 }
 
 DEFAULTS: dict[FmType, dict[str, ParamValue]] = {
-    FmType.SD15: {
-        **_COMMON_DEFAULTS,
-        "resolution": "512",
-        "min_bucket_reso": 256,
-        "max_bucket_reso": 1024,
-        "mixed_precision": "fp16",
-        "clip_skip": 1,
-        "gradient_checkpointing": False,
-    },
-    # SDXL at 1024 px (the original tool trained it at 512 px without checkpointing). UNet-only
-    # with cached text-encoder outputs keeps it inside 24 GB; its VAE overflows in fp16.
-    FmType.SDXL: {
-        **_COMMON_DEFAULTS,
-        "resolution": "1024,1024",
-        "min_bucket_reso": 512,
-        "max_bucket_reso": 2048,
-        "mixed_precision": "bf16",
-        "gradient_checkpointing": True,
-        "network_train_unet_only": True,
-        "cache_text_encoder_outputs": True,
-        "no_half_vae": True,
-    },
+    f: {**_COMMON_DEFAULTS, **spec.kohya_defaults} for f, spec in FAMILIES.items()
 }
 
 MAX_CONFIG_KEYS = 100
 MAX_LIST_ITEMS = 16
 _KV_VALUE = re.compile(r"^[A-Za-z0-9_.+\-(), \[\]]{1,64}$")
-# sd-scripts' bucket steps: train_network.py assert_extra_args -> verify_bucket_reso_steps(64),
-# sdxl_train_network.py assert_extra_args -> verify_bucket_reso_steps(32).
-BUCKET_STEP_MULTIPLE = {FmType.SD15: 64, FmType.SDXL: 32}
+# sd-scripts' bucket steps per family (see FamilySpec.bucket_step_multiple).
+BUCKET_STEP_MULTIPLE = {f: spec.bucket_step_multiple for f, spec in FAMILIES.items()}
 POLYNOMIAL_LR_END = 1e-7  # transformers.get_polynomial_decay_schedule_with_warmup's lr_end default
 
 

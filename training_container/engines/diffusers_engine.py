@@ -31,7 +31,6 @@ from diffusers.training_utils import compute_snr
 from peft import LoraConfig, inject_adapter_in_model
 from safetensors.torch import save_file
 
-from functions.domain.catalog import FmType
 from functions.domain.epoch_outputs import (
     DEFAULT_CFG_SCALE,
     DEFAULT_SAMPLE_STEPS,
@@ -40,6 +39,7 @@ from functions.domain.epoch_outputs import (
     sample_size,
     saved_epochs,
 )
+from functions.domain.families import FAMILIES
 from functions.domain.kohya_params import DIFFUSERS_ENGINE_PARAMETERS, ParamValue
 from functions.domain.training_contract import Engine, TrainingPhase
 from training_container.engines import kohya_lora_format as kohya
@@ -632,11 +632,11 @@ class DiffusersTrainer:
         width, height = self.bucket_settings.resolution
         base_lr = config.get("learning_rate")
         values: dict[str, Any] = {
-            "ss_network_module": kohya.NETWORK_MODULE,
+            "ss_network_module": FAMILIES[self.fm_type].network_module,
             "ss_network_dim": config.get("network_dim"),
             "ss_network_alpha": config.get("network_alpha"),
             "ss_network_dropout": config.get("network_dropout"),
-            "ss_base_model_version": kohya.BASE_MODEL_VERSION[self.fm_type],
+            "ss_base_model_version": FAMILIES[self.fm_type].base_model_version,
             "ss_v2": False,
             "ss_sd_model_name": self.request.model_path.name,
             "ss_output_name": self.request.output_name,
@@ -681,10 +681,8 @@ class DiffusersTrainer:
             "ss_training_started_at": self.started_at.timestamp(),
             "ss_training_finished_at": datetime.now(UTC).timestamp(),
             "modelspec.sai_model_spec": "1.0.0",
-            "modelspec.architecture": kohya.MODELSPEC_ARCHITECTURE[self.fm_type],
-            "modelspec.implementation": "https://github.com/Stability-AI/generative-models"
-            if self.fm_type == FmType.SDXL
-            else "diffusers",
+            "modelspec.architecture": FAMILIES[self.fm_type].modelspec_architecture,
+            "modelspec.implementation": FAMILIES[self.fm_type].modelspec_implementation,
             "modelspec.title": self.request.output_name,
             "modelspec.resolution": f"{width}x{height}",
             "modelspec.date": self.started_at.date().isoformat(),
