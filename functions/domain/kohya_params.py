@@ -362,6 +362,57 @@ DEFAULTS: dict[FmType, dict[str, ParamValue]] = {
     f: {**_COMMON_DEFAULTS, **spec.kohya_defaults} for f, spec in FAMILIES.items()
 }
 
+# sd-scripts' own value for each parameter it reads when the request leaves it unset (an explicit
+# null removes the service's default, see validate_config): what both engines fall back to. Read
+# from sd-scripts v0.10.1 (training_container.kohya_config.SD_SCRIPTS_COMMIT). None: unset, with
+# the meaning sd-scripts gives it (noted where it is not "off").
+SD_SCRIPTS_DEFAULTS: Mapping[str, ParamValue | None] = {
+    # train_network.py setup_parser; networks/lora.py create_network: dim None -> 4, alpha None -> 1.0
+    "network_dim": 4,
+    "network_alpha": 1.0,
+    "network_dropout": None,
+    "network_train_unet_only": False,
+    "network_train_text_encoder_only": False,
+    "unet_lr": None,  # None: learning_rate
+    "text_encoder_lr": None,  # None: learning_rate
+    # library/train_util.py add_optimizer_arguments
+    "learning_rate": 2.0e-6,
+    "optimizer_type": "AdamW",  # "" there; get_optimizer: "" -> "AdamW" (without --use_8bit_adam)
+    "optimizer_args": None,
+    "lr_scheduler": "constant",
+    "lr_warmup_steps": 0,
+    "lr_scheduler_num_cycles": 1,
+    "lr_scheduler_power": 1.0,
+    "max_grad_norm": 1.0,
+    # library/train_util.py add_training_arguments
+    "train_batch_size": 1,
+    "gradient_accumulation_steps": 1,
+    "max_train_epochs": None,
+    "max_train_steps": 1600,
+    "seed": None,  # None: a random seed (train_network.py: random.randint(0, 2**32))
+    "min_snr_gamma": None,
+    "noise_offset": None,
+    "mixed_precision": "no",
+    "save_precision": None,  # None: the trained dtype (float32 LoRA weights)
+    "gradient_checkpointing": False,
+    "cache_latents": False,
+    "no_half_vae": False,
+    "clip_skip": None,  # None: the last layer, i.e. 1
+    "save_every_n_epochs": None,
+    # library/train_util.py add_dataset_arguments (--resolution has no default: it is required)
+    "resolution": None,
+    "enable_bucket": False,
+    "min_bucket_reso": 256,
+    "max_bucket_reso": 1024,
+    "bucket_reso_steps": 64,
+    "bucket_no_upscale": False,
+    "random_crop": False,
+    "flip_aug": False,
+    "shuffle_caption": False,
+    "keep_tokens": 0,
+    "caption_dropout_rate": 0.0,
+}
+
 MAX_CONFIG_KEYS = 100
 MAX_LIST_ITEMS = 16
 _KV_VALUE = re.compile(r"^[A-Za-z0-9_.+\-(), \[\]]{1,64}$")
