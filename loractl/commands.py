@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
+import subprocess
 import sys
 import time
 import tomllib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -823,7 +825,20 @@ def trainings_samples(args: argparse.Namespace) -> int:
 # --- local ----------------------------------------------------------------------------------
 
 
-def local_serve(args: argparse.Namespace) -> int:
-    from local_runtime.serve import run_serve
+def local_serve(arguments: Sequence[str]) -> int:
+    """Run the local runtime's own command (``lora-local``, i.e. ``python -m local_runtime``).
 
-    return run_serve(args)
+    A child process, not an import: the CLI works without the local runtime's dependencies, and
+    ``local_runtime`` may use ``loractl`` (never the reverse). Ctrl-C reaches the child too (same
+    process group): it shuts down by itself and this process waits for it; SIGTERM is passed on.
+    """
+    child = subprocess.Popen([sys.executable, "-m", "local_runtime", "serve", *arguments])
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: child.terminate())
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                continue  # the child received the same SIGINT and is stopping
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -358,11 +358,13 @@ def _local(root: argparse._SubParsersAction) -> None:
     group = root.add_parser("local", help="the local runtime (everything on this machine)").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
-    serve = group.add_parser("serve", help="start the local runtime until Ctrl-C")
-    from local_runtime.serve import add_serve_arguments  # the local runtime is only needed here
-
-    add_serve_arguments(serve)
-    serve.set_defaults(handler=commands.local_serve)
+    serve = group.add_parser(
+        "serve",
+        help="start the local runtime until Ctrl-C (its options: loractl local serve --help)",
+        add_help=False,  # --help goes to the local runtime, which owns these options
+    )
+    serve.add_argument("serve_args", nargs=argparse.REMAINDER, help="the local runtime's options")
+    serve.set_defaults(handler=lambda args: commands.local_serve(args.serve_args))
 
 
 def _console(root: argparse._SubParsersAction) -> None:
@@ -438,8 +440,29 @@ def _fail(
     return status
 
 
+# Global flags that take no value (every other one is followed by its value unless written a=b).
+_SWITCHES = frozenset({"--json", "--version", "-h", "--help"})
+
+
+def serve_arguments(arguments: Sequence[str]) -> list[str] | None:
+    """What follows ``local serve`` when that is the command (global flags may come before it).
+
+    Read before argparse because every option after ``serve`` belongs to the local runtime
+    (argparse's REMAINDER does not collect a first argument that looks like an option).
+    """
+    items, index = list(arguments), 0
+    while index < len(items) and items[index].startswith("-"):
+        flag = items[index]
+        takes_value = not (flag in _SWITCHES or "=" in flag or (flag.startswith("-o") and len(flag) > 2))
+        index += 2 if takes_value else 1
+    return items[index + 2 :] if items[index : index + 2] == ["local", "serve"] else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    local_serve = serve_arguments(arguments)
+    if local_serve is not None:
+        return commands.local_serve(local_serve)
     as_json = _wants_json(arguments)
     parser = build_parser()
     if as_json:

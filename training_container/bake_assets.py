@@ -14,9 +14,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from training_container.clip_tokenizers import SD15_TOKENIZER_REPO, SDXL_TOKENIZER_2_REPO, cache_folder_name
+from functions.domain.families import FAMILIES
+from training_container.clip_tokenizers import cache_folder_name
 
-TOKENIZER_REPOS = (SD15_TOKENIZER_REPO, SDXL_TOKENIZER_2_REPO)
+# Every family's tokenizers, each once, in family order (FamilySpec.tokenizer_repos).
+TOKENIZER_REPOS = tuple(dict.fromkeys(repo for spec in FAMILIES.values() for repo in spec.tokenizer_repos))
 TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
 # hub_download(repo_id=..., filename=..., local_dir=...) -> local path (huggingface_hub's signature)
 HubDownload = Callable[..., str]

@@ -25,13 +25,14 @@ from functions.domain.epoch_outputs import (
     sample_cadence,
     sd_scripts_prompt_file,
 )
+from functions.domain.families import FAMILIES
 from functions.domain.kohya_params import ParamValue, resolution_sides
 from training_container.dataset_staging import CAPTION_EXTENSION, StagedDataset
 
 # The pinned release (Dockerfile and the options fixture must agree).
 SD_SCRIPTS_TAG = "v0.10.1"
 SD_SCRIPTS_COMMIT = "ae72efb92babe89ff8e70f057e42db68440e8d61"
-TRAINING_SCRIPT = {FmType.SD15: "train_network.py", FmType.SDXL: "sdxl_train_network.py"}
+TRAINING_SCRIPT = {f: spec.kohya_script for f, spec in FAMILIES.items()}
 ACCELERATE_LAUNCH = ("accelerate", "launch", "--num_cpu_threads_per_process", "1")
 STATE_FOLDER = "kohya_state"
 SAMPLE_PROMPTS_FILE = "sample_prompts.txt"

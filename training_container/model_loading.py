@@ -20,7 +20,8 @@ from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from safetensors import safe_open
 
 from functions.domain.catalog import FmType
-from training_container.clip_tokenizers import SD15_TOKENIZER_REPO, SDXL_TOKENIZER_2_REPO, load_clip_tokenizer
+from functions.domain.families import FAMILIES
+from training_container.clip_tokenizers import load_clip_tokenizer
 from training_container.errors import JobFailure
 
 DIFFUSERS_CONFIG_METADATA_KEY = "lora_on_aws.diffusers_config"
@@ -29,12 +30,10 @@ MODEL_CONFIGS_DIR = Path(__file__).parent / "model_configs"
 # so type checkers cannot follow them; the runtime classes are StableDiffusion(XL)Pipeline.
 BasePipeline: TypeAlias = Any
 
-_SDXL_MARKER = "conditioner.embedders."
-_SD15_TEXT_MARKER = "cond_stage_model.transformer."
 _SD2_TEXT_MARKER = "cond_stage_model.model."
 _UNET_MARKER = "model.diffusion_model."
 _COMPONENT_FILES = {"model_index": "model_index.json", "scheduler": "scheduler/scheduler_config.json"}
-FAMILY_NAMES = {FmType.SD15: "SD 1.5", FmType.SDXL: "SDXL"}
+FAMILY_NAMES = {f: spec.display_name for f, spec in FAMILIES.items()}
 
 
 def _component_file(name: str) -> str:
@@ -73,10 +72,9 @@ def read_checkpoint_header(path: Path) -> tuple[list[str], dict[str, str]]:
 def detect_checkpoint_family(keys: list[str]) -> FmType:
     """SD 1.5 or SDXL from a single file's key names; anything else is refused."""
     has_unet = any(key.startswith(_UNET_MARKER) for key in keys)
-    if has_unet and any(key.startswith(_SDXL_MARKER) for key in keys):
-        return FmType.SDXL
-    if has_unet and any(key.startswith(_SD15_TEXT_MARKER) for key in keys):
-        return FmType.SD15
+    for family, spec in FAMILIES.items():
+        if has_unet and any(key.startswith(spec.checkpoint_marker) for key in keys):
+            return family
     if has_unet and any(key.startswith(_SD2_TEXT_MARKER) for key in keys):
         raise JobFailure(
             "base model is a Stable Diffusion 2.x checkpoint; only SD 1.5 and SDXL are supported"
@@ -92,10 +90,9 @@ def detect_folder_family(folder: Path) -> FmType:
     if not index_path.is_file():
         raise JobFailure(f"base model folder {folder.name} has no model_index.json")
     class_name = json.loads(index_path.read_text()).get("_class_name", "")
-    if class_name == "StableDiffusionXLPipeline":
-        return FmType.SDXL
-    if class_name == "StableDiffusionPipeline":
-        return FmType.SD15
+    for family, spec in FAMILIES.items():
+        if class_name == spec.diffusers_pipeline:
+            return family
     raise JobFailure(f"base model folder holds a {class_name or 'unknown'} pipeline; expected SD 1.5 or SDXL")
 
 
@@ -118,25 +115,32 @@ def ensure_family(model_path: Path, expected: FmType) -> None:
 
 
 def _tokenizers(fm_type: FmType) -> dict[str, Any]:
-    tokenizers = {"tokenizer": load_clip_tokenizer(SD15_TOKENIZER_REPO)}
-    if fm_type == FmType.SDXL:
-        tokenizers["tokenizer_2"] = load_clip_tokenizer(SDXL_TOKENIZER_2_REPO)
-    return tokenizers
+    """``tokenizer``, ``tokenizer_2``…: the family's CLIP tokenizers, baked into the image."""
+    repos = FAMILIES[fm_type].tokenizer_repos
+    return {f"tokenizer_{i + 1}" if i else "tokenizer": load_clip_tokenizer(r) for i, r in enumerate(repos)}
+
+
+# The diffusers class of each family's pipeline (FamilySpec.diffusers_pipeline), and what it is
+# built with besides its weights: SD 1.5's pipeline expects a safety checker unless told otherwise.
+PIPELINE_CLASSES: dict[str, Any] = {
+    "StableDiffusionPipeline": StableDiffusionPipeline,
+    "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
+}
+PIPELINE_EXTRAS: dict[str, dict[str, Any]] = {
+    "StableDiffusionPipeline": {
+        "safety_checker": None,
+        "feature_extractor": None,
+        "requires_safety_checker": False,
+    },
+    "StableDiffusionXLPipeline": {},
+}
 
 
 def load_base_pipeline(model_path: Path, fm_type: FmType, dtype: torch.dtype = torch.float32) -> BasePipeline:
     """The base pipeline from a single ``.safetensors`` file or a diffusers folder, fully offline."""
     ensure_family(model_path, fm_type)
-    pipeline_class = StableDiffusionXLPipeline if fm_type == FmType.SDXL else StableDiffusionPipeline
-    extra: dict[str, Any] = (
-        {}
-        if fm_type == FmType.SDXL
-        else {
-            "safety_checker": None,
-            "feature_extractor": None,
-            "requires_safety_checker": False,
-        }
-    )
+    pipeline_class = PIPELINE_CLASSES[FAMILIES[fm_type].diffusers_pipeline]
+    extra = PIPELINE_EXTRAS[FAMILIES[fm_type].diffusers_pipeline]
     if model_path.is_dir():
         return pipeline_class.from_pretrained(
             str(model_path), torch_dtype=dtype, local_files_only=True, **_tokenizers(fm_type), **extra

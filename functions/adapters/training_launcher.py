@@ -8,6 +8,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from functions.adapters.aws_clients import sagemaker_client
+from functions.domain.launch_spec import LaunchSpec
 
 
 class LaunchRefused(Exception):
@@ -50,16 +51,61 @@ def plain_reason(error: ClientError, instance_type: str) -> str:
     return f"SageMaker refused the job ({code}): {message}"
 
 
+def _s3_channel(name: str, uri: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": uri,
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "InputMode": "File",
+    }
+
+
+def create_request(spec: LaunchSpec) -> dict[str, Any]:
+    """The CreateTrainingJob request (see docs/ARCHITECTURE.md: channels, outputs, spot, isolation)."""
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": spec.max_runtime_seconds}
+    if spec.max_wait_seconds is not None:
+        stopping["MaxWaitTimeInSeconds"] = spec.max_wait_seconds
+    request: dict[str, Any] = {
+        "TrainingJobName": spec.job_name,
+        "AlgorithmSpecification": {"TrainingImage": spec.image_uri, "TrainingInputMode": "File"},
+        "RoleArn": spec.role_arn,
+        "HyperParameters": dict(spec.hyperparameters),
+        "InputDataConfig": [_s3_channel(c.name, c.s3_uri) for c in spec.channels],
+        "OutputDataConfig": {"S3OutputPath": spec.output_uri, "CompressionType": "NONE"},
+        "ResourceConfig": {
+            "InstanceType": spec.instance_type,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": spec.volume_size_gb,
+        },
+        "StoppingCondition": stopping,
+        "CheckpointConfig": {"S3Uri": spec.checkpoint_uri},
+        "EnableManagedSpotTraining": spec.use_spot,
+        "EnableNetworkIsolation": spec.network_isolation,
+        "Tags": [{"Key": key, "Value": value} for key, value in spec.tags.items()],
+    }
+    if spec.subnet_ids and spec.security_group_ids:
+        request["VpcConfig"] = {
+            "Subnets": list(spec.subnet_ids),
+            "SecurityGroupIds": list(spec.security_group_ids),
+        }
+    return request
+
+
 class SageMakerLauncher:
     @property
     def _client(self) -> Any:
         return sagemaker_client()
 
-    def create(self, request: dict[str, Any], instance_type: str) -> None:
+    def create(self, spec: LaunchSpec) -> None:
         try:
-            self._client.create_training_job(**request)
+            self._client.create_training_job(**create_request(spec))
         except ClientError as error:
-            raise LaunchRefused(plain_reason(error, instance_type)) from error
+            raise LaunchRefused(plain_reason(error, spec.instance_type)) from error
 
     def describe(self, name: str) -> TrainingJobState | None:
         try:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-
-class FmType(StrEnum):
-    """Base-model family ("FM type" in the original tool)."""
-
-    SD15 = "sd15"
-    SDXL = "sdxl"
+from functions.domain.families import FAMILIES, FmType
 
 
 class ModelKind(StrEnum):
@@ -29,9 +25,7 @@ class ResourceStatus(StrEnum):
     FAILED = "failed"  # its background task failed; ``failure_reason`` says why
 
 
-# SDXL LoRA training at 1024 px needs >= 24 GB even with gradient checkpointing and
-# cached text-encoder outputs at the service's default settings.
-MIN_GPU_MEMORY_GB: dict[FmType, int] = {FmType.SD15: 16, FmType.SDXL: 24}
+MIN_GPU_MEMORY_GB: Mapping[FmType, int] = {f: spec.min_gpu_memory_gb for f, spec in FAMILIES.items()}
 
 
 @dataclass(frozen=True)
@@ -40,8 +34,9 @@ class InstanceType:
 
     ``price_per_hour_usd`` is the us-east-1 on-demand list price and only feeds estimates;
     operators may override it per deployment (CDK context ``instancePrices``).
-    ``steps_per_second`` are rough batch-1 throughputs (SD 1.5 at 512 px, SDXL at 1024 px)
-    used for duration estimates; benchmarks/RESULTS.md says where they come from.
+    ``steps_per_second`` are rough batch-1 throughputs per family at the family's native
+    resolution (SD 1.5 at 512 px, SDXL at 1024 px) used for duration estimates;
+    benchmarks/RESULTS.md says where they come from.
     """
 
     name: str
@@ -50,24 +45,30 @@ class InstanceType:
     gpu_memory_gb: int
     vcpus: int
     price_per_hour_usd: float
-    sd15_steps_per_second: float
-    sdxl_steps_per_second: float
+    steps_per_second: Mapping[FmType, float]
     supports_bf16: bool
+
+
+def _rates(instance_type: str) -> Mapping[FmType, float]:
+    """Each family's measured throughput on ``instance_type`` (FamilySpec.steps_per_second)."""
+    return {f: spec.steps_per_second[instance_type] for f, spec in FAMILIES.items()}
 
 
 INSTANCE_TYPES: dict[str, InstanceType] = {
     it.name: it
     for it in (
-        InstanceType("ml.g4dn.xlarge", "NVIDIA T4", 1, 16, 4, 0.736, 1.1, 0.0, False),
-        InstanceType("ml.g4dn.2xlarge", "NVIDIA T4", 1, 16, 8, 0.94, 1.1, 0.0, False),
-        InstanceType("ml.g5.xlarge", "NVIDIA A10G", 1, 24, 4, 1.408, 2.6, 0.65, True),
-        InstanceType("ml.g5.2xlarge", "NVIDIA A10G", 1, 24, 8, 1.515, 2.7, 0.67, True),
-        InstanceType("ml.g5.4xlarge", "NVIDIA A10G", 1, 24, 16, 2.03, 2.7, 0.67, True),
-        InstanceType("ml.g6.xlarge", "NVIDIA L4", 1, 24, 4, 1.0056, 2.2, 0.55, True),
-        InstanceType("ml.g6.2xlarge", "NVIDIA L4", 1, 24, 8, 1.2152, 2.2, 0.56, True),
-        InstanceType("ml.g6e.xlarge", "NVIDIA L40S", 1, 48, 4, 2.3350, 5.5, 1.5, True),
-        InstanceType("ml.g6e.2xlarge", "NVIDIA L40S", 1, 48, 8, 2.8153, 5.5, 1.5, True),
-        InstanceType("ml.p4d.24xlarge", "NVIDIA A100 40GB", 8, 40, 96, 25.25, 6.0, 2.0, True),
+        InstanceType("ml.g4dn.xlarge", "NVIDIA T4", 1, 16, 4, 0.736, _rates("ml.g4dn.xlarge"), False),
+        InstanceType("ml.g4dn.2xlarge", "NVIDIA T4", 1, 16, 8, 0.94, _rates("ml.g4dn.2xlarge"), False),
+        InstanceType("ml.g5.xlarge", "NVIDIA A10G", 1, 24, 4, 1.408, _rates("ml.g5.xlarge"), True),
+        InstanceType("ml.g5.2xlarge", "NVIDIA A10G", 1, 24, 8, 1.515, _rates("ml.g5.2xlarge"), True),
+        InstanceType("ml.g5.4xlarge", "NVIDIA A10G", 1, 24, 16, 2.03, _rates("ml.g5.4xlarge"), True),
+        InstanceType("ml.g6.xlarge", "NVIDIA L4", 1, 24, 4, 1.0056, _rates("ml.g6.xlarge"), True),
+        InstanceType("ml.g6.2xlarge", "NVIDIA L4", 1, 24, 8, 1.2152, _rates("ml.g6.2xlarge"), True),
+        InstanceType("ml.g6e.xlarge", "NVIDIA L40S", 1, 48, 4, 2.3350, _rates("ml.g6e.xlarge"), True),
+        InstanceType("ml.g6e.2xlarge", "NVIDIA L40S", 1, 48, 8, 2.8153, _rates("ml.g6e.2xlarge"), True),
+        InstanceType(
+            "ml.p4d.24xlarge", "NVIDIA A100 40GB", 8, 40, 96, 25.25, _rates("ml.p4d.24xlarge"), True
+        ),
     )
 }
 

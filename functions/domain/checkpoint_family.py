@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from functions.domain.catalog import FmType
+from functions.domain.families import FAMILIES
 
 UNET = "model.diffusion_model."
 VAE = "first_stage_model."
@@ -35,7 +36,7 @@ SDXL_TEXT_1 = "conditioner.embedders.0.transformer."
 SDXL_TEXT_2 = "conditioner.embedders.1.model."
 LATENT_CHANNELS = 4  # SD 1.5 and SDXL VAEs: 4 latent channels (an inpainting UNet takes 9)
 
-FAMILY_NAMES = {FmType.SD15: "SD 1.5", FmType.SDXL: "SDXL"}
+FAMILY_NAMES = {f: spec.display_name for f, spec in FAMILIES.items()}
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,16 @@ REQUIRED: dict[FmType, tuple[Component, ...]] = {
     FmType.SD15: (UNET_PART, VAE_PART, SD15_TEXT_PART),
     FmType.SDXL: (UNET_PART, VAE_PART, SDXL_TEXT_1_PART, SDXL_TEXT_2_PART, SDXL_CONDITIONING_PART),
 }
+# The text encoders whose outputs are concatenated into the UNet's cross-attention input.
+TEXT_PARTS: dict[FmType, tuple[Component, ...]] = {
+    FmType.SD15: (SD15_TEXT_PART,),
+    FmType.SDXL: (SDXL_TEXT_1_PART, SDXL_TEXT_2_PART),
+}
+# Parts whose presence rules a family out (SD 1.5's parts plus SDXL's is neither).
+FOREIGN_PREFIXES: dict[FmType, tuple[str, ...]] = {
+    FmType.SD15: ("conditioner.", f"{UNET}label_emb."),
+    FmType.SDXL: (),
+}
 
 Shapes = Mapping[str, Sequence[int]]
 
@@ -130,11 +141,8 @@ def _width(shapes: Shapes, key: str, axis: int) -> int | None:
 
 def _text_width(shapes: Shapes, family: FmType) -> int | None:
     """The width of the text embeddings the UNet's cross-attention receives."""
-    if family is FmType.SD15:
-        return _width(shapes, SD15_TEXT_PART.keys[0], 1)
-    first = _width(shapes, SDXL_TEXT_1_PART.keys[0], 1)
-    second = _width(shapes, SDXL_TEXT_2_PART.keys[0], 1)
-    return first + second if first is not None and second is not None else None
+    widths = [_width(shapes, part.keys[0], 1) for part in TEXT_PARTS[family]]
+    return None if None in widths else sum(w for w in widths if w is not None)
 
 
 def _shape_problems(shapes: Shapes, family: FmType) -> list[str]:
@@ -165,11 +173,11 @@ def _shape_problems(shapes: Shapes, family: FmType) -> list[str]:
 
 
 def _family_of(shapes: Shapes) -> FmType | None:
-    for family in (FmType.SDXL, FmType.SD15):
+    for family in REQUIRED:  # at most one matches: FOREIGN_PREFIXES keeps them apart
         if _missing(shapes, REQUIRED[family]) or _shape_problems(shapes, family):
             continue
-        if family is FmType.SD15 and any(k.startswith(("conditioner.", f"{UNET}label_emb.")) for k in shapes):
-            continue  # SD 1.5's parts plus SDXL's: neither
+        if FOREIGN_PREFIXES[family] and any(k.startswith(FOREIGN_PREFIXES[family]) for k in shapes):
+            continue  # one family's parts plus another's: neither
         return family
     return None
 

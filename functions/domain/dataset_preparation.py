@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from functions.domain.catalog import FmType
+from functions.domain.families import FAMILIES
 
 MIN_SIDE, MAX_SIDE = 64, 4096
 SIDE_MULTIPLE = 8  # latent space is 1/8 of the pixels
-NATIVE_SIDE = {FmType.SD15: 512, FmType.SDXL: 1024}  # the seed guide's recommendation per family
+NATIVE_SIDE = {f: spec.native_side for f, spec in FAMILIES.items()}  # the seed guide's recommendation
 
 
 class CropMode(StrEnum):

@@ -22,6 +22,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.domain.catalog import FmType
+from functions.domain.families import FAMILIES
 from functions.domain.json_types import JsonFloat, JsonRequestModel
 from functions.domain.kohya_params import FieldProblem
 
@@ -33,8 +34,8 @@ MAX_CFG_SCALE = 30.0
 DEFAULT_CFG_SCALE = 7.0
 SAMPLE_SIZE_MULTIPLE = 8
 # Smallest and largest sample side per family; the default is the family's native size.
-SAMPLE_SIZE_LIMITS: dict[FmType, tuple[int, int]] = {FmType.SD15: (64, 1024), FmType.SDXL: (64, 2048)}
-DEFAULT_SAMPLE_SIZE: dict[FmType, int] = {FmType.SD15: 512, FmType.SDXL: 1024}
+SAMPLE_SIZE_LIMITS: dict[FmType, tuple[int, int]] = {f: s.sample_side_limits for f, s in FAMILIES.items()}
+DEFAULT_SAMPLE_SIZE: dict[FmType, int] = {f: s.default_sample_side for f, s in FAMILIES.items()}
 # SageMaker caps one hyperparameter value at 2,500 characters; prompts travel as one JSON value.
 MAX_PROMPTS_JSON_LENGTH = 2400
 SD_SCRIPTS_SAMPLER = "euler_a"

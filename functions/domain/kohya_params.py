@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
 from functions.domain.catalog import FmType
+from functions.domain.families import FAMILIES
 
 ParamValue = bool | int | float | str | list[str]
 
@@ -60,7 +61,9 @@ class Param:
 
 
 def _p(name: str, kind: str, help_: str, **kw: Any) -> Param:
-    return Param(name=name, kind=kind, help=help_, **kw)
+    """A parameter, accepted by every family whose spec does not refuse it."""
+    families = frozenset(f for f, spec in FAMILIES.items() if name not in spec.refused_kohya_params)
+    return Param(name=name, kind=kind, help=help_, families=families, **kw)
 
 
 OPTIMIZERS = (
@@ -211,7 +214,6 @@ USER_PARAMETERS: dict[str, Param] = {
             "cache_text_encoder_outputs",
             "bool",
             "SDXL: cache text-encoder outputs (UNet-only).",
-            families=frozenset({FmType.SDXL}),
         ),
         _p("no_half_vae", "bool", "Run the VAE in fp32 (SDXL's VAE overflows in fp16)."),
         _p("sdpa", "bool", "Use PyTorch scaled-dot-product attention."),
@@ -256,14 +258,12 @@ USER_PARAMETERS: dict[str, Param] = {
             minimum=0,
             maximum=1,
         ),
-        # SDXL: sdxl_train_util.verify_sdxl_training_args warns "clip_skip will be unexpected".
         _p(
             "clip_skip",
             "int",
             "Use the output of the n-th last CLIP layer.",
             minimum=1,
             maximum=12,
-            families=frozenset({FmType.SD15}),
         ),
         # train_util.add_training_arguments: type=int, choices=[None, 150, 225]; None means 75.
         # From TOML it must be the int itself: strategy_sd.SdTokenizeStrategy does max_length + 2.
@@ -359,36 +359,65 @@ _COMMON_DEFAULTS: dict[str, ParamValue] = {
 }
 
 DEFAULTS: dict[FmType, dict[str, ParamValue]] = {
-    FmType.SD15: {
-        **_COMMON_DEFAULTS,
-        "resolution": "512",
-        "min_bucket_reso": 256,
-        "max_bucket_reso": 1024,
-        "mixed_precision": "fp16",
-        "clip_skip": 1,
-        "gradient_checkpointing": False,
-    },
-    # SDXL at 1024 px (the original tool trained it at 512 px without checkpointing). UNet-only
-    # with cached text-encoder outputs keeps it inside 24 GB; its VAE overflows in fp16.
-    FmType.SDXL: {
-        **_COMMON_DEFAULTS,
-        "resolution": "1024,1024",
-        "min_bucket_reso": 512,
-        "max_bucket_reso": 2048,
-        "mixed_precision": "bf16",
-        "gradient_checkpointing": True,
-        "network_train_unet_only": True,
-        "cache_text_encoder_outputs": True,
-        "no_half_vae": True,
-    },
+    f: {**_COMMON_DEFAULTS, **spec.kohya_defaults} for f, spec in FAMILIES.items()
+}
+
+# sd-scripts' own value for each parameter it reads when the request leaves it unset (an explicit
+# null removes the service's default, see validate_config): what both engines fall back to. Read
+# from sd-scripts v0.10.1 (training_container.kohya_config.SD_SCRIPTS_COMMIT). None: unset, with
+# the meaning sd-scripts gives it (noted where it is not "off").
+SD_SCRIPTS_DEFAULTS: Mapping[str, ParamValue | None] = {
+    # train_network.py setup_parser; networks/lora.py create_network: dim None -> 4, alpha None -> 1.0
+    "network_dim": 4,
+    "network_alpha": 1.0,
+    "network_dropout": None,
+    "network_train_unet_only": False,
+    "network_train_text_encoder_only": False,
+    "unet_lr": None,  # None: learning_rate
+    "text_encoder_lr": None,  # None: learning_rate
+    # library/train_util.py add_optimizer_arguments
+    "learning_rate": 2.0e-6,
+    "optimizer_type": "AdamW",  # "" there; get_optimizer: "" -> "AdamW" (without --use_8bit_adam)
+    "optimizer_args": None,
+    "lr_scheduler": "constant",
+    "lr_warmup_steps": 0,
+    "lr_scheduler_num_cycles": 1,
+    "lr_scheduler_power": 1.0,
+    "max_grad_norm": 1.0,
+    # library/train_util.py add_training_arguments
+    "train_batch_size": 1,
+    "gradient_accumulation_steps": 1,
+    "max_train_epochs": None,
+    "max_train_steps": 1600,
+    "seed": None,  # None: a random seed (train_network.py: random.randint(0, 2**32))
+    "min_snr_gamma": None,
+    "noise_offset": None,
+    "mixed_precision": "no",
+    "save_precision": None,  # None: the trained dtype (float32 LoRA weights)
+    "gradient_checkpointing": False,
+    "cache_latents": False,
+    "no_half_vae": False,
+    "clip_skip": None,  # None: the last layer, i.e. 1
+    "save_every_n_epochs": None,
+    # library/train_util.py add_dataset_arguments (--resolution has no default: it is required)
+    "resolution": None,
+    "enable_bucket": False,
+    "min_bucket_reso": 256,
+    "max_bucket_reso": 1024,
+    "bucket_reso_steps": 64,
+    "bucket_no_upscale": False,
+    "random_crop": False,
+    "flip_aug": False,
+    "shuffle_caption": False,
+    "keep_tokens": 0,
+    "caption_dropout_rate": 0.0,
 }
 
 MAX_CONFIG_KEYS = 100
 MAX_LIST_ITEMS = 16
 _KV_VALUE = re.compile(r"^[A-Za-z0-9_.+\-(), \[\]]{1,64}$")
-# sd-scripts' bucket steps: train_network.py assert_extra_args -> verify_bucket_reso_steps(64),
-# sdxl_train_network.py assert_extra_args -> verify_bucket_reso_steps(32).
-BUCKET_STEP_MULTIPLE = {FmType.SD15: 64, FmType.SDXL: 32}
+# sd-scripts' bucket steps per family (see FamilySpec.bucket_step_multiple).
+BUCKET_STEP_MULTIPLE = {f: spec.bucket_step_multiple for f, spec in FAMILIES.items()}
 POLYNOMIAL_LR_END = 1e-7  # transformers.get_polynomial_decay_schedule_with_warmup's lr_end default
 
 

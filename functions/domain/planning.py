@@ -18,9 +18,10 @@ from functions.domain.catalog import (
     FmType,
     InstanceType,
 )
+from functions.domain.families import FAMILIES
 from functions.domain.kohya_params import ParamValue
 
-NATIVE_PIXELS = {FmType.SD15: 512 * 512, FmType.SDXL: 1024 * 1024}
+NATIVE_PIXELS = {f: spec.native_pixels for f, spec in FAMILIES.items()}
 SD_SCRIPTS_DEFAULT_STEPS = 1600
 
 
@@ -65,7 +66,7 @@ def plan_training(
     else:
         total_steps = _int(config, "max_train_steps", SD_SCRIPTS_DEFAULT_STEPS)
         epochs = math.ceil(total_steps / steps_per_epoch)
-    rate = instance.sd15_steps_per_second if fm_type is FmType.SD15 else instance.sdxl_steps_per_second
+    rate = instance.steps_per_second[fm_type]
     rate = rate or 0.1  # an instance the family should not run on: estimate pessimistically
     pixel_factor = _pixels(config.get("resolution"), fm_type) / NATIVE_PIXELS[fm_type]
     # Bigger batches use the GPU better: a batch of b costs about b**0.85 single steps.

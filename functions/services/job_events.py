@@ -46,9 +46,9 @@ from functions.domain.training_contract import (
     published_sample_path,
 )
 from functions.services.context import ServiceContext
+from functions.services.job_transitions import move_job
 from functions.services.models import verify_safetensors
-from functions.services.notifications import announce
-from functions.services.trainings import audit, live_progress
+from functions.services.trainings import live_progress
 
 logger = Logger(child=True)
 
@@ -92,11 +92,9 @@ def apply_state(ctx: ServiceContext, state: TrainingJobState, cause: str) -> Job
         final = live_progress(ctx, job)
         if final:
             fields["progress"] = final.model_dump(mode="json")
-    moved = ctx.repository.transition_job(job.id, target, at=utc_now(), cause=cause, fields=fields)
-    if moved is None:
+    detail = f"{cause}: {state.status}/{state.secondary_status}"
+    if move_job(ctx, job, target, cause=cause, detail=detail, fields=fields) is None:
         return None  # someone else moved it first: their state stands
-    audit(job, job.status, target, f"{cause}: {state.status}/{state.secondary_status}")
-    announce(ctx.notifier, moved, job.status, target, f"{cause}: {state.status}/{state.secondary_status}")
     return target
 
 

@@ -25,6 +25,7 @@ from functions.domain.job_rules import (
     runtime_problems,
 )
 from functions.domain.kohya_params import FieldProblem, ParamValue, validate_config
+from functions.domain.launch_spec import InputChannel, LaunchSpec
 from functions.domain.planning import TrainingPlan, plan_training
 from functions.domain.records import (
     CreateTrainingRequest,
@@ -58,8 +59,9 @@ from functions.domain.training_contract import (
     published_sample_path,
 )
 from functions.services.context import ServiceContext
+from functions.services.job_transitions import move_job, record_new_job
 from functions.services.models import delete_lora_of_job
-from functions.services.notifications import announce, webhook_problems
+from functions.services.notifications import webhook_problems
 from functions.services.pagination import list_page
 
 logger = Logger(child=True)
@@ -148,55 +150,35 @@ def job_spec(job: TrainingJobRecord, model: ModelRecord) -> TrainingJobSpec:
     )
 
 
-def _s3_channel(name: str, uri: str) -> dict[str, Any]:
-    return {
-        "ChannelName": name,
-        "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": uri,
-                "S3DataDistributionType": "FullyReplicated",
-            }
-        },
-        "InputMode": "File",
-    }
-
-
-def build_create_request(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> dict[str, Any]:
-    """The CreateTrainingJob request (see docs/ARCHITECTURE.md: channels, outputs, spot, isolation)."""
+def launch_spec(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> LaunchSpec:
+    """What SageMaker runs the job with: its three input channels, outputs, limits and network."""
     s = ctx.settings
     bucket = f"s3://{s.bucket_name}/"
     model_prefix = model.s3_key.rsplit("/", 1)[0] + "/"
-    stopping: dict[str, int] = {"MaxRuntimeInSeconds": job.max_runtime_seconds}
-    if job.use_spot:
-        stopping["MaxWaitTimeInSeconds"] = job.max_runtime_seconds * SPOT_WAIT_FACTOR
-    request: dict[str, Any] = {
-        "TrainingJobName": job.sagemaker_job_name,
-        "AlgorithmSpecification": {"TrainingImage": s.training_image_uri, "TrainingInputMode": "File"},
-        "RoleArn": s.training_role_arn,
-        "HyperParameters": job_spec(job, model).sagemaker_hyperparameters(),
-        "InputDataConfig": [
-            _s3_channel(MODEL_CHANNEL, bucket + model_prefix),
-            _s3_channel(DATASET_CHANNEL, bucket + dataset_prefix(job.owner, job.dataset_id)),
-            _s3_channel(JOB_CHANNEL, bucket + training_input_prefix(job.owner, job.id)),
-        ],
-        "OutputDataConfig": {
-            "S3OutputPath": bucket + training_output_prefix(job.owner, job.id),
-            "CompressionType": "NONE",
+    return LaunchSpec(
+        job_name=job.sagemaker_job_name,
+        image_uri=s.training_image_uri,
+        role_arn=s.training_role_arn,
+        hyperparameters=job_spec(job, model).sagemaker_hyperparameters(),
+        channels=(
+            InputChannel(MODEL_CHANNEL, bucket + model_prefix),
+            InputChannel(DATASET_CHANNEL, bucket + dataset_prefix(job.owner, job.dataset_id)),
+            InputChannel(JOB_CHANNEL, bucket + training_input_prefix(job.owner, job.id)),
+        ),
+        output_uri=bucket + training_output_prefix(job.owner, job.id),
+        checkpoint_uri=bucket + training_checkpoint_prefix(job.owner, job.id),
+        instance_type=job.instance_type,
+        max_runtime_seconds=job.max_runtime_seconds,
+        max_wait_seconds=job.max_runtime_seconds * SPOT_WAIT_FACTOR if job.use_spot else None,
+        use_spot=job.use_spot,
+        network_isolation=s.network_isolation,
+        tags={
+            "lora:job-id": job.id,
+            "lora:owner-key": training_output_prefix(job.owner, job.id).split("/")[1],
         },
-        "ResourceConfig": {"InstanceType": job.instance_type, "InstanceCount": 1, "VolumeSizeInGB": 100},
-        "StoppingCondition": stopping,
-        "CheckpointConfig": {"S3Uri": bucket + training_checkpoint_prefix(job.owner, job.id)},
-        "EnableManagedSpotTraining": job.use_spot,
-        "EnableNetworkIsolation": s.network_isolation,
-        "Tags": [
-            {"Key": "lora:job-id", "Value": job.id},
-            {"Key": "lora:owner-key", "Value": training_output_prefix(job.owner, job.id).split("/")[1]},
-        ],
-    }
-    if s.subnet_ids and s.security_group_ids:
-        request["VpcConfig"] = {"Subnets": list(s.subnet_ids), "SecurityGroupIds": list(s.security_group_ids)}
-    return request
+        subnet_ids=s.subnet_ids,
+        security_group_ids=s.security_group_ids,
+    )
 
 
 def launch(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> None:
@@ -207,7 +189,7 @@ def launch(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> N
     """
     spec_key = training_input_prefix(job.owner, job.id) + JOB_SPEC_FILENAME
     ctx.storage.write_bytes(spec_key, job_spec(job, model).to_json().encode())
-    ctx.launcher.create(build_create_request(ctx, job, model), job.instance_type)
+    ctx.launcher.create(launch_spec(ctx, job, model))
 
 
 def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequest) -> TrainingJobView:
@@ -249,48 +231,27 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
         webhook_url=request.webhook_url,
     )
     # The cap check above is advisory (a friendly early answer); this transaction is the guarantee.
-    ctx.repository.create_job(job, max_active=settings.max_concurrent_jobs_per_owner)
-    audit(job, None, JobStatus.PENDING, "job recorded")
-    announce(ctx.notifier, job, None, JobStatus.PENDING, "job recorded")
+    record_new_job(ctx, job, max_active=settings.max_concurrent_jobs_per_owner)
     try:
         launch(ctx, job, model)
     except LaunchRefused as refused:
-        failed = ctx.repository.transition_job(
-            job_id,
+        failed = move_job(
+            ctx,
+            job,
             JobStatus.FAILED,
-            at=utc_now(),
             cause="CreateTrainingJob refused",
+            detail=refused.reason,
             fields={"failure_reason": refused.reason},
         )
-        audit(job, JobStatus.PENDING, JobStatus.FAILED, refused.reason)
-        announce(ctx.notifier, failed or job, JobStatus.PENDING, JobStatus.FAILED, refused.reason)
         return view_of(failed or ctx.repository.get(TrainingJobRecord, job_id, owner), TrainingJobView)
-    started = ctx.repository.transition_job(
-        job_id,
+    started = move_job(
+        ctx,
+        job,
         JobStatus.STARTING,
-        at=utc_now(),
         cause="CreateTrainingJob accepted",
         fields={"secondary_status": "Starting"},
     )
-    if started:
-        audit(job, JobStatus.PENDING, JobStatus.STARTING, "CreateTrainingJob accepted")
-        announce(ctx.notifier, started, JobStatus.PENDING, JobStatus.STARTING, "CreateTrainingJob accepted")
     return view_of(started or ctx.repository.get(TrainingJobRecord, job_id, owner), TrainingJobView)
-
-
-def audit(job: TrainingJobRecord, old: JobStatus | None, new: JobStatus, cause: str) -> None:
-    """Every state change, in structured form (job id, owner, from, to, cause)."""
-    logger.info(
-        "training job status changed",
-        extra={
-            "audit": True,
-            "job_id": job.id,
-            "owner": job.owner,
-            "from_status": old.value if old else None,
-            "to_status": new.value,
-            "cause": cause,
-        },
-    )
 
 
 def live_progress(ctx: ServiceContext, job: TrainingJobRecord) -> TrainingProgress | None:
@@ -355,14 +316,12 @@ def stop_training(ctx: ServiceContext, owner: str, job_id: str) -> TrainingJobVi
     if is_terminal(job.status):
         raise Conflict(f"training {job_id} already ended ({job.status.value})")
     if job.status is not JobStatus.STOPPING:
-        moved = ctx.repository.transition_job(
-            job_id, JobStatus.STOPPING, at=utc_now(), cause="stop requested"
+        moved = move_job(
+            ctx, job, JobStatus.STOPPING, cause="stop requested", detail="stop requested by owner"
         )
         if moved is None:  # it ended in the meantime: report the consistent final state
             job = ctx.repository.get(TrainingJobRecord, job_id, owner)
             raise Conflict(f"training {job_id} already ended ({job.status.value})")
-        audit(job, job.status, JobStatus.STOPPING, "stop requested by owner")
-        announce(ctx.notifier, moved, job.status, JobStatus.STOPPING, "stop requested by owner")
     ctx.launcher.stop(job.sagemaker_job_name)
     return get_training(ctx, owner, job_id)
 

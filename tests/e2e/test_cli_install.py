@@ -21,6 +21,7 @@ def test_pyproject_applies_without_setuptools_warnings(monkeypatch: pytest.Monke
     assert distribution.metadata.license_expression == "Apache-2.0"
 
 
-def test_the_console_script_is_loractl() -> None:
+def test_the_console_scripts_are_loractl_and_the_local_server() -> None:
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert project["scripts"] == {"loractl": "loractl.main:main"}
+    # lora-local: the local runtime's own entry (loractl runs it as a child, never imports it).
+    assert project["scripts"] == {"loractl": "loractl.main:main", "lora-local": "local_runtime.serve:main"}

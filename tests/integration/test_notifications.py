@@ -271,8 +271,8 @@ def test_a_change_repaired_by_the_reconciler_is_announced(
     api: ApiCaller, sagemaker_stub: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from functions.adapters.training_launcher import TrainingJobState
-    from functions.reconciler.handler import reconcile
     from functions.services.context import service_context
+    from functions.services.reconciliation import reconcile
 
     model_id, dataset_id = ready_inputs(api)
     sagemaker_stub.add_response(

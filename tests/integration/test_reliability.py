@@ -19,8 +19,8 @@ from functions.adapters.training_launcher import TrainingJobState
 from functions.domain.records import TrainingJobRecord
 from functions.domain.statuses import TERMINAL_STATUSES, JobStatus
 from functions.domain.storage_layout import training_output_prefix
-from functions.reconciler.handler import reconcile
 from functions.services.context import ServiceContext, service_context
+from functions.services.reconciliation import reconcile
 from tests.integration.conftest import ApiCaller, sagemaker_event, send_event
 from tests.integration.workflow import put_lora_output, ready_inputs, safetensors_bytes, training_body
 

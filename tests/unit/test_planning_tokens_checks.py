@@ -66,7 +66,7 @@ class TestPlan:
         )
         assert dearer.estimated_cost_usd == pytest.approx(base.estimated_cost_usd * 2, rel=1e-3)
         assert 0 < base.estimated_spot_cost_usd < base.estimated_cost_usd
-        assert base.estimated_seconds > 2000 / G5.sdxl_steps_per_second
+        assert base.estimated_seconds > 2000 / G5.steps_per_second[FmType.SDXL]
 
     def test_higher_resolution_takes_longer(self) -> None:
         low = plan_training(

@@ -31,7 +31,6 @@ from diffusers.training_utils import compute_snr
 from peft import LoraConfig, inject_adapter_in_model
 from safetensors.torch import save_file
 
-from functions.domain.catalog import FmType
 from functions.domain.epoch_outputs import (
     DEFAULT_CFG_SCALE,
     DEFAULT_SAMPLE_STEPS,
@@ -40,10 +39,12 @@ from functions.domain.epoch_outputs import (
     sample_size,
     saved_epochs,
 )
+from functions.domain.families import FAMILIES
 from functions.domain.kohya_params import DIFFUSERS_ENGINE_PARAMETERS, ParamValue
 from functions.domain.training_contract import Engine, TrainingPhase
 from training_container.engines import kohya_lora_format as kohya
 from training_container.engines.base import SAMPLE_SUBFOLDER, EngineRequest, EngineResult
+from training_container.engines.engine_config import EngineConfig
 from training_container.engines.training_data import (
     BucketSettings,
     Sample,
@@ -54,6 +55,7 @@ from training_container.engines.training_data import (
     repeat_counts,
     transform_caption,
 )
+from training_container.errors import JobFailure
 from training_container.model_loading import BasePipeline, load_base_pipeline
 
 logger = logging.getLogger(__name__)
@@ -63,8 +65,6 @@ TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", 
 STATE_FOLDER = "diffusers_state"
 STATE_FILE = "state.pt"
 STATE_SAVE_INTERVAL_SECONDS = 600.0
-SD_SCRIPTS_DEFAULT_MAX_STEPS = 1600  # sd-scripts' own default when neither steps nor epochs are set
-SD_SCRIPTS_DEFAULT_MAX_GRAD_NORM = 1.0  # train_util.add_optimizer_arguments: --max_grad_norm
 _SAVE_DTYPES = {"float": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -94,25 +94,49 @@ class TrainingState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def choose_precision(config: dict[str, ParamValue]) -> Precision:
+def choose_precision(settings: EngineConfig) -> Precision:
     """bf16 autocast on GPUs that support it (fp16 otherwise); fp32 on CPUs, where autocast is slow."""
     if not torch.cuda.is_available():
         return Precision(torch.device("cpu"), None, "no")
-    if config.get("mixed_precision", "no") == "no":
+    if settings.mixed_precision == "no":
         return Precision(torch.device("cuda"), None, "no")
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return Precision(torch.device("cuda"), dtype, "bf16" if dtype == torch.bfloat16 else "fp16")
 
 
-def plan_schedule(config: dict[str, Any], batches_per_epoch: int) -> Schedule:
+def plan_schedule(settings: EngineConfig, batches_per_epoch: int) -> Schedule:
     """sd-scripts' arithmetic: epochs override steps; an epoch is ceil(batches / accumulation) steps."""
-    accumulation = int(config.get("gradient_accumulation_steps", 1))
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / accumulation))
-    if config.get("max_train_epochs"):
-        epochs = int(config["max_train_epochs"])
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / settings.gradient_accumulation_steps))
+    if settings.max_train_epochs:
+        epochs = settings.max_train_epochs
         return Schedule(batches_per_epoch, steps_per_epoch, epochs, epochs * steps_per_epoch)
-    max_steps = int(config.get("max_train_steps", SD_SCRIPTS_DEFAULT_MAX_STEPS))
+    max_steps = settings.max_train_steps
     return Schedule(batches_per_epoch, steps_per_epoch, math.ceil(max_steps / steps_per_epoch), max_steps)
+
+
+# The targets this trainer knows how to compute; anything else (a flow-matching family's
+# "flow_prediction", "sample") would train against the wrong target without an error.
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def check_prediction_type(prediction_type: str) -> None:
+    """Refuse, before any step, a scheduler whose prediction type this trainer cannot train."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise JobFailure(
+            f"the base model's scheduler predicts {prediction_type!r}; the diffusers engine trains "
+            f"only {' and '.join(PREDICTION_TYPES)} models"
+        )
+
+
+def training_target(
+    scheduler: Any, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
+) -> torch.Tensor:
+    """What the denoiser must predict: the noise (epsilon) or the velocity (v-prediction)."""
+    prediction_type = scheduler.config.prediction_type
+    check_prediction_type(prediction_type)
+    if prediction_type == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps)
+    return noise
 
 
 def ignored_parameters(config: dict[str, ParamValue]) -> list[str]:
@@ -120,10 +144,10 @@ def ignored_parameters(config: dict[str, ParamValue]) -> list[str]:
     return sorted(key for key in config if key not in DIFFUSERS_ENGINE_PARAMETERS)
 
 
-def _parse_kv_args(items: ParamValue | None) -> dict[str, Any]:
+def _parse_kv_args(items: tuple[str, ...] | None) -> dict[str, Any]:
     """``["weight_decay=0.01", "betas=0.9,0.99"]`` -> kwargs; values were validated as plain literals."""
     parsed: dict[str, Any] = {}
-    for item in items if isinstance(items, list) else []:
+    for item in items or ():
         key, _, raw = item.partition("=")
         try:
             parsed[key] = ast.literal_eval(raw)
@@ -133,11 +157,11 @@ def _parse_kv_args(items: ParamValue | None) -> dict[str, Any]:
 
 
 def build_optimizer(
-    groups: list[dict[str, Any]], config: dict[str, Any], device: torch.device
+    groups: list[dict[str, Any]], settings: EngineConfig, device: torch.device
 ) -> tuple[torch.optim.Optimizer, str, str | None]:
     """The requested optimizer, or torch AdamW with the reason when it cannot run here."""
-    requested = str(config.get("optimizer_type", "AdamW"))
-    kwargs = _parse_kv_args(config.get("optimizer_args"))
+    requested = settings.optimizer_type
+    kwargs = _parse_kv_args(settings.optimizer_args)
     optimizer_class: Any = torch.optim.AdamW
     fallback: str | None = None
     if requested in ("AdamW8bit", "PagedAdamW8bit", "Lion8bit"):
@@ -229,11 +253,12 @@ class DiffusersTrainer:
         self.request = request
         self.config = cast(dict[str, Any], request.config)  # validated by kohya_params
         self.fm_type = request.fm_type
-        self.precision = choose_precision(self.config)
-        self.seed = int(self.config.get("seed", 42))
-        self.train_unet = not self.config.get("network_train_text_encoder_only", False)
-        te_lr = float(self.config.get("text_encoder_lr", self.config.get("learning_rate", 1e-4)))
-        self.train_text = not self.config.get("network_train_unet_only", False) and te_lr > 0
+        self.settings = EngineConfig.from_parameters(request.config)
+        self.precision = choose_precision(self.settings)
+        self.seed = self.settings.seed_for(request.job_id)
+        self.train_unet = not self.settings.network_train_text_encoder_only
+        te_lr = self.settings.text_encoder_learning_rate
+        self.train_text = not self.settings.network_train_unet_only and te_lr > 0
         self.started_at = datetime.now(UTC)
         self.state_path = request.checkpoints_dir / STATE_FOLDER / STATE_FILE
         self.latent_cache: dict[tuple[int, bool], torch.Tensor] = {}
@@ -246,9 +271,10 @@ class DiffusersTrainer:
         weight_dtype = self.precision.autocast_dtype or torch.float32
         self.pipe = load_base_pipeline(self.request.model_path, self.fm_type, dtype=weight_dtype)
         self.pipe.to(self.precision.device)
-        if self.config.get("no_half_vae") or self.precision.autocast_dtype is None:
+        if self.settings.no_half_vae or self.precision.autocast_dtype is None:
             self.pipe.vae.to(torch.float32)
         self.noise_scheduler = DDPMScheduler.from_config(self.pipe.scheduler.config)
+        check_prediction_type(self.noise_scheduler.config.prediction_type)
         for module in [self.pipe.unet, self.pipe.vae, *_text_encoders(self.pipe)]:
             module.requires_grad_(False)
             module.eval()
@@ -256,10 +282,10 @@ class DiffusersTrainer:
 
     def _lora_config(self, targets: list[str]) -> LoraConfig:
         return LoraConfig(
-            r=int(self.config.get("network_dim", 4)),
+            r=self.settings.network_dim,
             # Kohya alphas may be fractional; PEFT computes alpha / r with any number.
-            lora_alpha=cast(int, float(self.config.get("network_alpha", 1.0))),
-            lora_dropout=float(self.config.get("network_dropout", 0.0)),
+            lora_alpha=cast(int, self.settings.network_alpha),
+            lora_dropout=self.settings.network_dropout or 0.0,
             init_lora_weights="gaussian",
             target_modules=targets,
         )
@@ -281,13 +307,13 @@ class DiffusersTrainer:
         if self.train_unet:
             self.unet_params = self._inject_lora(self.pipe.unet, self._lora_config(UNET_TARGET_MODULES))
             self.pipe.unet.train()
-            if self.config.get("gradient_checkpointing"):
+            if self.settings.gradient_checkpointing:
                 self.pipe.unet.enable_gradient_checkpointing()
         if self.train_text:
             for encoder in cast(list[Any], _text_encoders(self.pipe)):
                 self.text_params += self._inject_lora(encoder, self._lora_config(TEXT_ENCODER_TARGET_MODULES))
                 encoder.train()
-                if self.config.get("gradient_checkpointing"):
+                if self.settings.gradient_checkpointing:
                     enable = getattr(encoder, "activation_checkpointing_enable", None)
                     (enable or encoder.gradient_checkpointing_enable)()
         for parameter in self.unet_params + self.text_params:
@@ -295,21 +321,21 @@ class DiffusersTrainer:
 
     # --- data
     def prepare_data(self) -> None:
-        config = self.config
+        settings = self.settings
         self.bucket_settings = BucketSettings(
-            resolution=parse_resolution(config.get("resolution", "512")),
-            enabled=bool(config.get("enable_bucket", False)),
-            min_reso=int(config.get("min_bucket_reso", 256)),
-            max_reso=int(config.get("max_bucket_reso", 1024)),
-            step=int(config.get("bucket_reso_steps", 64)),
-            no_upscale=bool(config.get("bucket_no_upscale", False)),
+            resolution=parse_resolution(settings.resolution_or_native(self.fm_type)),
+            enabled=settings.enable_bucket,
+            min_reso=settings.min_bucket_reso,
+            max_reso=settings.max_bucket_reso,
+            step=settings.bucket_reso_steps,
+            no_upscale=settings.bucket_no_upscale,
         )
         self.samples = build_samples(self.request.dataset, self.bucket_settings)
         self.repeats = repeat_counts(self.request.dataset)
-        self.batch_size = int(config.get("train_batch_size", 1))
+        self.batch_size = settings.train_batch_size
         first_epoch = epoch_batches(self.samples, self.repeats, self.batch_size, self.seed, 0)
-        self.schedule = plan_schedule(config, len(first_epoch))
-        if config.get("cache_latents"):
+        self.schedule = plan_schedule(settings, len(first_epoch))
+        if settings.cache_latents:
             self._cache_latents()
 
     def _encode_latents(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -320,21 +346,21 @@ class DiffusersTrainer:
 
     def _cache_latents(self) -> None:
         self.request.progress.update(phase=TrainingPhase.CACHING, force=True)
-        flips = (False, True) if self.config.get("flip_aug") else (False,)
+        flips = (False, True) if self.settings.flip_aug else (False,)
         for sample in self.samples:
             for flip in flips:
                 pixels = load_image_tensor(sample.image.path, sample.bucket, flip=flip, random_crop=False)
                 self.latent_cache[(sample.index, flip)] = self._encode_latents(pixels[None])[0].cpu()
 
     def _batch_latents(self, batch: list[Sample]) -> torch.Tensor:
-        flip_aug = bool(self.config.get("flip_aug"))
+        flip_aug = self.settings.flip_aug
         flips = [flip_aug and random.random() < 0.5 for _ in batch]
         if self.latent_cache:
             stacked = torch.stack(
                 [self.latent_cache[(s.index, f)] for s, f in zip(batch, flips, strict=True)]
             )
             return stacked.to(self.precision.device)
-        random_crop = bool(self.config.get("random_crop"))
+        random_crop = self.settings.random_crop
         pixels = torch.stack(
             [
                 load_image_tensor(s.image.path, s.bucket, flip=f, random_crop=random_crop)
@@ -348,15 +374,15 @@ class DiffusersTrainer:
             transform_caption(
                 sample.image.caption,
                 self.caption_rng,
-                shuffle=bool(self.config.get("shuffle_caption")),
-                keep_tokens=int(self.config.get("keep_tokens", 0)),
-                dropout_rate=float(self.config.get("caption_dropout_rate", 0.0)),
+                shuffle=self.settings.shuffle_caption,
+                keep_tokens=self.settings.keep_tokens,
+                dropout_rate=self.settings.caption_dropout_rate,
             )
             for sample in batch
         ]
 
     def _conditioning(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        clip_skip = int(self.config.get("clip_skip", 1))
+        clip_skip = self.settings.layer_from_last
         device = self.precision.device
         if self.train_text:
             return encode_captions(self.pipe, captions, clip_skip, device)
@@ -376,7 +402,7 @@ class DiffusersTrainer:
         device = self.precision.device
         latents = self._batch_latents(batch)
         noise = torch.randn_like(latents)
-        offset = float(self.config.get("noise_offset", 0.0))
+        offset = self.settings.noise_offset or 0.0
         if offset:
             noise = noise + offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1, device=device)
         steps = self.noise_scheduler.config.num_train_timesteps
@@ -393,12 +419,9 @@ class DiffusersTrainer:
             encoder_hidden_states=embeds.to(unet_dtype),
             added_cond_kwargs=added,
         ).sample.float()
-        if self.noise_scheduler.config.prediction_type == "v_prediction":
-            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
-        else:
-            target = noise
+        target = training_target(self.noise_scheduler, latents, noise, timesteps)
         per_sample = F.mse_loss(prediction, target.float(), reduction="none").mean(dim=(1, 2, 3))
-        gamma = self.config.get("min_snr_gamma")
+        gamma = self.settings.min_snr_gamma
         if gamma:
             snr = compute_snr(self.noise_scheduler, timesteps)
             weight = torch.clamp(snr, max=float(gamma)) / snr
@@ -408,27 +431,25 @@ class DiffusersTrainer:
         return per_sample.mean()
 
     def build_optimization(self) -> None:
-        base_lr = float(self.config.get("learning_rate", 1e-4))
+        settings = self.settings
         groups = []
         if self.unet_params:
-            groups.append({"params": self.unet_params, "lr": float(self.config.get("unet_lr", base_lr))})
+            groups.append({"params": self.unet_params, "lr": settings.unet_learning_rate})
         if self.text_params:
-            groups.append(
-                {"params": self.text_params, "lr": float(self.config.get("text_encoder_lr", base_lr))}
-            )
+            groups.append({"params": self.text_params, "lr": settings.text_encoder_learning_rate})
         if not groups:
             raise ValueError("nothing to train: both the UNet and the text encoders are frozen")
         self.optimizer, self.optimizer_name, self.optimizer_fallback = build_optimizer(
-            groups, self.config, self.precision.device
+            groups, settings, self.precision.device
         )
-        name = str(self.config.get("lr_scheduler", "constant"))
+        name = settings.lr_scheduler
         self.lr_scheduler = get_scheduler(
             "constant" if name == "adafactor" else name,
             self.optimizer,
-            num_warmup_steps=int(self.config.get("lr_warmup_steps", 0)),
+            num_warmup_steps=settings.lr_warmup_steps,
             num_training_steps=self.schedule.max_steps,
-            num_cycles=int(self.config.get("lr_scheduler_num_cycles", 1)),
-            power=float(self.config.get("lr_scheduler_power", 1.0)),
+            num_cycles=settings.lr_scheduler_num_cycles,
+            power=settings.lr_scheduler_power,
         )
 
     def _fingerprint(self) -> str:
@@ -489,9 +510,8 @@ class DiffusersTrainer:
     def train(self, state: TrainingState) -> TrainingState:
         """The loop. Returns when done, or early (state saved) when a stop was requested."""
         request, schedule = self.request, self.schedule
-        accumulation = int(self.config.get("gradient_accumulation_steps", 1))
-        # sd-scripts' default (train_util.add_optimizer_arguments: --max_grad_norm default=1.0).
-        max_grad_norm = float(self.config.get("max_grad_norm", SD_SCRIPTS_DEFAULT_MAX_GRAD_NORM))
+        accumulation = self.settings.gradient_accumulation_steps
+        max_grad_norm = self.settings.max_grad_norm
         params = self.unet_params + self.text_params
         started, last_state_save = time.monotonic(), time.monotonic()
         steps_at_start = state.global_step
@@ -543,8 +563,8 @@ class DiffusersTrainer:
     # --- per-epoch outputs (save_every_n_epochs, sample prompts)
     def intermediate_epochs(self) -> set[int]:
         """Epochs before the last that leave a LoRA (sd-scripts' rule: every n-th, not the last)."""
-        every = self.config.get("save_every_n_epochs")
-        return set(saved_epochs(self.schedule.epochs, int(every))[:-1]) if every else set()
+        every = self.settings.save_every_n_epochs
+        return set(saved_epochs(self.schedule.epochs, every)[:-1]) if every else set()
 
     def save_epoch(self, state: TrainingState) -> None:
         """``<output_name>-00000N.safetensors`` and this epoch's samples, in sd-scripts' layout."""
@@ -628,21 +648,21 @@ class DiffusersTrainer:
 
     # --- save
     def metadata(self, state: TrainingState) -> dict[str, str]:
-        config, dataset = self.config, self.request.dataset
+        config, dataset = self.config, self.request.dataset  # ignored_parameters lists the request's
         width, height = self.bucket_settings.resolution
-        base_lr = config.get("learning_rate")
+        base_lr = self.settings.learning_rate
         values: dict[str, Any] = {
-            "ss_network_module": kohya.NETWORK_MODULE,
-            "ss_network_dim": config.get("network_dim"),
-            "ss_network_alpha": config.get("network_alpha"),
-            "ss_network_dropout": config.get("network_dropout"),
-            "ss_base_model_version": kohya.BASE_MODEL_VERSION[self.fm_type],
+            "ss_network_module": FAMILIES[self.fm_type].network_module,
+            "ss_network_dim": self.settings.network_dim,
+            "ss_network_alpha": self.settings.network_alpha,
+            "ss_network_dropout": self.settings.network_dropout,
+            "ss_base_model_version": FAMILIES[self.fm_type].base_model_version,
             "ss_v2": False,
             "ss_sd_model_name": self.request.model_path.name,
             "ss_output_name": self.request.output_name,
             "ss_learning_rate": base_lr,
-            "ss_unet_lr": config.get("unet_lr", base_lr),
-            "ss_text_encoder_lr": config.get("text_encoder_lr", base_lr),
+            "ss_unet_lr": self.settings.unet_learning_rate,
+            "ss_text_encoder_lr": self.settings.text_encoder_learning_rate,
             "ss_network_train_unet_only": not self.train_text,
             "ss_num_train_images": dataset.images_with_repeats,
             "ss_num_reg_images": 0,
@@ -652,9 +672,9 @@ class DiffusersTrainer:
             "ss_steps": state.global_step,
             "ss_max_train_steps": self.schedule.max_steps,
             "ss_batch_size_per_device": self.batch_size,
-            "ss_total_batch_size": self.batch_size * int(config.get("gradient_accumulation_steps", 1)),
-            "ss_gradient_accumulation_steps": config.get("gradient_accumulation_steps", 1),
-            "ss_gradient_checkpointing": bool(config.get("gradient_checkpointing")),
+            "ss_total_batch_size": self.batch_size * self.settings.gradient_accumulation_steps,
+            "ss_gradient_accumulation_steps": self.settings.gradient_accumulation_steps,
+            "ss_gradient_checkpointing": self.settings.gradient_checkpointing,
             "ss_resolution": f"({width}, {height})",
             "ss_enable_bucket": self.bucket_settings.enabled,
             "ss_min_bucket_reso": self.bucket_settings.min_reso,
@@ -663,17 +683,17 @@ class DiffusersTrainer:
             "ss_seed": self.seed,
             "ss_mixed_precision": self.precision.label,
             "ss_optimizer": self.optimizer_name,
-            "ss_lr_scheduler": config.get("lr_scheduler"),
-            "ss_lr_warmup_steps": config.get("lr_warmup_steps", 0),
-            "ss_max_grad_norm": config.get("max_grad_norm"),
-            "ss_clip_skip": config.get("clip_skip"),
-            "ss_noise_offset": config.get("noise_offset"),
-            "ss_min_snr_gamma": config.get("min_snr_gamma"),
-            "ss_cache_latents": bool(config.get("cache_latents")),
-            "ss_flip_aug": bool(config.get("flip_aug")),
-            "ss_shuffle_caption": bool(config.get("shuffle_caption")),
-            "ss_keep_tokens": config.get("keep_tokens", 0),
-            "ss_caption_dropout_rate": config.get("caption_dropout_rate", 0.0),
+            "ss_lr_scheduler": self.settings.lr_scheduler,
+            "ss_lr_warmup_steps": self.settings.lr_warmup_steps,
+            "ss_max_grad_norm": self.settings.max_grad_norm,
+            "ss_clip_skip": self.settings.clip_skip,
+            "ss_noise_offset": self.settings.noise_offset,
+            "ss_min_snr_gamma": self.settings.min_snr_gamma,
+            "ss_cache_latents": self.settings.cache_latents,
+            "ss_flip_aug": self.settings.flip_aug,
+            "ss_shuffle_caption": self.settings.shuffle_caption,
+            "ss_keep_tokens": self.settings.keep_tokens,
+            "ss_caption_dropout_rate": self.settings.caption_dropout_rate,
             "ss_tag_frequency": dataset.tag_frequency,
             "ss_dataset_dirs": {
                 c.folder.name: {"n_repeats": c.repeats, "img_count": len(c.images)} for c in dataset.concepts
@@ -681,10 +701,8 @@ class DiffusersTrainer:
             "ss_training_started_at": self.started_at.timestamp(),
             "ss_training_finished_at": datetime.now(UTC).timestamp(),
             "modelspec.sai_model_spec": "1.0.0",
-            "modelspec.architecture": kohya.MODELSPEC_ARCHITECTURE[self.fm_type],
-            "modelspec.implementation": "https://github.com/Stability-AI/generative-models"
-            if self.fm_type == FmType.SDXL
-            else "diffusers",
+            "modelspec.architecture": FAMILIES[self.fm_type].modelspec_architecture,
+            "modelspec.implementation": FAMILIES[self.fm_type].modelspec_implementation,
             "modelspec.title": self.request.output_name,
             "modelspec.resolution": f"{width}x{height}",
             "modelspec.date": self.started_at.date().isoformat(),
@@ -696,7 +714,7 @@ class DiffusersTrainer:
         return kohya.stringify_metadata(values)
 
     def lora_tensors(self) -> dict[str, torch.Tensor]:
-        dtype = _SAVE_DTYPES[str(self.config.get("save_precision", "float"))]
+        dtype = _SAVE_DTYPES[self.settings.save_precision or "float"]
         unet_config = self.pipe.unet.config
         tensors = kohya.kohya_tensors(
             self.pipe.unet, lambda path: kohya.unet_lora_name(path, self.fm_type, unet_config), dtype

@@ -20,19 +20,15 @@ from typing import Any
 import torch
 
 from functions.domain.catalog import FmType
+from functions.domain.families import FAMILIES
 from training_container.ldm_layout import unet_module_to_ldm
-
-BASE_MODEL_VERSION = {FmType.SD15: "sd_v1", FmType.SDXL: "sdxl_base_v1-0"}
-MODELSPEC_ARCHITECTURE = {
-    FmType.SD15: "stable-diffusion-v1/lora",
-    FmType.SDXL: "stable-diffusion-xl-v1-base/lora",
-}
-NETWORK_MODULE = "networks.lora"
 
 
 def unet_lora_name(module_path: str, fm_type: FmType, unet_config: Mapping[str, Any]) -> str:
     """``lora_unet_…`` for a diffusers UNet module path."""
-    path = unet_module_to_ldm(module_path, unet_config) if fm_type == FmType.SDXL else module_path
+    path = (
+        unet_module_to_ldm(module_path, unet_config) if FAMILIES[fm_type].lora_unet_ldm_names else module_path
+    )
     return "lora_unet_" + path.replace(".", "_")
 
 
@@ -43,7 +39,7 @@ def text_encoder_lora_name(module_path: str, prefix: str) -> str:
 
 
 def text_encoder_prefixes(fm_type: FmType) -> tuple[str, ...]:
-    return ("lora_te1", "lora_te2") if fm_type == FmType.SDXL else ("lora_te",)
+    return FAMILIES[fm_type].lora_text_encoder_prefixes
 
 
 def lora_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:

@@ -1,0 +1,62 @@
+"""Repair of jobs whose SageMaker events were lost (or never sent).
+
+Every active job is compared with DescribeTrainingJob and moved exactly as the event would have
+moved it (same code path: ``apply_state``). A PENDING job that SageMaker never heard of, older
+than the grace period, is a launch that crashed before CreateTrainingJob: it is FAILED with a
+reason. A PENDING job SageMaker does know (the Lambda died after CreateTrainingJob succeeded) is
+tracked.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aws_lambda_powertools import Logger
+
+from functions.domain.records import TrainingJobRecord
+from functions.domain.statuses import JobStatus
+from functions.services.context import ServiceContext
+from functions.services.job_events import apply_state
+from functions.services.job_transitions import move_job
+
+logger = Logger(child=True)
+PENDING_GRACE = timedelta(minutes=5)
+UNLAUNCHED_REASON = (
+    "the job was recorded but never reached SageMaker (the launch was interrupted); start it again"
+)
+
+
+def _age(job: TrainingJobRecord, now: datetime) -> timedelta:
+    created = datetime.strptime(job.created_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return now - created
+
+
+def reconcile_job(ctx: ServiceContext, job: TrainingJobRecord, now: datetime) -> str:
+    """One job: 'repaired', 'failed-unlaunched' or 'unchanged'."""
+    state = ctx.launcher.describe(job.sagemaker_job_name)
+    if state is None:
+        if job.status is JobStatus.PENDING and _age(job, now) > PENDING_GRACE:
+            moved = move_job(
+                ctx,
+                job,
+                JobStatus.FAILED,
+                cause="reconciler",
+                detail="reconciler: unknown to SageMaker",
+                fields={"failure_reason": UNLAUNCHED_REASON},
+            )
+            if moved:
+                return "failed-unlaunched"
+        return "unchanged"
+    return "repaired" if apply_state(ctx, state, cause="reconciler") else "unchanged"
+
+
+def reconcile(ctx: ServiceContext, now: datetime | None = None) -> dict[str, int]:
+    """Every active job once; counts per outcome (one job's error never stops the others)."""
+    counts: dict[str, int] = {"repaired": 0, "failed-unlaunched": 0, "unchanged": 0, "errors": 0}
+    for job in ctx.repository.active_jobs():
+        try:
+            counts[reconcile_job(ctx, job, now or datetime.now(UTC))] += 1
+        except Exception:  # one bad job must not stop the others from being repaired
+            logger.exception("could not reconcile job", extra={"job_id": job.id})
+            counts["errors"] += 1
+    return counts
