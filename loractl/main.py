@@ -402,10 +402,23 @@ def _wants_json(argv: Sequence[str]) -> bool:
     )
 
 
-def _fail(as_json: bool, status: int, code: str, message: str, details: Sequence[dict[str, Any]] = ()) -> int:
-    """Report an error on stderr: plain words, or with --json one JSON object; returns ``status``."""
+def _fail(
+    as_json: bool,
+    status: int,
+    code: str,
+    message: str,
+    details: Sequence[dict[str, Any]] = (),
+    http_status: int | None = None,
+) -> int:
+    """Report an error on stderr: plain words, or with --json one JSON object (with the HTTP
+    status when the API answered); returns ``status``, the exit code."""
     if as_json:
-        payload = {"error": {"code": code, "message": message, "details": list(details)}, "exit_code": status}
+        payload: dict[str, Any] = {
+            "error": {"code": code, "message": message, "details": list(details)},
+            "exit_code": status,
+        }
+        if http_status is not None:
+            payload["http_status"] = http_status
         sys.stderr.write(json.dumps(payload) + "\n")
     else:
         label = code.lower().replace("_", " ")
@@ -457,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(as_json, EXIT_USAGE, "CONFIGURATION_ERROR", str(error))
     except ApiError as error:
         if as_json:
-            return _fail(True, EXIT_API, error.code, error.message, error.details)
+            return _fail(True, EXIT_API, error.code, error.message, error.details, error.status)
         errors.print(error.describe(), markup=False, highlight=False, soft_wrap=True)
         return EXIT_API
     except UnexpectedResponseError as error:

@@ -193,7 +193,7 @@ def test_errors_are_json_under_json(runtime: RunningRuntime) -> None:
     refused = cli("models", "get", "0" * 26, *connection(runtime), "--json")
     assert refused.exit_code == 3 and refused.stdout == ""
     error = json.loads(refused.stderr)
-    assert error["error"]["code"] and error["exit_code"] == 3
+    assert error["error"]["code"] == "NOT_FOUND" and error["exit_code"] == 3 and error["http_status"] == 404
     usage = cli("models", "list", "--limit", "x", "--json")
     assert usage.exit_code == 2 and json.loads(usage.stderr)["error"]["code"] == "USAGE_ERROR"
     unreachable = cli("models", "list", "--endpoint", "http://127.0.0.1:9", "--token", "t", "-o", "json")

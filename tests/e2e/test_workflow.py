@@ -112,21 +112,29 @@ def test_stopping_a_running_job_ends_it_stopped(
     assert waited.data["status"] == "STOPPED"
 
 
-@pytest.mark.slow
-def test_a_corrupt_image_fails_the_job_with_its_reason(
+def test_a_corrupt_image_is_refused_before_any_job_is_billed(
     runtimes: RuntimeLauncher, checkpoint: Path, tmp_path: Path
 ) -> None:
+    """A PNG signature followed by garbage passes the first-bytes check of ``complete``; the
+    background validation decodes every image, so the dataset ends ``invalid`` naming the file
+    and no training job can start with it (it used to fail only inside the paid job)."""
     runtime = runtimes.start()
     dataset = make_tiny_dataset(tmp_path / "ds", n_images=2, repeats=1)
-    # Valid PNG magic bytes (so upload checks pass) followed by garbage the decoder rejects.
     (dataset / "1_demo" / "img_0.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00garbage" * 64)
-    model_id, dataset_id = upload_inputs(runtime, checkpoint, dataset)
+    model = run_cli(runtime, "models", "upload", str(checkpoint), "--fm-type", "sd15")
+    assert model.exit_code == 0, model.stderr
+    uploaded = run_cli(runtime, "datasets", "upload", str(dataset), "--name", "cats")
+    assert uploaded.exit_code == 3, uploaded.stderr  # loractl waited while it was validating
+    assert uploaded.data["status"] == "invalid"
+    assert any(
+        p.startswith("1_demo/img_0.png: the image does not decode")
+        for p in uploaded.data["manifest"]["problems"]
+    )
 
-    failed = create_training(runtime, model_id, dataset_id, config_file(tmp_path, 4), "--wait")
-
-    assert failed.exit_code == 4
-    assert failed.data["status"] == "FAILED"
-    assert "img_0.png" in failed.data["failure_reason"]
+    refused = create_training(
+        runtime, str(model.data["id"]), str(uploaded.data["id"]), config_file(tmp_path, 4)
+    )
+    assert refused.exit_code != 0 and "dataset is invalid, not ready" in refused.stderr
 
 
 def test_other_owners_cannot_see_a_model_and_state_survives_a_restart(
