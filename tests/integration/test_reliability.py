@@ -172,6 +172,44 @@ class TestLaunchFaults:
         repaired = api("GET", f"/trainings/{job['id']}")[1]
         assert repaired["status"] == "FAILED" and "never reached SageMaker" in repaired["failure_reason"]
 
+    def test_a_job_stopped_before_it_reached_sagemaker_is_stopped_by_the_reconciler(
+        self, api: ApiCaller, ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        model_id, dataset_id = ready_inputs(api)
+
+        def lambda_timeout(*args: Any, **kw: Any) -> None:
+            raise TimeoutError("Task timed out after 30.00 seconds")
+
+        monkeypatch.setattr(ctx.launcher, "create", lambda_timeout)
+        assert api("POST", "/trainings", training_body(model_id, dataset_id))[0] == 500
+        monkeypatch.undo()
+        (job,) = api("GET", "/trainings")[1]["items"]
+        monkeypatch.setattr(ctx.launcher, "stop", lambda name: None)  # SageMaker: no such job
+        assert api("POST", f"/trainings/{job['id']}/stop")[1]["status"] == "STOPPING"
+        assert len(ctx.repository.active_jobs(api.owner)) == 1
+        counts = reconcile(ctx, now=datetime.now(UTC) + timedelta(minutes=10))
+        assert counts["stopped-unlaunched"] == 1
+        assert api("GET", f"/trainings/{job['id']}")[1]["status"] == "STOPPED"
+        assert ctx.repository.active_jobs(api.owner) == []  # its slot is free again
+
+    def test_a_stop_that_arrives_before_create_training_job_stops_the_launched_job(
+        self, api: ApiCaller, ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        model_id, dataset_id = ready_inputs(api)
+        real_create, stopped = ctx.launcher.create, list[str]()
+
+        def stop_arrives_first(spec: Any) -> None:
+            (pending,) = ctx.repository.active_jobs(api.owner)
+            assert api("POST", f"/trainings/{pending.id}/stop")[1]["status"] == "STOPPING"
+            real_create(spec)
+
+        monkeypatch.setattr(ctx.launcher, "create", stop_arrives_first)
+        monkeypatch.setattr(ctx.launcher, "stop", stopped.append)  # moto lacks StopTrainingJob
+        status, job = api("POST", "/trainings", training_body(model_id, dataset_id))
+        assert status == 201 and job["status"] == "STOPPING"
+        # once by the stop request (nothing to stop yet), once by the launch that came after it
+        assert stopped == [job["sagemaker_job_name"]] * 2
+
     def test_the_reconciler_applies_lost_events(
         self, api: ApiCaller, ctx: ServiceContext, sagemaker_stub: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
