@@ -186,7 +186,22 @@ class Repository:
         item = _to_dynamo(record.model_dump(mode="json")) | self._keys(record)
         self._table.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
 
-    def create_if_absent(self, record: BaseModel) -> bool:
+    def create_if_absent(self, record: BaseModel, *, counting_bytes: tuple[str, int] | None = None) -> bool:
+        """Create a record unless its id exists; False if it did.
+
+        ``counting_bytes`` (owner, bytes) adds the record's stored bytes in the same transaction
+        (unconditionally: used for work already paid for), so the record is never there uncounted.
+        """
+        if counting_bytes is not None:
+            owner, size = counting_bytes
+            item = _to_dynamo(record.model_dump(mode="json")) | self._keys(record)
+            put = {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+            codes = self._transact([{"Put": put}, {"Update": self._storage_change(owner, size)}])
+            if codes is None:
+                return True
+            if codes[0] == "ConditionalCheckFailed":
+                return False
+            raise Conflict(f"the record could not be stored ({', '.join(codes)}); try again")
         try:
             self.create(record)
         except ClientError as error:

@@ -234,6 +234,37 @@ class TestLaunchFaults:
         assert done["status"] == "COMPLETED" and done["output"]["lora_model_id"] == job["id"]
         assert reconcile(ctx)["repaired"] == 0  # idempotent: nothing left to repair for it
 
+    def test_a_crash_while_registering_the_lora_leaves_no_bytes_uncounted(
+        self, api: ApiCaller, ctx: ServiceContext, sagemaker_stub: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        model_id, dataset_id = ready_inputs(api)
+        sagemaker_stub.add_response(
+            "create_training_job", {"TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x"}
+        )
+        _, job = api("POST", "/trainings", training_body(model_id, dataset_id))
+        lora = safetensors_bytes(128)
+        put_lora_output(job, lora, training_output_prefix(api.owner, job["id"]))
+        before = ctx.repository.storage_used(api.owner)
+
+        def describe(name: str) -> TrainingJobState | None:
+            done = TrainingJobState(name, "Completed", "Completed", None)
+            return done if name == job["sagemaker_job_name"] else None
+
+        def crash(*args: Any, **kw: Any) -> None:  # the Lambda dies right after the model is stored
+            raise TimeoutError("Task timed out")
+
+        monkeypatch.setattr(ctx.launcher, "describe", describe)
+        real_reserve = ctx.repository.reserve_storage
+        monkeypatch.setattr(ctx.repository, "reserve_storage", crash)
+        reconcile(ctx)
+        monkeypatch.setattr(ctx.repository, "reserve_storage", real_reserve)
+        reconcile(ctx)  # the retry
+        assert api("GET", f"/trainings/{job['id']}")[1]["status"] == "COMPLETED"
+        lora_model = api("GET", f"/models/{job['id']}")[1]
+        assert (
+            ctx.repository.storage_used(api.owner) == before + lora_model["size_bytes"] == before + len(lora)
+        )
+
 
 class TestEventOrdering:
     EVENTS = [
