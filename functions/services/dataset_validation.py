@@ -48,6 +48,21 @@ def seal_file(ctx: ServiceContext, owner: str, dataset_id: str, file: DeclaredFi
     return problem
 
 
+def drop_unclaimed_files(ctx: ServiceContext, owner: str, dataset_id: str) -> None:
+    """After losing the save: delete ``files/`` only if no READY dataset owns it.
+
+    The save fails when the dataset was deleted or failed meanwhile (its ``files/`` is garbage),
+    but also when a duplicate delivery of this task won and saved READY: those files are now the
+    dataset a job trains on.
+    """
+    try:
+        current = ctx.repository.get(DatasetRecord, dataset_id, owner)
+    except NotFound:
+        current = None
+    if current is None or current.status is not ResourceStatus.READY:
+        ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))
+
+
 def run_validation_task(ctx: ServiceContext, task: BackgroundTask) -> None:
     """The tasks function's side. Safe to run twice: it only works on a dataset still validating."""
     try:
@@ -67,7 +82,7 @@ def run_validation_task(ctx: ServiceContext, task: BackgroundTask) -> None:
     status = ResourceStatus.INVALID if found else ResourceStatus.READY
     done = record.model_copy(update={"status": status, "manifest": manifest, "updated_at": utc_now()})
     if not ctx.repository.save(done, expected_status=ResourceStatus.VALIDATING.value):
-        ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))  # deleted or failed meanwhile
+        drop_unclaimed_files(ctx, owner, dataset_id)
         return
     ctx.storage.delete_prefix(dataset_upload_prefix(owner, dataset_id))  # validated copies are in files/
     logger.info(

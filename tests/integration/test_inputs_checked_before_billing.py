@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import httpx
+import pytest
 from PIL import Image
 
 from functions.domain.storage_layout import dataset_file_key, dataset_prefix
@@ -124,6 +125,32 @@ def test_a_dataset_is_validating_until_every_file_is_decoded_and_no_job_starts_m
     assert api("GET", f"/datasets/{dataset_id}")[1]["status"] == "ready"
     run_task(service_context(), dispatched_tasks[-1])  # a retried invocation changes nothing
     assert api("GET", f"/datasets/{dataset_id}")[1]["status"] == "ready"
+
+
+def test_a_duplicate_validation_that_loses_the_save_keeps_the_ready_datasets_files(
+    api: ApiCaller, dispatched_tasks: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = good_dataset()
+    _status, created = declare_dataset(api, files)
+    for upload in created["uploads"]:
+        httpx.put(upload["url"], content=files[upload["path"]], headers=upload["headers"])
+    dataset_id = created["dataset"]["id"]
+    assert api("POST", f"/datasets/{dataset_id}/complete")[1]["status"] == "validating"
+    ctx = service_context()
+    task, real_save = dispatched_tasks[-1], ctx.repository.save
+
+    def winner_saves_first(record: Any, **kw: Any) -> bool:
+        monkeypatch.setattr(ctx.repository, "save", real_save)
+        run_task(ctx, task)  # the duplicate delivery, a moment ahead: saves READY
+        return real_save(record, **kw)
+
+    monkeypatch.setattr(ctx.repository, "save", winner_saves_first)
+    run_task(ctx, task)  # loses the conditional save
+    assert api("GET", f"/datasets/{dataset_id}")[1]["status"] == "ready"
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=dataset_prefix(api.owner, dataset_id))
+    assert sorted(
+        o["Key"].removeprefix(dataset_prefix(api.owner, dataset_id)) for o in listed["Contents"]
+    ) == sorted(files)
 
 
 def test_a_file_replaced_after_complete_but_before_validation_is_what_gets_validated(
