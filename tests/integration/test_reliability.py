@@ -131,6 +131,30 @@ class TestLaunchFaults:
         assert expected in job["failure_reason"]
         assert [h["status"] for h in job["history"]] == ["FAILED"]
 
+    def test_a_retried_create_that_finds_its_own_job_is_accepted(
+        self, api: ApiCaller, sagemaker_stub: Any
+    ) -> None:
+        """botocore retried CreateTrainingJob after a lost answer: ResourceInUse, but the job is ours."""
+        model_id, dataset_id = ready_inputs(api)
+        sagemaker_stub.add_client_error(
+            "create_training_job", "ResourceInUse", "Training job names must be unique", http_status_code=400
+        )
+        sagemaker_stub.add_response(
+            "describe_training_job",
+            {
+                "TrainingJobName": "named-by-the-job",
+                "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/named-by-the-job",
+                "ModelArtifacts": {"S3ModelArtifacts": "s3://bucket/out"},
+                "TrainingJobStatus": "InProgress",
+                "SecondaryStatus": "Starting",
+                "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+                "CreationTime": datetime.now(UTC),
+            },
+        )
+        status, job = api("POST", "/trainings", training_body(model_id, dataset_id))
+        assert status == 201 and job["status"] == "STARTING", job
+        sagemaker_stub.assert_no_pending_responses()
+
     def test_a_crash_after_sagemaker_accepted_is_tracked_by_the_reconciler(
         self, api: ApiCaller, ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
     ) -> None:
