@@ -13,7 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from functions.domain.storage_layout import dataset_file_key, dataset_prefix
+from functions.domain.storage_layout import dataset_file_key, dataset_prefix, dataset_upload_key
 from functions.services.background import run_task
 from functions.services.context import service_context
 from tests.integration.conftest import BUCKET, ApiCaller
@@ -151,6 +151,35 @@ def test_a_duplicate_validation_that_loses_the_save_keeps_the_ready_datasets_fil
     assert sorted(
         o["Key"].removeprefix(dataset_prefix(api.owner, dataset_id)) for o in listed["Contents"]
     ) == sorted(files)
+
+
+def test_the_tasks_functions_validation_reads_and_writes_are_checked_against_its_role(
+    api: ApiCaller, dispatched_tasks: list[Any], request: pytest.FixtureRequest
+) -> None:
+    """Validation decodes on pool threads (no handler frame on their stacks): still the tasks function's."""
+    from functions.tasks.handler import lambda_handler as tasks_handler
+    from tests.conftest import LambdaContextStub
+    from tests.iam_check import RolePolicies, denied_calls, recording, synthesized_template
+
+    files = good_dataset()
+    _status, created = declare_dataset(api, files)
+    for upload in created["uploads"]:
+        httpx.put(upload["url"], content=files[upload["path"]], headers=upload["headers"])
+    dataset_id = created["dataset"]["id"]
+    assert api("POST", f"/datasets/{dataset_id}/complete")[1]["status"] == "validating"
+    with recording() as recorder:
+        tasks_handler(dispatched_tasks[-1].model_dump(mode="json"), LambdaContextStub(function_name="tasks"))
+    assert api("GET", f"/datasets/{dataset_id}")[1]["status"] == "ready"
+    s3_calls = {
+        (c.operation, c.params["Key"])
+        for c in recorder.calls
+        if c.function == "tasks" and "Key" in c.params and c.service == "s3"
+    }
+    for path in files:
+        assert ("GetObject", dataset_upload_key(api.owner, dataset_id, path)) in s3_calls
+        assert ("PutObject", dataset_file_key(api.owner, dataset_id, path)) in s3_calls
+    template = synthesized_template(request.config.cache)
+    assert denied_calls(recorder.calls, RolePolicies(template, recorder.env)) == []
 
 
 def test_a_file_replaced_after_complete_but_before_validation_is_what_gets_validated(
