@@ -22,6 +22,7 @@ from tests.integration.workflow import (
     complete_dataset,
     declare_dataset,
     good_dataset,
+    png_bytes,
     safetensors_bytes,
     training_body,
     upload_dataset,
@@ -180,6 +181,39 @@ def test_the_tasks_functions_validation_reads_and_writes_are_checked_against_its
         assert ("PutObject", dataset_file_key(api.owner, dataset_id, path)) in s3_calls
     template = synthesized_template(request.config.cache)
     assert denied_calls(recorder.calls, RolePolicies(template, recorder.env)) == []
+
+
+def test_concurrent_decodes_stay_within_the_pixel_budget(
+    api: ApiCaller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight pool threads, but decodes wait for their share of the budget (here: one image's)."""
+    import threading
+    import time
+
+    from functions.domain import image_decoding
+    from functions.services import dataset_validation
+
+    files = {f"1_c/{i}.png": png_bytes((i, 0, 0)) for i in range(6)}
+    files |= {f"1_c/{i}.txt": b"a cat" for i in range(6)}
+    one_image = 8 * 8 * 3  # png_bytes: 8x8 RGB
+    monkeypatch.setattr(dataset_validation, "DECODE_BUDGET_BYTES", one_image, raising=False)
+    real, lock, decoding, peak = image_decoding.image_problem, threading.Lock(), [0], [0]
+
+    def observed(path: str, data: bytes) -> str | None:
+        with lock:
+            decoding[0] += 1
+            peak[0] = max(peak[0], decoding[0])
+        time.sleep(0.05)  # long enough for the other threads to arrive
+        try:
+            return real(path, data)
+        finally:
+            with lock:
+                decoding[0] -= 1
+
+    monkeypatch.setattr(image_decoding, "image_problem", observed)
+    dataset = upload_dataset(api, files)
+    assert dataset["status"] == "ready", dataset["manifest"]["problems"]
+    assert peak[0] == 1
 
 
 def test_a_file_replaced_after_complete_but_before_validation_is_what_gets_validated(
