@@ -52,7 +52,7 @@ class EnvVar(StrEnum):
     MODEL_IMPORT_MAX_BYTES = "MODEL_IMPORT_MAX_BYTES"
     MODEL_IMPORT_ALLOW_LOOPBACK_HTTP = "MODEL_IMPORT_ALLOW_LOOPBACK_HTTP"
     # Roles whose sessions all map to one owner, the role (functions/api/identity.py).
-    OWNER_SHARED_ROLES = "OWNER_SHARED_ROLES"  # comma-separated role names
+    OWNER_SESSION_ROLES = "OWNER_SESSION_ROLES"  # comma-separated role names
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ class Settings:
     tasks_function_name: str = ""
     model_import_max_bytes: int = DEFAULTS.model_import_max_bytes
     model_import_allow_loopback_http: bool = False
-    owner_shared_roles: tuple[str, ...] = ()
+    owner_session_roles: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -179,7 +179,7 @@ class Settings:
                 e.get(EnvVar.MODEL_IMPORT_MAX_BYTES) or DEFAULTS.model_import_max_bytes
             ),
             model_import_allow_loopback_http=_bool(e.get(EnvVar.MODEL_IMPORT_ALLOW_LOOPBACK_HTTP), False),
-            owner_shared_roles=_csv(e.get(EnvVar.OWNER_SHARED_ROLES)),
+            owner_session_roles=_csv(e.get(EnvVar.OWNER_SESSION_ROLES)),
         )
 
     def require(self, name: str) -> str:

@@ -33,7 +33,7 @@ CONTEXT_KEYS = (
     "reservedConcurrency",
     "alarmEmail",
     "snapStart",
-    "ownerSharedRoles",
+    "ownerSessionRoles",
 )
 
 
@@ -71,8 +71,9 @@ class DeploymentConfig:
     reserved_concurrency: bool = False
     alarm_email: str | None = None
     snap_start: bool = True  # the API function (README "Cold starts")
-    # Roles whose every session is one shared owner (README "Who owns what").
-    owner_shared_roles: tuple[str, ...] = ()
+    # Roles whose trust policy pins sts:RoleSessionName: each session name is a person (README
+    # "Who owns what"); every other assumed role but Identity Center's is one shared owner.
+    owner_session_roles: tuple[str, ...] = ()
 
     @classmethod
     def from_context(cls, scope: Construct) -> DeploymentConfig:
@@ -87,12 +88,12 @@ class DeploymentConfig:
         prices = get("instancePrices") or {}
         if isinstance(prices, str):
             prices = json.loads(prices)
-        shared_roles = _list(get("ownerSharedRoles"))
-        bad_roles = [r for r in shared_roles if not re.fullmatch(r"[\w+=,.@-]{1,64}", r)]
+        session_roles = _list(get("ownerSessionRoles"))
+        bad_roles = [r for r in session_roles if not re.fullmatch(r"[\w+=,.@-]{1,64}", r)]
         if (
             bad_roles
         ):  # IAM role names (not ARNs): https://docs.aws.amazon.com/IAM/latest/APIReference/API_Role.html
-            raise ValueError(f"ownerSharedRoles must be IAM role names, not {bad_roles}")
+            raise ValueError(f"ownerSessionRoles must be IAM role names, not {bad_roles}")
         subnets, groups = _list(get("trainingSubnetIds")), _list(get("trainingSecurityGroupIds"))
         if bool(subnets) != bool(groups):
             raise ValueError("trainingSubnetIds and trainingSecurityGroupIds must be given together")
@@ -116,5 +117,5 @@ class DeploymentConfig:
             reserved_concurrency=_bool(get("reservedConcurrency"), False),
             alarm_email=get("alarmEmail"),
             snap_start=_bool(get("snapStart"), True),
-            owner_shared_roles=shared_roles,
+            owner_session_roles=session_roles,
         )

@@ -124,6 +124,20 @@ class ChildOutcome:
     runtime_exceeded: bool
 
 
+class EmptyChannel(Exception):
+    """A File-mode S3Prefix channel with no objects: SageMaker refuses such a job, in these words
+    (its ClientError, as reported in aws/amazon-sagemaker-examples issues #2267 and #2489)."""
+
+    def __init__(self, uri: str, region: str, role_arn: str) -> None:
+        bucket = uri.removeprefix("s3://").split("/", 1)[0]
+        super().__init__(
+            f'ClientError: No S3 objects found under S3 URL "{uri}" given in input data source. '
+            f"Please ensure that the bucket exists in the selected region ({region}), that objects "
+            f'exist under that S3 prefix, and that the role "{role_arn}" has "s3:ListBucket" '
+            f'permissions on bucket "{bucket}".'
+        )
+
+
 class S3Folders:
     """Prefix <-> folder copies against the (emulated) S3, as SageMaker's agents do them."""
 
@@ -268,6 +282,13 @@ class LocalTrainingJobRunner:
                 self._stop_events.pop(record.name, None)
 
     def _run(self, record: TrainingJobRecord) -> None:
+        try:
+            self._run_prepared(record)
+        except EmptyChannel as empty:
+            record.failure_reason = str(empty)[:MAX_FAILURE_REASON_CHARS]
+            self.transition(record, FAILED, "Failed", "Training job failed.")
+
+    def _run_prepared(self, record: TrainingJobRecord) -> None:
         if record.is_terminal:  # stopped while queued
             return
         stop_event = self._stop_events[record.name]
@@ -344,7 +365,8 @@ class LocalTrainingJobRunner:
             destination = folder.channel(channel["ChannelName"])
             destination.mkdir(parents=True, exist_ok=True)
             uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
-            self._s3.download_prefix(uri, destination, f"InputDataConfig[{index}].S3Uri")
+            if self._s3.download_prefix(uri, destination, f"InputDataConfig[{index}].S3Uri") == 0:
+                raise EmptyChannel(uri, record.region, str(request.get("RoleArn", "")))
         checkpoint_uri = (request.get("CheckpointConfig") or {}).get("S3Uri")
         if checkpoint_uri:  # a restarted (spot) job resumes from what it saved before
             self._s3.download_prefix(checkpoint_uri, folder.checkpoints_dir, "CheckpointConfig.S3Uri")

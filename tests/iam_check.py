@@ -10,7 +10,11 @@ secret read by the events, reconciler and tasks functions was such a call). Here
   ``botocore.client.BaseClient._emit_api_params``, which every API call and every presigned URL
   goes through, and note (function, service, operation, params). The function is the innermost
   ``functions/<api|events|reconciler|tasks|webhooks>/`` frame on the stack, where the handlers
-  run (calls made by test code itself are not any function's and are not checked).
+  run (calls made by test code itself are not any function's and are not checked), unless the
+  harness named it (``as_function``: a task the tests run inline inside an API call). Work a
+  function hands to a ``ThreadPoolExecutor`` runs on threads whose stacks hold no handler frame:
+  while recording, ``submit`` carries the submitter's function into the worker (a context
+  variable set in a copy of the submitter's context), so those calls are checked too.
 * ``authorizations`` maps an operation to the IAM actions, resource ARNs and condition keys AWS
   authorises it with (the IAM Service Authorization Reference; e.g. TransactWriteItems is
   authorised per item as PutItem/UpdateItem/..., CopyObject as GetObject on the source plus
@@ -25,6 +29,7 @@ secret read by the events, reconciler and tasks functions was such a call). Here
 
 from __future__ import annotations
 
+import contextvars
 import fnmatch
 import hashlib
 import json
@@ -32,7 +37,8 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,15 +86,46 @@ class CallRecorder:
             self.env.update({k: v for k, v in os.environ.items() if k.isupper() and "_" in k})
 
 
+_NAMED_FUNCTION: contextvars.ContextVar[str | None] = contextvars.ContextVar("iam_function", default=None)
+
+
 def calling_function() -> str | None:
-    """The Lambda function whose code is on this thread's stack (innermost wins)."""
-    frame = sys._getframe(2)
+    """The function named by the harness (or carried into a pool thread), else the one whose
+    code is on this thread's stack (innermost wins)."""
+    named = _NAMED_FUNCTION.get()
+    if named is not None:
+        return named
+    frame = sys._getframe(1)
     while frame is not None:
         match = _PACKAGE_FRAME.search(frame.f_code.co_filename)
         if match:
             return match.group(1)
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+@contextmanager
+def as_function(function: str) -> Iterator[None]:
+    """Attribute the calls in this block to ``function`` (code the tests run in its stead)."""
+    token = _NAMED_FUNCTION.set(function)
+    try:
+        yield
+    finally:
+        _NAMED_FUNCTION.reset(token)
+
+
+def _carry_function_into_pools() -> Callable[[], None]:
+    """Patch ``ThreadPoolExecutor.submit`` (``map`` uses it) so the worker runs the submitted
+    callable in a copy of the submitter's context naming the submitter's function; returns the undo."""
+    original = ThreadPoolExecutor.submit
+
+    def submit(self: ThreadPoolExecutor, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        context = contextvars.copy_context()
+        context.run(_NAMED_FUNCTION.set, calling_function())
+        return original(self, context.run, fn, *args, **kwargs)
+
+    setattr(ThreadPoolExecutor, "submit", submit)  # noqa: B010
+    return lambda: setattr(ThreadPoolExecutor, "submit", original)
 
 
 @contextmanager
@@ -105,9 +142,11 @@ def recording() -> Iterator[CallRecorder]:
         return params
 
     setattr(BaseClient, "_emit_api_params", emit)  # noqa: B010 (a private botocore method)
+    undo_pools = _carry_function_into_pools()
     try:
         yield recorder
     finally:
+        undo_pools()
         setattr(BaseClient, "_emit_api_params", original)  # noqa: B010
 
 
@@ -460,6 +499,7 @@ def record_to_file(path: Path) -> None:
         return params
 
     setattr(BaseClient, "_emit_api_params", emit)  # noqa: B010
+    _carry_function_into_pools()
 
 
 def read_recorded(path: Path) -> tuple[list[RecordedCall], dict[str, str]]:

@@ -4,7 +4,8 @@
     gsi1          gsi1pk = "OWNER#<owner>#<TYPE>",            gsi1sk = "<created_at>#<id>"  (newest first)
     gsi2          gsi2pk = "OWNER#<owner>#<TYPE>#<status>",   gsi2sk = same                 (by status)
     gsi3 (jobs)   gsi3pk = "ACTIVE_JOB", gsi3sk = "<owner>#<created_at>#<id>"   only while active
-    usage         pk = "USAGE#<owner>", sk = "META", bytes, active_jobs      per-owner counters
+    usage         pk = "USAGE#<owner>", sk = "META", bytes                   per-owner stored bytes
+    job slots     pk = "USAGE#<owner>", sk = "JOBS", active_jobs             per-owner active jobs
     in_use        on MODEL/DATASET items: how many active jobs use the record
 
 Every list is one Query, newest first; no Scan anywhere. Job status changes are conditional
@@ -20,6 +21,12 @@ followed by a write (concurrent Lambdas would both pass the count):
   transaction that also gives those three counts back, so the release happens exactly once;
 - deleting a model or dataset is conditional on ``in_use`` being 0;
 - stored bytes are one conditional ``ADD`` (``reserve_storage``).
+The active-job counter has its own item (sk JOBS), apart from the stored bytes (sk META): a
+plain UpdateItem on an item that a transaction holds fails with TransactionConflictException,
+which botocore does not retry (neither botocore/data/_retry.json's dynamodb policies nor
+botocore/retries/standard.py's throttling/transient codes list it), so job transactions must not
+hold the item every upload writes. The few transactions that do touch the bytes (a model
+registered with its bytes, a record deleted with its bytes) are met by ``_retry_conflicts``.
 DynamoDB transactions are serializable and check every condition atomically
 (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html).
 """
@@ -29,6 +36,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -43,6 +51,7 @@ from functions.domain.records import DatasetRecord, ModelRecord, StatusChange, T
 from functions.domain.statuses import JobStatus, is_terminal, predecessors
 
 R = TypeVar("R", bound=BaseModel)
+T = TypeVar("T")
 META = "META"
 ACTIVE_JOB = "ACTIVE_JOB"
 _TYPES: dict[type[BaseModel], str] = {
@@ -53,7 +62,8 @@ _TYPES: dict[type[BaseModel], str] = {
 # Counters and markers kept on items beside the record's own fields (never part of a record).
 IN_USE = "in_use"  # MODEL/DATASET: active jobs using it
 HOLDS_SLOT = "holds_slot"  # JOB: recorded through the counted path, so its end gives the counts back
-ACTIVE_JOBS = "active_jobs"  # USAGE: the owner's active jobs
+ACTIVE_JOBS = "active_jobs"  # USAGE/JOBS: the owner's active jobs
+JOB_SLOTS = "JOBS"  # sort key of the owner's active-job counter (stored bytes are on META)
 _KEY_ATTRIBUTES = (
     "pk",
     "sk",
@@ -87,6 +97,24 @@ def _is_condition_failure(error: ClientError) -> bool:
 
 
 TRANSACTION_ATTEMPTS = 6
+
+
+def _retry_conflicts(write: Callable[[], T]) -> T:
+    """Run a single-item write, retrying with jitter while a transaction holds the item.
+
+    DynamoDB rejects such a write with TransactionConflictException ("there is an ongoing
+    transaction for the item": botocore/data/dynamodb/2012-08-10/service-2.json), a code
+    botocore's retry handlers leave to the caller.
+    """
+    for attempt in range(TRANSACTION_ATTEMPTS):
+        try:
+            return write()
+        except ClientError as error:
+            conflict = error.response["Error"]["Code"] == "TransactionConflictException"
+            if not conflict or attempt + 1 == TRANSACTION_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0, 0.05 * 2**attempt))
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _cancellation_codes(error: ClientError) -> list[str] | None:
@@ -158,7 +186,22 @@ class Repository:
         item = _to_dynamo(record.model_dump(mode="json")) | self._keys(record)
         self._table.put_item(Item=item, ConditionExpression=Attr("pk").not_exists())
 
-    def create_if_absent(self, record: BaseModel) -> bool:
+    def create_if_absent(self, record: BaseModel, *, counting_bytes: tuple[str, int] | None = None) -> bool:
+        """Create a record unless its id exists; False if it did.
+
+        ``counting_bytes`` (owner, bytes) adds the record's stored bytes in the same transaction
+        (unconditionally: used for work already paid for), so the record is never there uncounted.
+        """
+        if counting_bytes is not None:
+            owner, size = counting_bytes
+            item = _to_dynamo(record.model_dump(mode="json")) | self._keys(record)
+            put = {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+            codes = self._transact([{"Put": put}, {"Update": self._storage_change(owner, size)}])
+            if codes is None:
+                return True
+            if codes[0] == "ConditionalCheckFailed":
+                return False
+            raise Conflict(f"the record could not be stored ({', '.join(codes)}); try again")
         try:
             self.create(record)
         except ClientError as error:
@@ -194,35 +237,60 @@ class Repository:
         return True
 
     def delete(
-        self, record_type: type[BaseModel], record_id: str, *, expected_status: str | None = None
+        self,
+        record_type: type[BaseModel],
+        record_id: str,
+        *,
+        expected_status: str | None = None,
+        release_bytes: tuple[str, int] | None = None,
     ) -> bool:
         """Delete a record; False if it is gone (or not in ``expected_status``).
 
         A model or dataset is deleted only while no active job uses it (``in_use`` is 0), in the
         same conditional write, so a job being created with it and its deletion cannot both win:
-        Conflict when it is in use.
+        Conflict when it is in use. ``release_bytes`` (owner, bytes) gives the record's stored
+        bytes back in the same transaction, so no crash between the two can lose them.
         """
         kind = _TYPES[record_type]
-        condition: Any = Attr("pk").exists()
+        conditions = ["attribute_exists(pk)"]
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
         if expected_status is not None:
-            condition = condition & Attr("status").eq(expected_status)
+            conditions.append("#status = :expected")
+            names["#status"], values[":expected"] = "status", expected_status
         guarded = record_type in (ModelRecord, DatasetRecord)
         if guarded:
-            condition = condition & (Attr(IN_USE).not_exists() | Attr(IN_USE).lte(0))
+            conditions.append("(attribute_not_exists(#in_use) OR #in_use <= :zero)")
+            names["#in_use"], values[":zero"] = IN_USE, 0
         key = {"pk": f"{kind}#{record_id}", "sk": META}
-        try:
-            self._table.delete_item(Key=key, ConditionExpression=condition)
-        except ClientError as error:
-            if not _is_condition_failure(error):
-                raise
-            current = self._table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
-            in_use = int(current.get(IN_USE, 0))
-            if guarded and in_use > 0:
-                raise Conflict(
-                    f"{kind.lower()} {record_id} is used by {in_use} active training job(s); stop them first"
-                ) from error
-            return False
-        return True
+        delete: dict[str, Any] = {"Key": key, "ConditionExpression": " AND ".join(conditions)}
+        if names:
+            delete |= {"ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+        if release_bytes is None:
+            try:
+                self._table.delete_item(**delete)
+            except ClientError as error:
+                if not _is_condition_failure(error):
+                    raise
+                return self._not_deleted(kind, record_id, key, guarded)
+            return True
+        owner, size = release_bytes
+        codes = self._transact([{"Delete": delete}, {"Update": self._storage_change(owner, -size)}])
+        if codes is None:
+            return True
+        if codes[0] != "ConditionalCheckFailed":
+            raise Conflict(f"{kind.lower()} {record_id} could not be deleted ({', '.join(codes)}); try again")
+        return self._not_deleted(kind, record_id, key, guarded)
+
+    def _not_deleted(self, kind: str, record_id: str, key: dict[str, str], guarded: bool) -> bool:
+        """After a failed delete condition: Conflict if the record is in use, else False (gone)."""
+        current = self._table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
+        in_use = int(current.get(IN_USE, 0))
+        if guarded and in_use > 0:
+            raise Conflict(
+                f"{kind.lower()} {record_id} is used by {in_use} active training job(s); stop them first"
+            )
+        return False
 
     def query_page(
         self,
@@ -346,16 +414,16 @@ class Repository:
         return [
             {
                 "Update": {
-                    "Key": {"pk": pk, "sk": META},
+                    "Key": {"pk": pk, "sk": sk},
                     "UpdateExpression": "ADD #n :delta",
                     "ExpressionAttributeNames": {"#n": name},
                     "ExpressionAttributeValues": {":delta": delta},
                 }
             }
-            for pk, name in (
-                (f"USAGE#{job.owner}", ACTIVE_JOBS),
-                (f"MODEL#{job.base_model_id}", IN_USE),
-                (f"DATASET#{job.dataset_id}", IN_USE),
+            for pk, sk, name in (
+                (f"USAGE#{job.owner}", JOB_SLOTS, ACTIVE_JOBS),
+                (f"MODEL#{job.base_model_id}", META, IN_USE),
+                (f"DATASET#{job.dataset_id}", META, IN_USE),
             )
         ]
 
@@ -371,7 +439,7 @@ class Repository:
             {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
             {
                 "Update": {
-                    "Key": {"pk": f"USAGE#{job.owner}", "sk": META},
+                    "Key": {"pk": f"USAGE#{job.owner}", "sk": JOB_SLOTS},
                     "UpdateExpression": "ADD #n :one",
                     "ConditionExpression": "attribute_not_exists(#n) OR #n < :limit",
                     "ExpressionAttributeNames": {"#n": ACTIVE_JOBS},
@@ -413,7 +481,7 @@ class Repository:
 
     def active_job_count(self, owner: str) -> int:
         """The owner's counted active jobs (what the cap is checked against)."""
-        item = self._table.get_item(Key={"pk": f"USAGE#{owner}", "sk": META}, ConsistentRead=True)
+        item = self._table.get_item(Key={"pk": f"USAGE#{owner}", "sk": JOB_SLOTS}, ConsistentRead=True)
         return int((item.get("Item") or {}).get(ACTIVE_JOBS, 0))
 
     def update_job_fields(self, job_id: str, expected_status: JobStatus, fields: dict[str, Any]) -> bool:
@@ -449,7 +517,7 @@ class Repository:
             if size_bytes > limit_bytes:
                 raise LimitExceeded(f"storage limit: {size_bytes} bytes exceed the {limit_bytes}-byte quota")
         try:
-            self._table.update_item(**kwargs)
+            _retry_conflicts(lambda: self._table.update_item(**kwargs))
         except ClientError as error:
             if _is_condition_failure(error):
                 used = self.storage_used(owner)
@@ -460,12 +528,17 @@ class Repository:
             raise
 
     def release_storage(self, owner: str, size_bytes: int) -> None:
-        self._table.update_item(
-            Key={"pk": f"USAGE#{owner}", "sk": META},
-            UpdateExpression="ADD #bytes :size",
-            ExpressionAttributeNames={"#bytes": "bytes"},
-            ExpressionAttributeValues={":size": -size_bytes},
-        )
+        _retry_conflicts(lambda: self._table.update_item(**self._storage_change(owner, -size_bytes)))
+
+    @staticmethod
+    def _storage_change(owner: str, size_bytes: int) -> dict[str, Any]:
+        """An unconditional change of an owner's stored bytes (UpdateItem or transaction item)."""
+        return {
+            "Key": {"pk": f"USAGE#{owner}", "sk": META},
+            "UpdateExpression": "ADD #bytes :size",
+            "ExpressionAttributeNames": {"#bytes": "bytes"},
+            "ExpressionAttributeValues": {":size": size_bytes},
+        }
 
     def storage_used(self, owner: str) -> int:
         item = self._table.get_item(Key={"pk": f"USAGE#{owner}", "sk": META}).get("Item") or {}

@@ -102,9 +102,18 @@ class SageMakerLauncher:
         return sagemaker_client()
 
     def create(self, spec: LaunchSpec) -> None:
+        """Start the job; LaunchRefused when SageMaker says no.
+
+        ResourceInUse (a CreateTrainingJob error in botocore's sagemaker service-2.json) means a job
+        of this name exists. The name is the job's own (deterministic, from its id), so this is a
+        botocore retry whose first attempt was accepted but whose answer was lost: the job exists
+        and bills, so the launch was accepted.
+        """
         try:
             self._client.create_training_job(**create_request(spec))
         except ClientError as error:
+            if error.response["Error"].get("Code") == "ResourceInUse" and self.describe(spec.job_name):
+                return
             raise LaunchRefused(plain_reason(error, spec.instance_type)) from error
 
     def describe(self, name: str) -> TrainingJobState | None:

@@ -72,7 +72,7 @@ def _refusal(error: ServiceError) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     IDEMPOTENCY_CONFIG.register_lambda_context(context)
     try:
-        owner = caller_from_event(event, service_context().settings.owner_shared_roles)
+        owner = caller_from_event(event, service_context().settings.owner_session_roles)
         check_body(event)
     except ServiceError as error:
         return _refusal(error)

@@ -42,6 +42,21 @@ def image_problem(path: str, data: bytes) -> str | None:
     return None
 
 
+def decoded_bytes(path: str, data: bytes) -> int:
+    """The memory a full decode of this file takes (width x height x bands, read from the header
+    alone, so nothing is decoded); 0 for a caption, or a header that does not parse (the decode
+    then reports why)."""
+    if path.lower().endswith(CAPTION_EXTENSION):
+        return 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the decode reports it
+            with Image.open(io.BytesIO(data)) as image:
+                return image.width * image.height * len(image.getbands())
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return 0
+
+
 def caption_problem(path: str, data: bytes) -> str | None:
     """Why a caption file is unusable (not UTF-8 text, or has NUL bytes), or None."""
     if b"\x00" in data:

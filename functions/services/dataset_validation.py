@@ -10,7 +10,10 @@ one validated here. The dataset becomes ``ready``, or ``invalid`` with one probl
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from aws_lambda_powertools import Logger
 
@@ -31,21 +34,67 @@ from functions.services.datasets import MAX_LISTED_PROBLEMS, declared_files
 
 logger = Logger(child=True)
 VALIDATION_CONCURRENCY = 8  # Pillow releases the GIL while decoding
+# Decoded pixels held at once by the pool. The tasks function has 2048 MB
+# (infrastructure/constructs/functions.py); 8 files of up to 50 MB are read at once (400 MB) and
+# Pillow allows a single image of ~89M pixels (Image.MAX_IMAGE_PIXELS, ~358 MB as RGBA): eight
+# full decodes could need ~2.9 GB, so decodes wait for their share of this budget.
+DECODE_BUDGET_BYTES = 1024 * 1024 * 1024
 
 
-def seal_file(ctx: ServiceContext, owner: str, dataset_id: str, file: DeclaredFile) -> str | None:
+class DecodeBudget:
+    """Bytes of decoded pixels the pool's threads may hold at once: a decode waits until its size
+    (from the image header) fits; one bigger than the whole budget waits until it runs alone."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._free = capacity
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, size: int) -> Iterator[None]:
+        need = min(size, self._capacity)
+        with self._changed:
+            self._changed.wait_for(lambda: self._free >= need)
+            self._free -= need
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._free += need
+                self._changed.notify_all()
+
+
+def seal_file(
+    ctx: ServiceContext, owner: str, dataset_id: str, file: DeclaredFile, budget: DecodeBudget
+) -> str | None:
     """Decode one upload and copy the decoded bytes into ``files/``; the problem, or None."""
-    from functions.domain.image_decoding import file_problem  # Pillow: tasks function only
+    from functions.domain.image_decoding import decoded_bytes, file_problem  # Pillow: tasks only
 
     data = ctx.storage.read_bytes(dataset_upload_key(owner, dataset_id, file.path))
     if data is None:
         return f"{file.path}: disappeared after the dataset was completed"
     if len(data) != file.size_bytes:
         return f"{file.path}: is now {len(data)} bytes, declared {file.size_bytes} (changed after complete)"
-    problem = file_problem(file.path, data)
+    with budget.hold(decoded_bytes(file.path, data)):
+        problem = file_problem(file.path, data)
     if problem is None:
         ctx.storage.write_bytes(dataset_file_key(owner, dataset_id, file.path), data)
     return problem
+
+
+def drop_unclaimed_files(ctx: ServiceContext, owner: str, dataset_id: str) -> None:
+    """After losing the save: delete ``files/`` only if no READY dataset owns it.
+
+    The save fails when the dataset was deleted or failed meanwhile (its ``files/`` is garbage),
+    but also when a duplicate delivery of this task won and saved READY: those files are now the
+    dataset a job trains on.
+    """
+    try:
+        current = ctx.repository.get(DatasetRecord, dataset_id, owner)
+    except NotFound:
+        current = None
+    if current is None or current.status is not ResourceStatus.READY:
+        ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))
 
 
 def run_validation_task(ctx: ServiceContext, task: BackgroundTask) -> None:
@@ -58,8 +107,9 @@ def run_validation_task(ctx: ServiceContext, task: BackgroundTask) -> None:
         return
     owner, dataset_id = record.owner, record.id
     declared = declared_files(ctx, owner, dataset_id)
+    budget = DecodeBudget(DECODE_BUDGET_BYTES)
     with ThreadPoolExecutor(VALIDATION_CONCURRENCY) as pool:
-        found = [p for p in pool.map(lambda f: seal_file(ctx, owner, dataset_id, f), declared) if p]
+        found = [p for p in pool.map(lambda f: seal_file(ctx, owner, dataset_id, f, budget), declared) if p]
     manifest = (record.manifest or DatasetManifest()).model_copy(deep=True)
     if len(found) > MAX_LISTED_PROBLEMS:
         found = [*found[:MAX_LISTED_PROBLEMS], f"... and {len(found) - MAX_LISTED_PROBLEMS} more problems"]
@@ -67,7 +117,7 @@ def run_validation_task(ctx: ServiceContext, task: BackgroundTask) -> None:
     status = ResourceStatus.INVALID if found else ResourceStatus.READY
     done = record.model_copy(update={"status": status, "manifest": manifest, "updated_at": utc_now()})
     if not ctx.repository.save(done, expected_status=ResourceStatus.VALIDATING.value):
-        ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))  # deleted or failed meanwhile
+        drop_unclaimed_files(ctx, owner, dataset_id)
         return
     ctx.storage.delete_prefix(dataset_upload_prefix(owner, dataset_id))  # validated copies are in files/
     logger.info(

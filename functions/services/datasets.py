@@ -267,10 +267,9 @@ def delete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> None:
         raise Conflict(
             f"dataset {dataset_id} is used by active training job(s) {', '.join(using)}; stop them first"
         )
-    deleted = ctx.repository.delete(DatasetRecord, dataset_id)
+    # the record and its bytes go in one transaction: a crash after it loses no bytes
+    ctx.repository.delete(DatasetRecord, dataset_id, release_bytes=(owner, record.total_bytes))
     ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))
     ctx.storage.delete_prefix(dataset_upload_prefix(owner, dataset_id))
     ctx.storage.delete(dataset_declared_key(owner, dataset_id))
-    if deleted:
-        ctx.repository.release_storage(owner, record.total_bytes)
     logger.info("dataset deleted", extra={"dataset_id": dataset_id, "owner": owner})

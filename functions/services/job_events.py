@@ -137,7 +137,8 @@ def completion_fields(ctx: ServiceContext, job: TrainingJobRecord) -> dict[str, 
     )
     versions = [*intermediate, final] if intermediate else []
     now = utc_now()
-    registered = ctx.repository.create_if_absent(
+    # the model and its bytes in one transaction: a retry that finds the model finds it counted
+    ctx.repository.create_if_absent(
         ModelRecord(
             id=job.id,
             owner=job.owner,
@@ -153,10 +154,10 @@ def completion_fields(ctx: ServiceContext, job: TrainingJobRecord) -> dict[str, 
             versions=versions,
             created_at=now,
             updated_at=now,
-        )
+        ),
+        # counted, never refused: the work is paid for
+        counting_bytes=(job.owner, size + sum(v.size_bytes for v in intermediate)),
     )
-    if registered:  # counted, never refused: the work is paid for
-        ctx.repository.reserve_storage(job.owner, size + sum(v.size_bytes for v in intermediate), None)
     output = TrainingOutput(
         lora_model_id=job.id,
         lora_size_bytes=size,

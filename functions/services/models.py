@@ -241,14 +241,13 @@ def delete_model(ctx: ServiceContext, owner: str, model_id: str) -> None:
         raise Conflict(
             f"model {model_id} is used by active training job(s) {', '.join(using)}; stop them first"
         )
-    deleted = ctx.repository.delete(ModelRecord, model_id)
+    objects = stored_objects(record)
+    # the record and its bytes go in one transaction: a crash after it loses no bytes
+    ctx.repository.delete(ModelRecord, model_id, release_bytes=(owner, sum(objects.values())))
     if record.upload_id:
         ctx.storage.abort_multipart_upload(record.s3_key, record.upload_id)
-    objects = stored_objects(record)
     for key in objects:
         ctx.storage.delete(key)
-    if deleted:
-        ctx.repository.release_storage(owner, sum(objects.values()))
     logger.info("model deleted", extra={"model_id": model_id, "owner": owner})
 
 

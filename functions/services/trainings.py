@@ -251,7 +251,11 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
         cause="CreateTrainingJob accepted",
         fields={"secondary_status": "Starting"},
     )
-    return view_of(started or ctx.repository.get(TrainingJobRecord, job_id, owner), TrainingJobView)
+    current = started or ctx.repository.get(TrainingJobRecord, job_id, owner)
+    if current.status is JobStatus.STOPPING:
+        # A stop that arrived before CreateTrainingJob ran found nothing to stop: stop it now.
+        ctx.launcher.stop(job.sagemaker_job_name)
+    return view_of(current, TrainingJobView)
 
 
 def live_progress(ctx: ServiceContext, job: TrainingJobRecord) -> TrainingProgress | None:

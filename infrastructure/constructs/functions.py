@@ -114,8 +114,8 @@ class ServiceFunctions(Construct):
             (MODELS_PREFIX, DATASETS_PREFIX, TRAININGS_PREFIX),
         )
         self._quotas(api)
-        if config.owner_shared_roles:
-            self._give(api, {EnvVar.OWNER_SHARED_ROLES: ",".join(config.owner_shared_roles)})
+        if config.owner_session_roles:
+            self._give(api, {EnvVar.OWNER_SESSION_ROLES: ",".join(config.owner_session_roles)})
         self._give(api, {EnvVar.PAGE_TOKEN_SECRET_ARN: r.page_token_secret.secret_arn})
         r.page_token_secret.grant_read(api)
         self._launch_trainings(api)

@@ -81,23 +81,39 @@ def start_sagemaker(
     return service, server, runner
 
 
-def sagemaker_client(url: str) -> Any:
-    return boto3.client(
+EMPTY_CHANNEL_JOB = "job-empty"  # the one job whose dataset channel is left without objects
+
+
+def sagemaker_client(url: str, s3: Any | None = None) -> Any:
+    """A client of the local SageMaker; with ``s3``, each job's dataset channel gets a file first
+    (a job whose channel has no objects fails, as in SageMaker)."""
+    client = boto3.client(
         "sagemaker",
         endpoint_url=url,
         region_name=REGION,
         aws_access_key_id=FAKE_ACCESS_KEY_ID,
         aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
     )
+    if s3 is not None:
+
+        def seed_channels(params: dict[str, Any], **_: Any) -> None:
+            if params["TrainingJobName"] == EMPTY_CHANNEL_JOB:
+                return
+            for channel in params.get("InputDataConfig") or []:
+                bucket, prefix = channel["DataSource"]["S3DataSource"]["S3Uri"][5:].split("/", 1)
+                if not s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1).get("KeyCount"):
+                    s3.put_object(Bucket=bucket, Key=f"{prefix}1_cat/seed.png", Body=b"png")
+
+        client.meta.events.register("provide-client-params.sagemaker.CreateTrainingJob", seed_channels)
+    return client
 
 
 @pytest.fixture
 def sagemaker(emulator: AwsEmulator, tmp_path: Path) -> Iterator[LocalSageMakerFixture]:
     events: list[dict[str, Any]] = []
     _, server, runner = start_sagemaker(emulator, tmp_path, events)
-    yield LocalSageMakerFixture(
-        sagemaker_client(server.endpoint_url), emulator.client("s3"), events, tmp_path, runner
-    )
+    s3 = emulator.client("s3")
+    yield LocalSageMakerFixture(sagemaker_client(server.endpoint_url, s3), s3, events, tmp_path, runner)
     server.stop()
     runner.shutdown()
 
@@ -185,6 +201,16 @@ def test_events_have_the_eventbridge_shape_in_order(sagemaker: LocalSageMakerFix
     )
     assert last["detail"]["Tags"] == {"lora:job-id": "job-events"}
     assert last["detail"]["ModelArtifacts"]["S3ModelArtifacts"].endswith("/job-events/output/model/")
+
+
+def test_a_dataset_channel_without_objects_fails_the_job_as_sagemaker_does(
+    sagemaker: LocalSageMakerFixture,
+) -> None:
+    sagemaker.client.create_training_job(**job_request(EMPTY_CHANNEL_JOB))
+    job = sagemaker.wait_terminal(EMPTY_CHANNEL_JOB)
+    assert job["TrainingJobStatus"] == "Failed"
+    uri = f"s3://{NAMES.bucket}/datasets/{EMPTY_CHANNEL_JOB}/files/"
+    assert job["FailureReason"].startswith(f'ClientError: No S3 objects found under S3 URL "{uri}"')
 
 
 def test_failed_job_reports_the_failure_file(sagemaker: LocalSageMakerFixture) -> None:
@@ -277,7 +303,7 @@ def test_list_filters_sorts_and_paginates(sagemaker: LocalSageMakerFixture) -> N
 def test_jobs_running_at_restart_are_failed_with_a_reason(emulator: AwsEmulator, tmp_path: Path) -> None:
     events: list[dict[str, Any]] = []
     _, server, runner = start_sagemaker(emulator, tmp_path, events)
-    client = sagemaker_client(server.endpoint_url)
+    client = sagemaker_client(server.endpoint_url, emulator.client("s3"))
     client.create_training_job(**job_request("job-crash", behaviour="sleep"))
     server.stop()
     # Simulate a crash: the record stays non-terminal on disk while the child is killed.

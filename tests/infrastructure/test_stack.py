@@ -336,7 +336,7 @@ def test_training_image_is_a_docker_asset_built_at_deploy_time(template_json: di
         ({"trainingSubnetIds": "subnet-1"}, "together"),
         ({"logRetentionDays": 42}, "logRetentionDays"),
         ({"jobNamePrefix": "bad_prefix!"}, "jobNamePrefix"),
-        ({"ownerSharedRoles": "arn:aws:iam::1:role/x"}, "ownerSharedRoles"),
+        ({"ownerSessionRoles": "arn:aws:iam::1:role/x"}, "ownerSessionRoles"),
     ],
 )
 def test_bad_context_is_refused_with_the_key(context: dict[str, Any], message: str) -> None:

@@ -10,9 +10,10 @@ from typing import Any
 
 import boto3
 import httpx
+import pytest
 from PIL import Image
 
-from functions.domain.storage_layout import dataset_file_key, dataset_prefix
+from functions.domain.storage_layout import dataset_file_key, dataset_prefix, dataset_upload_key
 from functions.services.background import run_task
 from functions.services.context import service_context
 from tests.integration.conftest import BUCKET, ApiCaller
@@ -21,6 +22,7 @@ from tests.integration.workflow import (
     complete_dataset,
     declare_dataset,
     good_dataset,
+    png_bytes,
     safetensors_bytes,
     training_body,
     upload_dataset,
@@ -124,6 +126,94 @@ def test_a_dataset_is_validating_until_every_file_is_decoded_and_no_job_starts_m
     assert api("GET", f"/datasets/{dataset_id}")[1]["status"] == "ready"
     run_task(service_context(), dispatched_tasks[-1])  # a retried invocation changes nothing
     assert api("GET", f"/datasets/{dataset_id}")[1]["status"] == "ready"
+
+
+def test_a_duplicate_validation_that_loses_the_save_keeps_the_ready_datasets_files(
+    api: ApiCaller, dispatched_tasks: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = good_dataset()
+    _status, created = declare_dataset(api, files)
+    for upload in created["uploads"]:
+        httpx.put(upload["url"], content=files[upload["path"]], headers=upload["headers"])
+    dataset_id = created["dataset"]["id"]
+    assert api("POST", f"/datasets/{dataset_id}/complete")[1]["status"] == "validating"
+    ctx = service_context()
+    task, real_save = dispatched_tasks[-1], ctx.repository.save
+
+    def winner_saves_first(record: Any, **kw: Any) -> bool:
+        monkeypatch.setattr(ctx.repository, "save", real_save)
+        run_task(ctx, task)  # the duplicate delivery, a moment ahead: saves READY
+        return real_save(record, **kw)
+
+    monkeypatch.setattr(ctx.repository, "save", winner_saves_first)
+    run_task(ctx, task)  # loses the conditional save
+    assert api("GET", f"/datasets/{dataset_id}")[1]["status"] == "ready"
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=dataset_prefix(api.owner, dataset_id))
+    assert sorted(
+        o["Key"].removeprefix(dataset_prefix(api.owner, dataset_id)) for o in listed["Contents"]
+    ) == sorted(files)
+
+
+def test_the_tasks_functions_validation_reads_and_writes_are_checked_against_its_role(
+    api: ApiCaller, dispatched_tasks: list[Any], request: pytest.FixtureRequest
+) -> None:
+    """Validation decodes on pool threads (no handler frame on their stacks): still the tasks function's."""
+    from functions.tasks.handler import lambda_handler as tasks_handler
+    from tests.conftest import LambdaContextStub
+    from tests.iam_check import RolePolicies, denied_calls, recording, synthesized_template
+
+    files = good_dataset()
+    _status, created = declare_dataset(api, files)
+    for upload in created["uploads"]:
+        httpx.put(upload["url"], content=files[upload["path"]], headers=upload["headers"])
+    dataset_id = created["dataset"]["id"]
+    assert api("POST", f"/datasets/{dataset_id}/complete")[1]["status"] == "validating"
+    with recording() as recorder:
+        tasks_handler(dispatched_tasks[-1].model_dump(mode="json"), LambdaContextStub(function_name="tasks"))
+    assert api("GET", f"/datasets/{dataset_id}")[1]["status"] == "ready"
+    s3_calls = {
+        (c.operation, c.params["Key"])
+        for c in recorder.calls
+        if c.function == "tasks" and "Key" in c.params and c.service == "s3"
+    }
+    for path in files:
+        assert ("GetObject", dataset_upload_key(api.owner, dataset_id, path)) in s3_calls
+        assert ("PutObject", dataset_file_key(api.owner, dataset_id, path)) in s3_calls
+    template = synthesized_template(request.config.cache)
+    assert denied_calls(recorder.calls, RolePolicies(template, recorder.env)) == []
+
+
+def test_concurrent_decodes_stay_within_the_pixel_budget(
+    api: ApiCaller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight pool threads, but decodes wait for their share of the budget (here: one image's)."""
+    import threading
+    import time
+
+    from functions.domain import image_decoding
+    from functions.services import dataset_validation
+
+    files = {f"1_c/{i}.png": png_bytes((i, 0, 0)) for i in range(6)}
+    files |= {f"1_c/{i}.txt": b"a cat" for i in range(6)}
+    one_image = 8 * 8 * 3  # png_bytes: 8x8 RGB
+    monkeypatch.setattr(dataset_validation, "DECODE_BUDGET_BYTES", one_image, raising=False)
+    real, lock, decoding, peak = image_decoding.image_problem, threading.Lock(), [0], [0]
+
+    def observed(path: str, data: bytes) -> str | None:
+        with lock:
+            decoding[0] += 1
+            peak[0] = max(peak[0], decoding[0])
+        time.sleep(0.05)  # long enough for the other threads to arrive
+        try:
+            return real(path, data)
+        finally:
+            with lock:
+                decoding[0] -= 1
+
+    monkeypatch.setattr(image_decoding, "image_problem", observed)
+    dataset = upload_dataset(api, files)
+    assert dataset["status"] == "ready", dataset["manifest"]["problems"]
+    assert peak[0] == 1
 
 
 def test_a_file_replaced_after_complete_but_before_validation_is_what_gets_validated(

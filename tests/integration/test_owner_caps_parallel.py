@@ -81,9 +81,9 @@ def _api(owner: str, method: str, path: str, body: Any = None) -> tuple[str, dic
     return "api", proxy_event(method, path, owner, body, headers=headers)
 
 
-def _item(pk: str) -> dict[str, Any]:
+def _item(pk: str, sk: str = "META") -> dict[str, Any]:
     table = boto3.resource("dynamodb").Table(TABLE)
-    return dict(table.get_item(Key={"pk": pk, "sk": "META"}, ConsistentRead=True).get("Item") or {})
+    return dict(table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=True).get("Item") or {})
 
 
 def _active_jobs(owner: str) -> list[dict[str, Any]]:
@@ -109,7 +109,7 @@ def test_parallel_creates_never_exceed_the_job_cap_and_every_end_releases_once(p
         figures.append((statuses.count(201), len(active)))
         assert len(active) <= JOB_CAP, (statuses, len(active))
         assert statuses.count(201) == JOB_CAP and statuses.count(429) == PARALLEL - JOB_CAP, results
-        assert int(_item(f"USAGE#{api.owner}")["active_jobs"]) == JOB_CAP
+        assert int(_item(f"USAGE#{api.owner}", "JOBS")["active_jobs"]) == JOB_CAP
         # Every job ended by many duplicate, parallel terminal events: released exactly once.
         names = [job["sagemaker_job_name"] for job in active]
         ends = [
@@ -118,7 +118,7 @@ def test_parallel_creates_never_exceed_the_job_cap_and_every_end_releases_once(p
         ]
         pool.map(_invoke, ends, chunksize=1)
         assert _active_jobs(api.owner) == []
-        assert int(_item(f"USAGE#{api.owner}")["active_jobs"]) == 0
+        assert int(_item(f"USAGE#{api.owner}", "JOBS")["active_jobs"]) == 0
         assert int(_item(f"MODEL#{model_id}").get("in_use", 0)) == 0
         assert int(_item(f"DATASET#{dataset_id}").get("in_use", 0)) == 0
     print(f"job cap {JOB_CAP}: (accepted, active) per round = {figures}")

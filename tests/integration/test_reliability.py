@@ -131,6 +131,30 @@ class TestLaunchFaults:
         assert expected in job["failure_reason"]
         assert [h["status"] for h in job["history"]] == ["FAILED"]
 
+    def test_a_retried_create_that_finds_its_own_job_is_accepted(
+        self, api: ApiCaller, sagemaker_stub: Any
+    ) -> None:
+        """botocore retried CreateTrainingJob after a lost answer: ResourceInUse, but the job is ours."""
+        model_id, dataset_id = ready_inputs(api)
+        sagemaker_stub.add_client_error(
+            "create_training_job", "ResourceInUse", "Training job names must be unique", http_status_code=400
+        )
+        sagemaker_stub.add_response(
+            "describe_training_job",
+            {
+                "TrainingJobName": "named-by-the-job",
+                "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/named-by-the-job",
+                "ModelArtifacts": {"S3ModelArtifacts": "s3://bucket/out"},
+                "TrainingJobStatus": "InProgress",
+                "SecondaryStatus": "Starting",
+                "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+                "CreationTime": datetime.now(UTC),
+            },
+        )
+        status, job = api("POST", "/trainings", training_body(model_id, dataset_id))
+        assert status == 201 and job["status"] == "STARTING", job
+        sagemaker_stub.assert_no_pending_responses()
+
     def test_a_crash_after_sagemaker_accepted_is_tracked_by_the_reconciler(
         self, api: ApiCaller, ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -172,6 +196,44 @@ class TestLaunchFaults:
         repaired = api("GET", f"/trainings/{job['id']}")[1]
         assert repaired["status"] == "FAILED" and "never reached SageMaker" in repaired["failure_reason"]
 
+    def test_a_job_stopped_before_it_reached_sagemaker_is_stopped_by_the_reconciler(
+        self, api: ApiCaller, ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        model_id, dataset_id = ready_inputs(api)
+
+        def lambda_timeout(*args: Any, **kw: Any) -> None:
+            raise TimeoutError("Task timed out after 30.00 seconds")
+
+        monkeypatch.setattr(ctx.launcher, "create", lambda_timeout)
+        assert api("POST", "/trainings", training_body(model_id, dataset_id))[0] == 500
+        monkeypatch.undo()
+        (job,) = api("GET", "/trainings")[1]["items"]
+        monkeypatch.setattr(ctx.launcher, "stop", lambda name: None)  # SageMaker: no such job
+        assert api("POST", f"/trainings/{job['id']}/stop")[1]["status"] == "STOPPING"
+        assert len(ctx.repository.active_jobs(api.owner)) == 1
+        counts = reconcile(ctx, now=datetime.now(UTC) + timedelta(minutes=10))
+        assert counts["stopped-unlaunched"] == 1
+        assert api("GET", f"/trainings/{job['id']}")[1]["status"] == "STOPPED"
+        assert ctx.repository.active_jobs(api.owner) == []  # its slot is free again
+
+    def test_a_stop_that_arrives_before_create_training_job_stops_the_launched_job(
+        self, api: ApiCaller, ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        model_id, dataset_id = ready_inputs(api)
+        real_create, stopped = ctx.launcher.create, list[str]()
+
+        def stop_arrives_first(spec: Any) -> None:
+            (pending,) = ctx.repository.active_jobs(api.owner)
+            assert api("POST", f"/trainings/{pending.id}/stop")[1]["status"] == "STOPPING"
+            real_create(spec)
+
+        monkeypatch.setattr(ctx.launcher, "create", stop_arrives_first)
+        monkeypatch.setattr(ctx.launcher, "stop", stopped.append)  # moto lacks StopTrainingJob
+        status, job = api("POST", "/trainings", training_body(model_id, dataset_id))
+        assert status == 201 and job["status"] == "STOPPING"
+        # once by the stop request (nothing to stop yet), once by the launch that came after it
+        assert stopped == [job["sagemaker_job_name"]] * 2
+
     def test_the_reconciler_applies_lost_events(
         self, api: ApiCaller, ctx: ServiceContext, sagemaker_stub: Any, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -195,6 +257,37 @@ class TestLaunchFaults:
         done = api("GET", f"/trainings/{job['id']}")[1]
         assert done["status"] == "COMPLETED" and done["output"]["lora_model_id"] == job["id"]
         assert reconcile(ctx)["repaired"] == 0  # idempotent: nothing left to repair for it
+
+    def test_a_crash_while_registering_the_lora_leaves_no_bytes_uncounted(
+        self, api: ApiCaller, ctx: ServiceContext, sagemaker_stub: Any, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        model_id, dataset_id = ready_inputs(api)
+        sagemaker_stub.add_response(
+            "create_training_job", {"TrainingJobArn": "arn:aws:sagemaker:us-east-1:1:training-job/x"}
+        )
+        _, job = api("POST", "/trainings", training_body(model_id, dataset_id))
+        lora = safetensors_bytes(128)
+        put_lora_output(job, lora, training_output_prefix(api.owner, job["id"]))
+        before = ctx.repository.storage_used(api.owner)
+
+        def describe(name: str) -> TrainingJobState | None:
+            done = TrainingJobState(name, "Completed", "Completed", None)
+            return done if name == job["sagemaker_job_name"] else None
+
+        def crash(*args: Any, **kw: Any) -> None:  # the Lambda dies right after the model is stored
+            raise TimeoutError("Task timed out")
+
+        monkeypatch.setattr(ctx.launcher, "describe", describe)
+        real_reserve = ctx.repository.reserve_storage
+        monkeypatch.setattr(ctx.repository, "reserve_storage", crash)
+        reconcile(ctx)
+        monkeypatch.setattr(ctx.repository, "reserve_storage", real_reserve)
+        reconcile(ctx)  # the retry
+        assert api("GET", f"/trainings/{job['id']}")[1]["status"] == "COMPLETED"
+        lora_model = api("GET", f"/models/{job['id']}")[1]
+        assert (
+            ctx.repository.storage_used(api.owner) == before + lora_model["size_bytes"] == before + len(lora)
+        )
 
 
 class TestEventOrdering:

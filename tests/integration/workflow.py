@@ -137,9 +137,12 @@ def inline_tasks() -> Iterator[None]:
     ctx = service_context()
     original = ctx.tasks
 
+    from tests.iam_check import as_function
+
     class Inline:
         def dispatch(self, task: Any) -> None:
-            run_task(ctx, task)
+            with as_function("tasks"):  # its calls are the tasks function's, checked against its role
+                run_task(ctx, task)
 
     ctx.tasks = Inline()  # type: ignore[assignment]
     try:

@@ -20,5 +20,5 @@ def test_a_missing_variable_is_named() -> None:
     assert Settings.from_env({EnvVar.TABLE_NAME: "t"}).require("table_name") == "t"
 
 
-def test_owner_shared_roles_are_read_as_a_list() -> None:
-    assert Settings.from_env({EnvVar.OWNER_SHARED_ROLES: "Team, Ops"}).owner_shared_roles == ("Team", "Ops")
+def test_owner_session_roles_are_read_as_a_list() -> None:
+    assert Settings.from_env({EnvVar.OWNER_SESSION_ROLES: "Team, Ops"}).owner_session_roles == ("Team", "Ops")

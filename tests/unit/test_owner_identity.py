@@ -22,11 +22,8 @@ ACCOUNT = "123456789012"
             f"arn:aws:sts::{ACCOUNT}:assumed-role/AWSReservedSSO_Developer_0123456789abcdef/alice@example.com",
             f"arn:aws:sts::{ACCOUNT}:assumed-role/AWSReservedSSO_Developer_0123456789abcdef/alice@example.com",
         ),
-        # A CLI profile with role_arn and role_session_name = alice.
-        (
-            f"arn:aws:sts::{ACCOUNT}:assumed-role/LoraUsers/alice",
-            f"arn:aws:sts::{ACCOUNT}:assumed-role/LoraUsers/alice",
-        ),
+        # Any other role: the session name is the caller's choice, so the role is the owner.
+        (f"arn:aws:sts::{ACCOUNT}:assumed-role/LoraUsers/alice", f"arn:aws:iam::{ACCOUNT}:role/LoraUsers"),
         # A CLI profile with role_arn and no session name: botocore names it botocore-session-<time>.
         (
             f"arn:aws:sts::{ACCOUNT}:assumed-role/LoraUsers/botocore-session-1732500000",
@@ -51,12 +48,29 @@ def test_a_new_session_of_the_same_person_is_the_same_owner() -> None:
     assert owner_from_principal(first) == owner_from_principal(next_hour)
 
 
-def test_a_shared_role_is_one_owner_for_every_session() -> None:
+def test_an_unlisted_role_is_one_owner_for_every_session() -> None:
     alice = f"arn:aws:sts::{ACCOUNT}:assumed-role/LoraTeam/alice"
     bob = f"arn:aws:sts::{ACCOUNT}:assumed-role/LoraTeam/bob"
     team = f"arn:aws:iam::{ACCOUNT}:role/LoraTeam"
-    assert owner_from_principal(alice, ["LoraTeam"]) == owner_from_principal(bob, ["LoraTeam"]) == team
-    assert owner_from_principal(alice, ["OtherRole"]) == alice
+    assert owner_from_principal(alice) == owner_from_principal(bob) == team
+    assert owner_from_principal(alice, ["OtherRole"]) == team
+
+
+def test_a_caller_cannot_become_someone_else_by_naming_the_session() -> None:
+    """RoleSessionName is free-form: user A assuming a role with role_session_name=bob is not bob."""
+    bob = f"arn:aws:sts::{ACCOUNT}:assumed-role/AWSReservedSSO_Dev_abc/bob"
+    impostor = f"arn:aws:sts::{ACCOUNT}:assumed-role/LoraUsers/bob"
+    assert owner_from_principal(impostor) != owner_from_principal(bob)
+    assert owner_from_principal(impostor) == f"arn:aws:iam::{ACCOUNT}:role/LoraUsers"
+
+
+def test_a_role_whose_trust_policy_pins_the_session_name_owns_per_session_name() -> None:
+    alice = f"arn:aws:sts::{ACCOUNT}:assumed-role/LoraUsers/alice"
+    bob = f"arn:aws:sts::{ACCOUNT}:assumed-role/LoraUsers/bob"
+    assert owner_from_principal(alice, ["LoraUsers"]) == alice
+    assert owner_from_principal(bob, ["LoraUsers"]) == bob
+    generated = f"arn:aws:sts::{ACCOUNT}:assumed-role/LoraUsers/botocore-session-1732500000"
+    assert owner_from_principal(generated, ["LoraUsers"]) == f"arn:aws:iam::{ACCOUNT}:role/LoraUsers"
 
 
 def _event(identity: dict[str, str]) -> dict[str, object]:
