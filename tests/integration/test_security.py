@@ -300,7 +300,7 @@ class TestPresigning:
 def test_state_changes_are_audited(api: ApiCaller) -> None:
     import logging
 
-    from functions.services import trainings
+    from functions.services import job_transitions  # the one module that audits status changes
 
     class Collect(logging.Handler):
         records: list[logging.LogRecord] = []
@@ -309,14 +309,14 @@ def test_state_changes_are_audited(api: ApiCaller) -> None:
             self.records.append(record)
 
     model_id, dataset_id = ready_inputs(api)
-    handler, level = Collect(), trainings.logger.log_level
-    trainings.logger.addHandler(handler)
-    trainings.logger.setLevel("INFO")  # the suite runs with POWERTOOLS_LOG_LEVEL=WARNING
+    handler, level = Collect(), job_transitions.logger.log_level
+    job_transitions.logger.addHandler(handler)
+    job_transitions.logger.setLevel("INFO")  # the suite runs with POWERTOOLS_LOG_LEVEL=WARNING
     try:
         _, job = api("POST", "/trainings", training_body(model_id, dataset_id))
     finally:
-        trainings.logger.removeHandler(handler)
-        trainings.logger.setLevel(level)
+        job_transitions.logger.removeHandler(handler)
+        job_transitions.logger.setLevel(level)
     audits = [r.__dict__ for r in handler.records if getattr(r, "audit", False)]
     assert [(a["from_status"], a["to_status"]) for a in audits] == [
         (None, "PENDING"),
