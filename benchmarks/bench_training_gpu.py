@@ -39,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from functions.domain.catalog import FmType
 from functions.domain.kohya_params import DEFAULTS
-from training_container.engines.diffusers_engine import UNET_TARGET_MODULES
+from training_container.engines.families.stable_diffusion import UNET_TARGET_MODULES
 
 # Dense (no sparsity) tensor-core peaks in TFLOP/s for bf16/fp16, from NVIDIA's data sheets.
 PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1, "L4": 121.0}
@@ -166,7 +166,7 @@ def measure(
     unet, vae, size = build_models(fm_type, args.tiny)
     unet.requires_grad_(False)
     vae.requires_grad_(False)
-    inject_adapter_in_model(LoraConfig(r=32, lora_alpha=16, target_modules=UNET_TARGET_MODULES), unet)
+    inject_adapter_in_model(LoraConfig(r=32, lora_alpha=16, target_modules=list(UNET_TARGET_MODULES)), unet)
     unet.to(device, dtype=dtype)
     vae.to(device, dtype=dtype)
     lora = [p for n, p in unet.named_parameters() if "lora_" in n]

@@ -23,8 +23,12 @@ from transformers import CLIPTokenizer
 
 # Where the image bakes tokenizers; the same folder is passed to sd-scripts as --tokenizer_cache_dir.
 TOKENIZER_CACHE_DIR_ENV = "LORA_TOKENIZER_CACHE_DIR"
-SD15_TOKENIZER_REPO = "openai/clip-vit-large-patch14"
-SDXL_TOKENIZER_2_REPO = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
+# The tokenizers the families use (FamilySpec.tokenizer_repos); bigG pads with "!" where
+# OpenAI's CLIP pads with its end-of-text token.
+CLIP_L_TOKENIZER_REPO = "openai/clip-vit-large-patch14"
+OPEN_CLIP_BIGG_TOKENIZER_REPO = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
+_PAD_TOKENS = {OPEN_CLIP_BIGG_TOKENIZER_REPO: "!"}
+_DEFAULT_PAD_TOKEN = "<|endoftext|>"
 CLIP_VOCAB_SIZE = 49408
 CLIP_MAX_LENGTH = 77
 _BPE_FILENAME = "bpe_simple_vocab_16e6.txt.gz"
@@ -98,12 +102,12 @@ def _built_tokenizer_folder(pad_token: str) -> Path:
     return write_clip_tokenizer_files(folder, pad_token=pad_token)
 
 
-def load_clip_tokenizer(repo_id: str = SD15_TOKENIZER_REPO) -> CLIPTokenizer:
+def load_clip_tokenizer(repo_id: str = CLIP_L_TOKENIZER_REPO) -> CLIPTokenizer:
     """The tokenizer for ``repo_id``: from the baked cache when present, else built offline."""
     baked_root = os.environ.get(TOKENIZER_CACHE_DIR_ENV)
     if baked_root:
         baked = Path(baked_root) / cache_folder_name(repo_id)
         if (baked / "vocab.json").is_file():
             return CLIPTokenizer.from_pretrained(str(baked), local_files_only=True)
-    pad_token = "!" if repo_id == SDXL_TOKENIZER_2_REPO else "<|endoftext|>"
+    pad_token = _PAD_TOKENS.get(repo_id, _DEFAULT_PAD_TOKEN)
     return CLIPTokenizer.from_pretrained(str(_built_tokenizer_folder(pad_token)), local_files_only=True)

@@ -32,6 +32,7 @@ from types import FrameType
 from pydantic import ValidationError
 from safetensors import safe_open
 
+from functions.domain.families import FAMILIES
 from functions.domain.kohya_params import ParamValue, validate_config
 from functions.domain.storage_layout import SUMMARY_FILENAME
 from functions.domain.training_contract import (
@@ -70,7 +71,11 @@ WORK_DIR_ENV = "LORA_WORK_DIR"  # scratch space; defaults to <root>/work
 SD_SCRIPTS_DIR_ENV = "SD_SCRIPTS_DIR"  # set in the image; kohya is used when train_network.py is there
 JOB_SPEC_FILE = f"input/data/{JOB_CHANNEL}/{JOB_SPEC_FILENAME}"  # the job channel (training_contract)
 EXIT_OK, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2
-KOHYA_LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+# sd-scripts' key prefixes: lora_unet_ for the denoiser, and each family's text-encoder prefixes.
+KOHYA_LORA_PREFIXES = (
+    "lora_unet_",
+    *sorted({f"{prefix}_" for spec in FAMILIES.values() for prefix in spec.lora_text_encoder_prefixes}),
+)
 DIFFUSERS_EPOCH_FOLDER = "diffusers_epochs"  # inside the checkpoints folder: survives spot restarts
 
 

@@ -17,9 +17,6 @@ import torch
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
-SD15_TEXT_PREFIX = "cond_stage_model.transformer."
-SDXL_TEXT_PREFIX = "conditioner.embedders.0.transformer."
-SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
 
 _UNET_FIXED = {
     "time_embedding.linear_1": "time_embed.0",

@@ -10,13 +10,14 @@ test models, whose architecture cannot be inferred from keys); it wins when pres
 
 from __future__ import annotations
 
+import inspect
 import json
 import tempfile
 from pathlib import Path
 from typing import Any, TypeAlias
 
+import diffusers
 import torch
-from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 from safetensors import safe_open
 
 from functions.domain.catalog import FmType
@@ -120,27 +121,24 @@ def _tokenizers(fm_type: FmType) -> dict[str, Any]:
     return {f"tokenizer_{i + 1}" if i else "tokenizer": load_clip_tokenizer(r) for i, r in enumerate(repos)}
 
 
-# The diffusers class of each family's pipeline (FamilySpec.diffusers_pipeline), and what it is
-# built with besides its weights: SD 1.5's pipeline expects a safety checker unless told otherwise.
-PIPELINE_CLASSES: dict[str, Any] = {
-    "StableDiffusionPipeline": StableDiffusionPipeline,
-    "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
-}
-PIPELINE_EXTRAS: dict[str, dict[str, Any]] = {
-    "StableDiffusionPipeline": {
-        "safety_checker": None,
-        "feature_extractor": None,
-        "requires_safety_checker": False,
-    },
-    "StableDiffusionXLPipeline": {},
-}
+def _pipeline_class(fm_type: FmType) -> Any:
+    """The diffusers pipeline class the family's spec names (``FamilySpec.diffusers_pipeline``)."""
+    return getattr(diffusers, FAMILIES[fm_type].diffusers_pipeline)
+
+
+def _without_safety_checker(pipeline_class: Any) -> dict[str, Any]:
+    """Pipelines that expect a safety checker (SD 1.x's) are built without one: a training job
+    renders samples for its owner, and the checker's weights are not part of a checkpoint."""
+    if "safety_checker" not in inspect.signature(pipeline_class).parameters:
+        return {}
+    return {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
 
 
 def load_base_pipeline(model_path: Path, fm_type: FmType, dtype: torch.dtype = torch.float32) -> BasePipeline:
     """The base pipeline from a single ``.safetensors`` file or a diffusers folder, fully offline."""
     ensure_family(model_path, fm_type)
-    pipeline_class = PIPELINE_CLASSES[FAMILIES[fm_type].diffusers_pipeline]
-    extra = PIPELINE_EXTRAS[FAMILIES[fm_type].diffusers_pipeline]
+    pipeline_class = _pipeline_class(fm_type)
+    extra = _without_safety_checker(pipeline_class)
     if model_path.is_dir():
         return pipeline_class.from_pretrained(
             str(model_path), torch_dtype=dtype, local_files_only=True, **_tokenizers(fm_type), **extra

@@ -9,7 +9,7 @@ import pytest
 
 from training_container.bake_assets import TOKENIZER_FILES, bake_tokenizers, main
 from training_container.clip_tokenizers import (
-    SDXL_TOKENIZER_2_REPO,
+    OPEN_CLIP_BIGG_TOKENIZER_REPO,
     TOKENIZER_CACHE_DIR_ENV,
     load_clip_tokenizer,
     write_clip_tokenizer_files,
@@ -40,7 +40,7 @@ def test_tokenizers_land_in_the_layout_sd_scripts_expects(
     ]
     assert len(calls) == 2 * len(TOKENIZER_FILES)
     monkeypatch.setenv(TOKENIZER_CACHE_DIR_ENV, str(tmp_path / "baked"))
-    tokenizer = load_clip_tokenizer(SDXL_TOKENIZER_2_REPO)
+    tokenizer = load_clip_tokenizer(OPEN_CLIP_BIGG_TOKENIZER_REPO)
     assert tokenizer("a cat").input_ids == [49406, 320, 2368, 49407]
 
 

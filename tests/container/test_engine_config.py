@@ -18,6 +18,9 @@ from functions.domain.kohya_params import (
 )
 from training_container.engines import diffusers_engine
 from training_container.engines.engine_config import EngineConfig
+from training_container.engines.families import stable_diffusion
+
+ENGINE_SOURCES = [Path(diffusers_engine.__file__), *Path(stable_diffusion.__file__).parent.glob("*.py")]
 
 UNSET = EngineConfig.from_parameters({})
 
@@ -30,8 +33,9 @@ def test_every_engine_parameter_has_sd_scripts_default_from_the_catalogue() -> N
         assert getattr(UNSET, name) == SD_SCRIPTS_DEFAULTS[name], name
 
 
-def test_the_engine_reads_no_parameter_with_a_fallback_of_its_own() -> None:
-    source = Path(diffusers_engine.__file__).read_text()
+@pytest.mark.parametrize("path", ENGINE_SOURCES, ids=lambda path: path.name)
+def test_the_engine_reads_no_parameter_with_a_fallback_of_its_own(path: Path) -> None:
+    source = path.read_text()
     assert re.findall(r"config\.get\([^)]*,", source) == []
     assert "self.config[" not in source
 
@@ -75,7 +79,7 @@ def test_unset_clip_skip_and_dropout_keep_sd_scripts_meaning() -> None:
 def test_an_unknown_prediction_type_is_refused_not_trained_as_epsilon() -> None:
     from training_container.errors import JobFailure
 
-    diffusers_engine.check_prediction_type("epsilon")
-    diffusers_engine.check_prediction_type("v_prediction")
+    stable_diffusion.check_prediction_type("epsilon")
+    stable_diffusion.check_prediction_type("v_prediction")
     with pytest.raises(JobFailure, match="flow_prediction"):
-        diffusers_engine.check_prediction_type("flow_prediction")
+        stable_diffusion.check_prediction_type("flow_prediction")

@@ -217,7 +217,9 @@ def test_every_accepted_config_passes_sd_scripts_own_checks(fm_type: FmType, tmp
 
 def test_the_diffusers_engine_clips_gradients_like_sd_scripts() -> None:
     """Issue 12 point 5: the diffusers engine's max_grad_norm fallback is sd-scripts' default."""
-    from training_container.engines.diffusers_engine import SD_SCRIPTS_DEFAULT_MAX_GRAD_NORM
+    from training_container.engines.engine_config import EngineConfig
+
+    engine_default = EngineConfig.from_parameters({}).max_grad_norm
 
     assert SETUP is not None
     printed = subprocess.run(
@@ -235,4 +237,4 @@ def test_the_diffusers_engine_clips_gradients_like_sd_scripts() -> None:
         check=True,
         timeout=300,
     ).stdout.split()[-1]
-    assert float(printed) == SD_SCRIPTS_DEFAULT_MAX_GRAD_NORM
+    assert float(printed) == engine_default

@@ -2,10 +2,14 @@
 
 Reads top to bottom like diffusers' ``train_text_to_image_lora.py``: load the base model, attach
 LoRA adapters, prepare data (buckets, cached latents), loop (noise, predict, loss, step), save
-in the Kohya format. It honours the same Kohya parameters as sd-scripts where it can; the ones
-it cannot apply are listed in the LoRA's metadata (``lora_on_aws.ignored_parameters``) instead of
-being silently dropped. Stop requests (SIGTERM) save a resumable state into the checkpoints
-folder; a restarted job continues from the saved step.
+in the Kohya format. Nothing here depends on the family: what differs between families (the
+networks trained, LoRA targets, prompt encoding, noise and target, extra conditioning, Kohya key
+names, sampling) is asked of the family's adapter (``training_container.engines.families``).
+
+It honours the same Kohya parameters as sd-scripts where it can; the ones it cannot apply are
+listed in the LoRA's metadata (``lora_on_aws.ignored_parameters``) instead of being silently
+dropped. Stop requests (SIGTERM) save a resumable state into the checkpoints folder; a restarted
+job continues from the saved step.
 """
 
 from __future__ import annotations
@@ -25,9 +29,7 @@ from typing import Any, cast
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
-from diffusers import DDPMScheduler, StableDiffusionXLPipeline
 from diffusers.optimization import get_scheduler
-from diffusers.training_utils import compute_snr
 from peft import LoraConfig, inject_adapter_in_model
 from safetensors.torch import save_file
 
@@ -45,6 +47,8 @@ from functions.domain.training_contract import Engine, TrainingPhase
 from training_container.engines import kohya_lora_format as kohya
 from training_container.engines.base import SAMPLE_SUBFOLDER, EngineRequest, EngineResult
 from training_container.engines.engine_config import EngineConfig
+from training_container.engines.families import adapter_for
+from training_container.engines.families.base import FamilyAdapter, PromptEmbeddings
 from training_container.engines.training_data import (
     BucketSettings,
     Sample,
@@ -55,13 +59,9 @@ from training_container.engines.training_data import (
     repeat_counts,
     transform_caption,
 )
-from training_container.errors import JobFailure
-from training_container.model_loading import BasePipeline, load_base_pipeline
 
 logger = logging.getLogger(__name__)
 
-UNET_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]
-TEXT_ENCODER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 STATE_FOLDER = "diffusers_state"
 STATE_FILE = "state.pt"
 STATE_SAVE_INTERVAL_SECONDS = 600.0
@@ -112,31 +112,6 @@ def plan_schedule(settings: EngineConfig, batches_per_epoch: int) -> Schedule:
         return Schedule(batches_per_epoch, steps_per_epoch, epochs, epochs * steps_per_epoch)
     max_steps = settings.max_train_steps
     return Schedule(batches_per_epoch, steps_per_epoch, math.ceil(max_steps / steps_per_epoch), max_steps)
-
-
-# The targets this trainer knows how to compute; anything else (a flow-matching family's
-# "flow_prediction", "sample") would train against the wrong target without an error.
-PREDICTION_TYPES = ("epsilon", "v_prediction")
-
-
-def check_prediction_type(prediction_type: str) -> None:
-    """Refuse, before any step, a scheduler whose prediction type this trainer cannot train."""
-    if prediction_type not in PREDICTION_TYPES:
-        raise JobFailure(
-            f"the base model's scheduler predicts {prediction_type!r}; the diffusers engine trains "
-            f"only {' and '.join(PREDICTION_TYPES)} models"
-        )
-
-
-def training_target(
-    scheduler: Any, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
-) -> torch.Tensor:
-    """What the denoiser must predict: the noise (epsilon) or the velocity (v-prediction)."""
-    prediction_type = scheduler.config.prediction_type
-    check_prediction_type(prediction_type)
-    if prediction_type == "v_prediction":
-        return scheduler.get_velocity(latents, noise, timesteps)
-    return noise
 
 
 def ignored_parameters(config: dict[str, ParamValue]) -> list[str]:
@@ -190,62 +165,6 @@ def build_optimizer(
     return optimizer_class(groups, **usable), optimizer_class.__name__, fallback
 
 
-def is_sdxl_pipeline(pipe: BasePipeline) -> bool:
-    return isinstance(pipe, StableDiffusionXLPipeline)
-
-
-def _text_encoders(pipe: BasePipeline) -> list[torch.nn.Module]:
-    encoders: list[torch.nn.Module] = [pipe.text_encoder]
-    if is_sdxl_pipeline(pipe):
-        encoders.append(pipe.text_encoder_2)
-    return encoders
-
-
-def _tokenizers(pipe: BasePipeline) -> list[Any]:
-    tokenizers = [pipe.tokenizer]
-    if is_sdxl_pipeline(pipe):
-        tokenizers.append(pipe.tokenizer_2)
-    return tokenizers
-
-
-def _final_layer_norm(encoder: torch.nn.Module) -> torch.nn.Module:
-    text_model: Any = getattr(encoder, "text_model", encoder)
-    norm: torch.nn.Module = text_model.final_layer_norm
-    return norm
-
-
-def encode_captions(
-    pipe: BasePipeline, captions: list[str], clip_skip: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Prompt embeddings (and SDXL's pooled embedding) the way each family was trained."""
-    ids = [
-        tok(
-            captions,
-            padding="max_length",
-            max_length=tok.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids.to(device)
-        for tok in _tokenizers(pipe)
-    ]
-    encoders = _text_encoders(pipe)
-    if not is_sdxl_pipeline(pipe):
-        output = encoders[0](ids[0], output_hidden_states=clip_skip > 1)
-        if clip_skip <= 1:
-            return output.last_hidden_state, None
-        return _final_layer_norm(encoders[0])(output.hidden_states[-clip_skip]), None
-    first = encoders[0](ids[0], output_hidden_states=True)
-    second = encoders[1](ids[1], output_hidden_states=True)
-    embeds = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
-    return embeds, second.text_embeds
-
-
-def sdxl_time_ids(bucket: tuple[int, int], batch: int, device: torch.device) -> torch.Tensor:
-    """SDXL's micro-conditioning: original size, crop origin, target size (h, w order)."""
-    width, height = bucket
-    return torch.tensor([[height, width, 0, 0, height, width]] * batch, dtype=torch.float32, device=device)
-
-
 class DiffusersTrainer:
     """One training run; each method is one stage of the loop."""
 
@@ -253,41 +172,43 @@ class DiffusersTrainer:
         self.request = request
         self.config = cast(dict[str, Any], request.config)  # validated by kohya_params
         self.fm_type = request.fm_type
+        self.spec = FAMILIES[request.fm_type]
+        self.adapter_class = adapter_for(self.spec)
         self.settings = EngineConfig.from_parameters(request.config)
         self.precision = choose_precision(self.settings)
         self.seed = self.settings.seed_for(request.job_id)
-        self.train_unet = not self.settings.network_train_text_encoder_only
+        # sd-scripts' parameter names say "unet" for the denoiser of any family
+        self.train_denoiser = not self.settings.network_train_text_encoder_only
         te_lr = self.settings.text_encoder_learning_rate
         self.train_text = not self.settings.network_train_unet_only and te_lr > 0
         self.started_at = datetime.now(UTC)
         self.state_path = request.checkpoints_dir / STATE_FOLDER / STATE_FILE
         self.latent_cache: dict[tuple[int, bool], torch.Tensor] = {}
-        self.text_cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self.text_cache: dict[str, PromptEmbeddings] = {}  # one row per caption
         self.caption_rng = random.Random(self.seed)
 
     # --- load
     def load(self) -> None:
         torch.manual_seed(self.seed)
         weight_dtype = self.precision.autocast_dtype or torch.float32
-        self.pipe = load_base_pipeline(self.request.model_path, self.fm_type, dtype=weight_dtype)
-        self.pipe.to(self.precision.device)
+        # The adapter refuses, before any step, a model whose training target it cannot compute.
+        self.family: FamilyAdapter = self.adapter_class.load(self.request.model_path, weight_dtype)
+        self.family.pipe.to(self.precision.device)
         if self.settings.no_half_vae or self.precision.autocast_dtype is None:
-            self.pipe.vae.to(torch.float32)
-        self.noise_scheduler = DDPMScheduler.from_config(self.pipe.scheduler.config)
-        check_prediction_type(self.noise_scheduler.config.prediction_type)
-        for module in [self.pipe.unet, self.pipe.vae, *_text_encoders(self.pipe)]:
+            self.family.vae.to(torch.float32)
+        for module in [self.family.denoiser, self.family.vae, *self.family.text_encoders]:
             module.requires_grad_(False)
             module.eval()
         self._attach_lora()
 
-    def _lora_config(self, targets: list[str]) -> LoraConfig:
+    def _lora_config(self, targets: tuple[str, ...]) -> LoraConfig:
         return LoraConfig(
             r=self.settings.network_dim,
             # Kohya alphas may be fractional; PEFT computes alpha / r with any number.
             lora_alpha=cast(int, self.settings.network_alpha),
             lora_dropout=self.settings.network_dropout or 0.0,
             init_lora_weights="gaussian",
-            target_modules=targets,
+            target_modules=list(targets),
         )
 
     @staticmethod
@@ -302,21 +223,27 @@ class DiffusersTrainer:
         return trainable
 
     def _attach_lora(self) -> None:
-        self.unet_params: list[torch.nn.Parameter] = []
+        family = self.family
+        self.denoiser_params: list[torch.nn.Parameter] = []
         self.text_params: list[torch.nn.Parameter] = []
-        if self.train_unet:
-            self.unet_params = self._inject_lora(self.pipe.unet, self._lora_config(UNET_TARGET_MODULES))
-            self.pipe.unet.train()
+        if self.train_denoiser:
+            denoiser: Any = family.denoiser
+            self.denoiser_params = self._inject_lora(
+                denoiser, self._lora_config(family.denoiser_lora_targets)
+            )
+            denoiser.train()
             if self.settings.gradient_checkpointing:
-                self.pipe.unet.enable_gradient_checkpointing()
+                denoiser.enable_gradient_checkpointing()
         if self.train_text:
-            for encoder in cast(list[Any], _text_encoders(self.pipe)):
-                self.text_params += self._inject_lora(encoder, self._lora_config(TEXT_ENCODER_TARGET_MODULES))
+            for encoder in cast(list[Any], family.text_encoders):
+                self.text_params += self._inject_lora(
+                    encoder, self._lora_config(family.text_encoder_lora_targets)
+                )
                 encoder.train()
                 if self.settings.gradient_checkpointing:
                     enable = getattr(encoder, "activation_checkpointing_enable", None)
                     (enable or encoder.gradient_checkpointing_enable)()
-        for parameter in self.unet_params + self.text_params:
+        for parameter in self.denoiser_params + self.text_params:
             parameter.data = parameter.data.float()  # LoRA weights train in fp32 under autocast
 
     # --- data
@@ -339,10 +266,7 @@ class DiffusersTrainer:
             self._cache_latents()
 
     def _encode_latents(self, pixels: torch.Tensor) -> torch.Tensor:
-        vae = self.pipe.vae
-        with torch.no_grad():
-            latents = vae.encode(pixels.to(self.precision.device, vae.dtype)).latent_dist.sample()
-        return latents.float() * float(vae.config.scaling_factor)
+        return self.family.encode_latents(pixels, self.precision.device)
 
     def _cache_latents(self) -> None:
         self.request.progress.update(phase=TrainingPhase.CACHING, force=True)
@@ -381,64 +305,43 @@ class DiffusersTrainer:
             for sample in batch
         ]
 
-    def _conditioning(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        clip_skip = self.settings.layer_from_last
+    def _prompt_embeddings(self, captions: list[str]) -> PromptEmbeddings:
+        """Encoded captions; cached per caption while the text encoders are frozen."""
+        layer_from_last = self.settings.layer_from_last
         device = self.precision.device
         if self.train_text:
-            return encode_captions(self.pipe, captions, clip_skip, device)
+            return self.family.encode_prompts(captions, layer_from_last, device)
         missing = [c for c in dict.fromkeys(captions) if c not in self.text_cache]
         if missing:
             with torch.no_grad():
-                embeds, pooled = encode_captions(self.pipe, missing, clip_skip, device)
+                encoded = self.family.encode_prompts(missing, layer_from_last, device)
             for index, caption in enumerate(missing):
-                self.text_cache[caption] = (embeds[index], None if pooled is None else pooled[index])
-        embeds = torch.stack([self.text_cache[c][0] for c in captions])
-        pooled_list = [self.text_cache[c][1] for c in captions]
-        pooled = None if pooled_list[0] is None else torch.stack([p for p in pooled_list if p is not None])
-        return embeds, pooled
+                self.text_cache[caption] = {name: rows[index] for name, rows in encoded.items()}
+        names = self.text_cache[captions[0]]
+        return {name: torch.stack([self.text_cache[c][name] for c in captions]) for name in names}
 
     # --- loop
     def _loss(self, batch: list[Sample]) -> torch.Tensor:
-        device = self.precision.device
         latents = self._batch_latents(batch)
-        noise = torch.randn_like(latents)
-        offset = self.settings.noise_offset or 0.0
-        if offset:
-            noise = noise + offset * torch.randn(latents.shape[0], latents.shape[1], 1, 1, device=device)
-        steps = self.noise_scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, steps, (latents.shape[0],), device=device).long()
-        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
-        embeds, pooled = self._conditioning(self._captions(batch))
-        added: dict[str, torch.Tensor] | None = None
-        if pooled is not None:
-            added = {"text_embeds": pooled, "time_ids": sdxl_time_ids(batch[0].bucket, len(batch), device)}
-        unet_dtype = self.pipe.unet.dtype
-        prediction = self.pipe.unet(
-            noisy.to(unet_dtype),
-            timesteps,
-            encoder_hidden_states=embeds.to(unet_dtype),
-            added_cond_kwargs=added,
-        ).sample.float()
-        target = training_target(self.noise_scheduler, latents, noise, timesteps)
-        per_sample = F.mse_loss(prediction, target.float(), reduction="none").mean(dim=(1, 2, 3))
-        gamma = self.settings.min_snr_gamma
-        if gamma:
-            snr = compute_snr(self.noise_scheduler, timesteps)
-            weight = torch.clamp(snr, max=float(gamma)) / snr
-            if self.noise_scheduler.config.prediction_type == "v_prediction":
-                weight = torch.clamp(snr, max=float(gamma)) / (snr + 1)
-            per_sample = per_sample * weight
+        noisy = self.family.noisy_input(latents, self.settings.noise_offset or 0.0)
+        prompts = self._prompt_embeddings(self._captions(batch))
+        prediction = self.family.predict(noisy, self.family.conditioning(prompts, batch[0].bucket))
+        per_sample = F.mse_loss(prediction, noisy.target.float(), reduction="none")
+        per_sample = per_sample.mean(dim=tuple(range(1, per_sample.ndim)))
+        weights = self.family.loss_weights(noisy, self.settings.min_snr_gamma)
+        if weights is not None:
+            per_sample = per_sample * weights
         return per_sample.mean()
 
     def build_optimization(self) -> None:
         settings = self.settings
         groups = []
-        if self.unet_params:
-            groups.append({"params": self.unet_params, "lr": settings.unet_learning_rate})
+        if self.denoiser_params:
+            groups.append({"params": self.denoiser_params, "lr": settings.unet_learning_rate})
         if self.text_params:
             groups.append({"params": self.text_params, "lr": settings.text_encoder_learning_rate})
         if not groups:
-            raise ValueError("nothing to train: both the UNet and the text encoders are frozen")
+            raise ValueError("nothing to train: both the denoiser and the text encoders are frozen")
         self.optimizer, self.optimizer_name, self.optimizer_fallback = build_optimizer(
             groups, settings, self.precision.device
         )
@@ -461,7 +364,7 @@ class DiffusersTrainer:
         return hashlib.sha256(description.encode()).hexdigest()
 
     def _trainable_state(self) -> dict[str, dict[str, torch.Tensor]]:
-        models = {"unet": self.pipe.unet, **{f"te{i}": e for i, e in enumerate(_text_encoders(self.pipe))}}
+        models = self.family.model_parts()
         return {
             key: {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
             for key, model in models.items()
@@ -492,7 +395,7 @@ class DiffusersTrainer:
         if payload.get("fingerprint") != self._fingerprint():
             logger.warning("ignoring saved state in %s: it belongs to another job", self.state_path)
             return TrainingState()
-        models = {"unet": self.pipe.unet, **{f"te{i}": e for i, e in enumerate(_text_encoders(self.pipe))}}
+        models = self.family.model_parts()
         for key, weights in payload["weights"].items():
             if weights:
                 result = models[key].load_state_dict(weights, strict=False)
@@ -512,7 +415,7 @@ class DiffusersTrainer:
         request, schedule = self.request, self.schedule
         accumulation = self.settings.gradient_accumulation_steps
         max_grad_norm = self.settings.max_grad_norm
-        params = self.unet_params + self.text_params
+        params = self.denoiser_params + self.text_params
         started, last_state_save = time.monotonic(), time.monotonic()
         steps_at_start = state.global_step
         request.progress.update(
@@ -584,11 +487,10 @@ class DiffusersTrainer:
             return []
         folder = self.request.epoch_output_dir / SAMPLE_SUBFOLDER
         folder.mkdir(parents=True, exist_ok=True)
-        trained = [m for m in [self.pipe.unet, *_text_encoders(self.pipe)] if m.training]
+        trained = [m for m in self.family.model_parts().values() if m.training]
         rng_state = torch.get_rng_state()
         for module in trained:
             module.eval()
-        self.pipe.set_progress_bar_config(disable=True)
         written = []
         try:
             for index, prompt in enumerate(prompts):
@@ -602,17 +504,17 @@ class DiffusersTrainer:
                         enabled=self.precision.autocast_dtype is not None,
                     ),
                 ):
-                    image = self.pipe(
-                        prompt=prompt.prompt,
-                        negative_prompt=prompt.negative_prompt,
-                        num_inference_steps=prompt.steps or DEFAULT_SAMPLE_STEPS,
+                    image = self.family.render_sample(
+                        prompt.prompt,
+                        prompt.negative_prompt,
+                        steps=prompt.steps or DEFAULT_SAMPLE_STEPS,
                         guidance_scale=prompt.cfg_scale
                         if prompt.cfg_scale is not None
                         else DEFAULT_CFG_SCALE,
                         width=width,
                         height=height,
                         generator=torch.Generator(device="cpu").manual_seed(seed),
-                    ).images[0]
+                    )
                 path = folder / sample_filename(self.request.output_name, epoch, index)
                 image.save(path, format="PNG")
                 written.append(path)
@@ -638,7 +540,7 @@ class DiffusersTrainer:
                 step=state.global_step,
                 epoch=min(state.epoch + 1, self.schedule.epochs),
                 loss=state.last_loss,
-                learning_rate=float(self.lr_scheduler.get_last_lr()[0]),  # the U-Net group's
+                learning_rate=float(self.lr_scheduler.get_last_lr()[0]),  # the denoiser group's
                 total_steps=self.schedule.max_steps,
             )
         if state.global_step % 10 == 0 or remaining == 0:
@@ -652,11 +554,11 @@ class DiffusersTrainer:
         width, height = self.bucket_settings.resolution
         base_lr = self.settings.learning_rate
         values: dict[str, Any] = {
-            "ss_network_module": FAMILIES[self.fm_type].network_module,
+            "ss_network_module": self.spec.network_module,
             "ss_network_dim": self.settings.network_dim,
             "ss_network_alpha": self.settings.network_alpha,
             "ss_network_dropout": self.settings.network_dropout,
-            "ss_base_model_version": FAMILIES[self.fm_type].base_model_version,
+            "ss_base_model_version": self.spec.base_model_version,
             "ss_v2": False,
             "ss_sd_model_name": self.request.model_path.name,
             "ss_output_name": self.request.output_name,
@@ -701,8 +603,8 @@ class DiffusersTrainer:
             "ss_training_started_at": self.started_at.timestamp(),
             "ss_training_finished_at": datetime.now(UTC).timestamp(),
             "modelspec.sai_model_spec": "1.0.0",
-            "modelspec.architecture": FAMILIES[self.fm_type].modelspec_architecture,
-            "modelspec.implementation": FAMILIES[self.fm_type].modelspec_implementation,
+            "modelspec.architecture": self.spec.modelspec_architecture,
+            "modelspec.implementation": self.spec.modelspec_implementation,
             "modelspec.title": self.request.output_name,
             "modelspec.resolution": f"{width}x{height}",
             "modelspec.date": self.started_at.date().isoformat(),
@@ -715,18 +617,9 @@ class DiffusersTrainer:
 
     def lora_tensors(self) -> dict[str, torch.Tensor]:
         dtype = _SAVE_DTYPES[self.settings.save_precision or "float"]
-        unet_config = self.pipe.unet.config
-        tensors = kohya.kohya_tensors(
-            self.pipe.unet, lambda path: kohya.unet_lora_name(path, self.fm_type, unet_config), dtype
-        )
-        for prefix, encoder in zip(
-            kohya.text_encoder_prefixes(self.fm_type), _text_encoders(self.pipe), strict=True
-        ):
-            tensors.update(
-                kohya.kohya_tensors(
-                    encoder, lambda path, p=prefix: kohya.text_encoder_lora_name(path, p), dtype
-                )
-            )
+        tensors: dict[str, torch.Tensor] = {}
+        for model, name_of in self.family.lora_namers():
+            tensors.update(kohya.kohya_tensors(model, name_of, dtype))
         return tensors
 
     def write_lora(self, state: TrainingState) -> Path:

@@ -8,7 +8,8 @@ Key names (what A1111, ComfyUI and diffusers' ``load_lora_weights`` expect)::
 SD 1.x UNet module paths follow diffusers' naming (sd-scripts trains SD 1.x on a diffusers-style
 UNet: ``lora_unet_down_blocks_0_attentions_0_proj_in``); SDXL UNet paths follow the SGM layout
 (sd-scripts' ``sdxl_original_unet``: ``lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q``).
-Text-encoder paths are the Hugging Face CLIP module paths under ``text_model``.
+Text-encoder paths are the Hugging Face CLIP module paths under ``text_model``. Which layout a
+family's denoiser uses is its adapter's (``training_container.engines.families``) business.
 """
 
 from __future__ import annotations
@@ -19,27 +20,11 @@ from typing import Any
 
 import torch
 
-from functions.domain.catalog import FmType
-from functions.domain.families import FAMILIES
-from training_container.ldm_layout import unet_module_to_ldm
-
-
-def unet_lora_name(module_path: str, fm_type: FmType, unet_config: Mapping[str, Any]) -> str:
-    """``lora_unet_…`` for a diffusers UNet module path."""
-    path = (
-        unet_module_to_ldm(module_path, unet_config) if FAMILIES[fm_type].lora_unet_ldm_names else module_path
-    )
-    return "lora_unet_" + path.replace(".", "_")
-
 
 def text_encoder_lora_name(module_path: str, prefix: str) -> str:
     """``lora_te…_text_model_…``: transformers >= 5.6 drops the ``text_model`` level; Kohya keeps it."""
     path = module_path.removeprefix("text_model.")
     return f"{prefix}_text_model_{path.replace('.', '_')}"
-
-
-def text_encoder_prefixes(fm_type: FmType) -> tuple[str, ...]:
-    return FAMILIES[fm_type].lora_text_encoder_prefixes
 
 
 def lora_modules(model: torch.nn.Module) -> dict[str, torch.nn.Module]:

@@ -19,14 +19,15 @@ Single files carry their diffusers config in the safetensors metadata key
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeAlias
 
+import diffusers
 import torch
 from diffusers import (
     AutoencoderKL,
-    EulerDiscreteScheduler,
-    PNDMScheduler,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
@@ -38,9 +39,9 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from functions.domain.catalog import FmType
 from training_container import ldm_layout as ldm_export
 from training_container.clip_tokenizers import (
+    CLIP_L_TOKENIZER_REPO,
     CLIP_VOCAB_SIZE,
-    SD15_TOKENIZER_REPO,
-    SDXL_TOKENIZER_2_REPO,
+    OPEN_CLIP_BIGG_TOKENIZER_REPO,
     load_clip_tokenizer,
 )
 from training_container.model_loading import DIFFUSERS_CONFIG_METADATA_KEY, family_config_bundle
@@ -51,6 +52,10 @@ TEXT_HIDDEN_SIZE = 32
 # loader tells them apart by the width of their position embeddings.
 TEXT_2_HIDDEN_SIZE = 48
 TINY_RESOLUTION = 256  # the smallest resolution the service's parameter validation accepts
+# Where each family's single-file checkpoints keep their text encoders.
+SD15_TEXT_PREFIX = "cond_stage_model.transformer."
+SDXL_TEXT_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
 
 
 def _text_config(*, with_projection: bool) -> CLIPTextConfig:
@@ -123,37 +128,48 @@ def _tiny_sdxl_unet() -> UNet2DConditionModel:
     )
 
 
-def _scheduler(fm_type: FmType) -> PNDMScheduler | EulerDiscreteScheduler:
+def _scheduler(fm_type: FmType) -> Any:
+    """The family's noise scheduler, of the class its committed config names."""
     config = family_config_bundle(fm_type)["scheduler"]
-    if fm_type == FmType.SDXL:
-        return EulerDiscreteScheduler.from_config(config)
-    return PNDMScheduler.from_config(config)
+    return getattr(diffusers, config["_class_name"]).from_config(config)
 
 
-def build_tiny_pipeline(fm_type: FmType | str, seed: int = 0) -> TinyPipeline:
-    """A tiny pipeline of the family's architecture, with reproducible random weights."""
-    family = FmType(fm_type)
-    torch.manual_seed(seed)
-    if family == FmType.SD15:
-        return StableDiffusionPipeline(
-            vae=_tiny_vae(0.18215),
-            text_encoder=CLIPTextModel(_text_config(with_projection=False)),
-            tokenizer=load_clip_tokenizer(SD15_TOKENIZER_REPO),
-            unet=_tiny_sd15_unet(),
-            scheduler=_scheduler(family),
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
+def _tiny_sd15_pipeline() -> TinyPipeline:
+    return StableDiffusionPipeline(
+        vae=_tiny_vae(0.18215),
+        text_encoder=CLIPTextModel(_text_config(with_projection=False)),
+        tokenizer=load_clip_tokenizer(CLIP_L_TOKENIZER_REPO),
+        unet=_tiny_sd15_unet(),
+        scheduler=_scheduler(FmType.SD15),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def _tiny_sdxl_pipeline() -> TinyPipeline:
     return StableDiffusionXLPipeline(
         vae=_tiny_vae(0.13025),
         text_encoder=CLIPTextModel(_text_config(with_projection=False)),
         text_encoder_2=CLIPTextModelWithProjection(_text_config(with_projection=True)),
-        tokenizer=load_clip_tokenizer(SD15_TOKENIZER_REPO),
-        tokenizer_2=load_clip_tokenizer(SDXL_TOKENIZER_2_REPO),
+        tokenizer=load_clip_tokenizer(CLIP_L_TOKENIZER_REPO),
+        tokenizer_2=load_clip_tokenizer(OPEN_CLIP_BIGG_TOKENIZER_REPO),
         unet=_tiny_sdxl_unet(),
-        scheduler=_scheduler(family),
+        scheduler=_scheduler(FmType.SDXL),
     )
+
+
+# One tiny architecture per family: a new family adds its builder here (and its adapter under
+# training_container/engines/families/).
+TINY_PIPELINES: Mapping[FmType, Callable[[], TinyPipeline]] = MappingProxyType(
+    {FmType.SD15: _tiny_sd15_pipeline, FmType.SDXL: _tiny_sdxl_pipeline}
+)
+
+
+def build_tiny_pipeline(fm_type: FmType | str, seed: int = 0) -> TinyPipeline:
+    """A tiny pipeline of the family's architecture, with reproducible random weights."""
+    torch.manual_seed(seed)
+    return TINY_PIPELINES[FmType(fm_type)]()
 
 
 def pipeline_config_bundle(pipe: TinyPipeline) -> dict[str, Any]:
@@ -192,12 +208,10 @@ def checkpoint_state_dict(pipe: TinyPipeline) -> dict[str, torch.Tensor]:
     state = ldm_export.unet_to_ldm(pipe.unet.state_dict(), pipe.unet.config)
     state.update(ldm_export.vae_to_ldm(pipe.vae.state_dict(), pipe.vae.config))
     if hasattr(pipe, "text_encoder_2"):
-        state.update(ldm_export.clip_to_ldm(pipe.text_encoder.state_dict(), ldm_export.SDXL_TEXT_PREFIX))
-        state.update(
-            ldm_export.clip_to_open_clip(pipe.text_encoder_2.state_dict(), ldm_export.SDXL_OPEN_CLIP_PREFIX)
-        )
+        state.update(ldm_export.clip_to_ldm(pipe.text_encoder.state_dict(), SDXL_TEXT_PREFIX))
+        state.update(ldm_export.clip_to_open_clip(pipe.text_encoder_2.state_dict(), SDXL_OPEN_CLIP_PREFIX))
     else:
-        state.update(ldm_export.clip_to_ldm(pipe.text_encoder.state_dict(), ldm_export.SD15_TEXT_PREFIX))
+        state.update(ldm_export.clip_to_ldm(pipe.text_encoder.state_dict(), SD15_TEXT_PREFIX))
     return {key: tensor.detach().contiguous().clone() for key, tensor in state.items()}
 
 

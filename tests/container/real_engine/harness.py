@@ -16,8 +16,8 @@ from typing import Any
 from functions.domain.catalog import FmType
 from functions.domain.kohya_params import ParamValue, validate_config
 from training_container.clip_tokenizers import (
-    SD15_TOKENIZER_REPO,
-    SDXL_TOKENIZER_2_REPO,
+    CLIP_L_TOKENIZER_REPO,
+    OPEN_CLIP_BIGG_TOKENIZER_REPO,
     cache_folder_name,
     write_clip_tokenizer_files,
 )
@@ -56,8 +56,8 @@ def accelerate_launcher(python: Path) -> list[str]:
 
 def write_tokenizer_cache(folder: Path) -> Path:
     """sd-scripts' ``--tokenizer_cache_dir`` layout, built offline from open_clip's BPE file."""
-    write_clip_tokenizer_files(folder / cache_folder_name(SD15_TOKENIZER_REPO))
-    write_clip_tokenizer_files(folder / cache_folder_name(SDXL_TOKENIZER_2_REPO), pad_token="!")
+    write_clip_tokenizer_files(folder / cache_folder_name(CLIP_L_TOKENIZER_REPO))
+    write_clip_tokenizer_files(folder / cache_folder_name(OPEN_CLIP_BIGG_TOKENIZER_REPO), pad_token="!")
     return folder
 
 
