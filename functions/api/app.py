@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from functions.api.errors import error_response, field_name, service_error_response
 from functions.api.routes import configs, datasets, models, training_observability, trainings
+from functions.api.schemas.common import ErrorDetail
 from functions.domain.errors import ServiceError
-from functions.domain.records import ErrorDetail
 
 logger = Logger(child=True)
 

@@ -15,8 +15,8 @@ from functions.api.app import app
 from functions.api.identity import caller_from_event
 from functions.api.request_guards import check_body
 from functions.api.routes.trainings import IDEMPOTENCY_CONFIG
+from functions.api.schemas.common import ErrorBody, ErrorDetail, ErrorInfo
 from functions.domain.errors import ServiceError
-from functions.domain.records import ErrorBody, ErrorDetail, ErrorInfo
 from functions.observability import build_metrics, cold_start_metric_enabled
 from functions.services.context import service_context
 

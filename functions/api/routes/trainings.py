@@ -16,9 +16,9 @@ from aws_lambda_powertools.utilities.idempotency import (
 
 from functions.api.errors import error_responses
 from functions.api.routes.common import ctx, no_content, owner_of, success
+from functions.api.schemas.trainings import CreateTrainingRequest, TrainingJobList, TrainingJobView
 from functions.domain.errors import invalid
 from functions.domain.page_tokens import PAGE_TOKEN_PATTERN
-from functions.domain.records import CreateTrainingRequest, TrainingJobList, TrainingJobView
 from functions.domain.statuses import JobStatus
 from functions.services import trainings
 
