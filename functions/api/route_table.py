@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 _TEMPLATE_PARAMETER = re.compile(r"\{[^/{}]+\}")
+# What a path parameter may hold: the characters the resolver's dynamic routes accept (RFC 3986
+# unreserved and sub-delims, ':' and '@', the percent-encoded unsafe ones, and word characters), so
+# a segment it will not route (e.g. a control character) is a 404 here too, not a 405.
+_SEGMENT = r"[-._~()'!*:@,;=+&$%<> \[\]{}|^\w]+"
 
 
 @dataclass(frozen=True)
@@ -26,10 +30,10 @@ class Operation:
 
 
 def _path_pattern(template: str) -> re.Pattern[str]:
-    """``/trainings/{job_id}`` -> one non-empty segment per parameter; trailing slashes allowed,
-    as APIGatewayRestResolver allows them."""
+    """``/trainings/{job_id}`` -> one segment per parameter; trailing slashes allowed, as
+    APIGatewayRestResolver allows them."""
     pieces = _TEMPLATE_PARAMETER.split(template)
-    return re.compile("^" + "[^/]+".join(re.escape(p) for p in pieces) + "/*$")
+    return re.compile("^" + _SEGMENT.join(re.escape(p) for p in pieces) + "/*$")
 
 
 class RouteTable:

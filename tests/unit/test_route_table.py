@@ -45,6 +45,7 @@ def test_methods_and_operations_by_path() -> None:
     assert table.allowed_methods("/jobs/abc") == ["GET"]
     assert table.allowed_methods("/jobs/abc/more") == []
     assert table.allowed_methods("/nothing") == []
+    assert table.allowed_methods("/jobs/\x84") == []  # a segment the resolver does not route: 404
     # a path matching a template with and one without parameters has the methods of both;
     # a request goes to the one without parameters first, as the resolver's static routes do
     assert table.allowed_methods("/jobs/latest") == ["DELETE", "GET"]
