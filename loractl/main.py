@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 from rich.text import Text
 
 from functions.domain.catalog import DEFAULT_INSTANCE_TYPE
+from functions.domain.families import FAMILIES
 from loractl import commands
 from loractl.api_shapes import UnexpectedResponseError
 from loractl.client import ApiConnectionError, ApiError
@@ -21,6 +22,9 @@ from loractl.output import errors
 from loractl.uploads import DEFAULT_WORKERS, TransferError
 
 EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_JOB_FAILED, EXIT_CONNECTION, EXIT_TIMEOUT = 0, 2, 3, 4, 5, 6
+# --fm-type's choices, from the family specs: a new family needs no change here.
+FM_TYPES = [fm_type.value for fm_type in FAMILIES]
+NATIVE_SIDES = " / ".join(f"{spec.fm_type.value} {spec.native_side}" for spec in FAMILIES.values())
 EPILOG = """\
 global options (before or after the subcommand):
   -o, --output json|table|id        output format (default table); --json is -o json
@@ -106,7 +110,7 @@ def _id_argument(parser: argparse.ArgumentParser, what: str) -> None:
 def _fm_type(
     parser: argparse.ArgumentParser, required: bool = True, help_: str = "base-model family"
 ) -> None:
-    parser.add_argument("--fm-type", choices=["sd15", "sdxl"], required=required, help=help_)
+    parser.add_argument("--fm-type", choices=FM_TYPES, required=required, help=help_)
 
 
 def _paging(
@@ -229,7 +233,7 @@ def _crop_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", type=int, help="target width in pixels (square unless --height)")
     parser.add_argument("--height", type=int, help="target height in pixels (default: the width)")
     parser.add_argument(
-        "--fm-type", choices=["sd15", "sdxl"], help="use the family's native side (512 / 1024) as resolution"
+        "--fm-type", choices=FM_TYPES, help=f"use the family's native side ({NATIVE_SIDES}) as resolution"
     )
     parser.add_argument(
         "--mode", choices=["center", "smart"], default="center", help="which part to keep (default center)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -14,9 +15,10 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from functions.api.errors import error_response, field_name, service_error_response
+from functions.api.route_table import RouteTable
 from functions.api.routes import configs, datasets, models, training_observability, trainings
+from functions.api.schemas.common import ErrorDetail
 from functions.domain.errors import ServiceError
-from functions.domain.records import ErrorDetail
 
 logger = Logger(child=True)
 
@@ -31,19 +33,21 @@ for _router in (
     app.include_router(_router)
 
 
+# The operations as the contract lists them (functions/api/route_table.py): built once, here,
+# after every router is included.
+ROUTES = RouteTable(json.loads(app.get_openapi_json_schema())["paths"])
+
+
 def refuse_undeclared_query_parameters(
     resolver: APIGatewayRestResolver, next_middleware: Any
 ) -> Response[Any]:
     """A query parameter the operation does not declare is a 400 naming it, as an unknown body
     field is (``extra="forbid"``): a misspelt ``?statu=`` must not silently list everything."""
-    route = resolver.context.get("_route")
-    dependant = getattr(route, "dependant", None)
     event = resolver.current_event
-    routed = event.http_method.upper() in allowed_methods(event.path)  # not for 404/405 answers
-    if dependant is not None and routed:
-        declared = {param.alias for param in dependant.query_params}
-        given = resolver.current_event.multi_value_query_string_parameters or {}
-        unknown = sorted(set(given) - declared)
+    operation = ROUTES.operation(event.http_method, event.path)  # None: a 404/405 answer follows
+    if operation is not None:
+        given = event.multi_value_query_string_parameters or {}
+        unknown = sorted(set(given) - operation.query_parameters)
         if unknown:
             details = [
                 ErrorDetail(field=name, problem="is not a query parameter of this operation")
@@ -92,16 +96,10 @@ def handle_idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Resp
     )
 
 
-def allowed_methods(path: str) -> list[str]:
-    """Methods routed for a path (Powertools keeps its compiled routes in ``_*_routes``)."""
-    routes = [*app._static_routes, *app._dynamic_routes]
-    return sorted({route.method for route in routes if route.rule.match(path)})
-
-
 @app.not_found
 def handle_not_found(_: NotFoundError) -> Response[Any]:
     event = app.current_event
-    allowed = allowed_methods(event.path)
+    allowed = ROUTES.allowed_methods(event.path)
     if allowed:
         message = f"{event.http_method} is not allowed on {event.path}"
         response = error_response(405, "METHOD_NOT_ALLOWED", message)

@@ -6,8 +6,8 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
+from functions.api.schemas.common import ErrorBody, ErrorDetail, ErrorInfo
 from functions.domain.errors import ServiceError
-from functions.domain.records import ErrorBody, ErrorDetail, ErrorInfo
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid input; details name each field and its problem",

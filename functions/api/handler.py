@@ -12,11 +12,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters.aws_clients import preload_service_models
 from functions.api.app import app
+from functions.api.idempotency import register_invocation
 from functions.api.identity import caller_from_event
 from functions.api.request_guards import check_body
-from functions.api.routes.trainings import IDEMPOTENCY_CONFIG
+from functions.api.schemas.common import ErrorBody, ErrorDetail, ErrorInfo
 from functions.domain.errors import ServiceError
-from functions.domain.records import ErrorBody, ErrorDetail, ErrorInfo
 from functions.observability import build_metrics, cold_start_metric_enabled
 from functions.services.context import service_context
 
@@ -70,7 +70,7 @@ def _refusal(error: ServiceError) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=cold_start_metric_enabled())
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    IDEMPOTENCY_CONFIG.register_lambda_context(context)
+    register_invocation(context)
     try:
         owner = caller_from_event(event, service_context().settings.owner_session_roles)
         check_body(event)

@@ -6,10 +6,30 @@ can never break the service — the original tool's list endpoint broke on them.
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from functions.domain.statuses import JobStatus
 
-# EventBridge detail-type of SageMaker's training-job events (source "aws.sagemaker").
+# EventBridge source and detail-type of SageMaker's training-job events (SageMaker developer
+# guide, "Events that Amazon SageMaker AI sends to Amazon EventBridge").
+STATE_CHANGE_SOURCE = "aws.sagemaker"
 STATE_CHANGE_DETAIL_TYPE = "SageMaker Training Job State Change"
+
+
+class TrainingJobStateDetail(BaseModel):
+    """The part of a state-change event's ``detail`` the service acts on.
+
+    The detail is a copy of DescribeTrainingJob's answer; everything else in it is ignored, so a
+    field SageMaker adds can never make an event unreadable.
+    """
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = Field(alias="TrainingJobName")
+    status: str = Field(alias="TrainingJobStatus")
+    secondary_status: str | None = Field(default=None, alias="SecondaryStatus")
+    failure_reason: str | None = Field(default=None, alias="FailureReason")
+
 
 _IN_PROGRESS_SECONDARY: dict[str, JobStatus] = {
     "Training": JobStatus.TRAINING,

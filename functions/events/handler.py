@@ -2,6 +2,12 @@
 
 The rule only forwards this stack's job-name prefix; names that are not ours are ignored anyway.
 Retries and a dead-letter queue are configured on the rule target: an exception here is retried.
+
+The event is read with Powertools' parser (https://docs.aws.amazon.com/powertools/python/latest/
+utilities/parser/, "Extending built-in models" and the standalone ``parse``): its ``EventBridgeModel``
+envelope with the domain's ``TrainingJobStateDetail`` as the detail. ``parse`` rather than the
+``event_parser`` decorator, because an event of another shape is ignored with a warning, not failed
+(a failure would be retried, then dead-lettered, for nothing).
 """
 
 from __future__ import annotations
@@ -11,10 +17,16 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import ValidationError, parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.adapters.training_launcher import TrainingJobState
-from functions.domain.sagemaker_states import STATE_CHANGE_DETAIL_TYPE
+from functions.domain.sagemaker_states import (
+    STATE_CHANGE_DETAIL_TYPE,
+    STATE_CHANGE_SOURCE,
+    TrainingJobStateDetail,
+)
 from functions.domain.statuses import JobStatus
 from functions.observability import build_metrics, cold_start_metric_enabled
 from functions.services.context import service_context
@@ -26,18 +38,26 @@ metrics = build_metrics()
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
+class TrainingJobStateChange(EventBridgeModel):
+    """An EventBridge event whose detail is a training job's state (checked by ``state_from_event``)."""
+
+    detail: TrainingJobStateDetail
+
+
 def state_from_event(event: dict[str, Any]) -> TrainingJobState | None:
-    if event.get("source") != "aws.sagemaker" or event.get("detail-type") != STATE_CHANGE_DETAIL_TYPE:
+    """The job state a SageMaker training-job state change carries; None for any other event."""
+    try:
+        change = parse(event=event, model=TrainingJobStateChange)
+    except ValidationError:
         return None
-    detail = event.get("detail") or {}
-    name, status = detail.get("TrainingJobName"), detail.get("TrainingJobStatus")
-    if not isinstance(name, str) or not isinstance(status, str):
+    if change.source != STATE_CHANGE_SOURCE or change.detail_type != STATE_CHANGE_DETAIL_TYPE:
         return None
+    detail = change.detail
     return TrainingJobState(
-        name=name,
-        status=status,
-        secondary_status=detail.get("SecondaryStatus"),
-        failure_reason=detail.get("FailureReason"),
+        name=detail.name,
+        status=detail.status,
+        secondary_status=detail.secondary_status,
+        failure_reason=detail.failure_reason,
     )
 
 

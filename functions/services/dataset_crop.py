@@ -13,13 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aws_lambda_powertools import Logger
 
+from functions.api.schemas.common import view_of
+from functions.api.schemas.datasets import CropDatasetRequest, DatasetView
 from functions.domain.background_tasks import BackgroundTask, TaskKind
 from functions.domain.catalog import ResourceStatus
 from functions.domain.dataset_preparation import NATIVE_SIDE, CropSpec, output_name, side_problem
 from functions.domain.dataset_rules import CAPTION_EXTENSION, DeclaredFile
 from functions.domain.errors import Conflict, NotFound, invalid
 from functions.domain.ids import new_id, utc_now
-from functions.domain.records import CropDatasetRequest, CropParameters, DatasetRecord, DatasetView, view_of
+from functions.domain.records import CropParameters, DatasetRecord
 from functions.domain.storage_layout import dataset_declared_key, dataset_file_key, dataset_prefix
 from functions.services.context import ServiceContext
 from functions.services.datasets import fail_waiting_dataset, record_arrival

@@ -14,6 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from aws_lambda_powertools import Logger
 
 from functions.adapters.storage import ObjectInfo
+from functions.api.schemas.common import view_of
+from functions.api.schemas.datasets import (
+    CreateDatasetRequest,
+    DatasetCreated,
+    DatasetList,
+    DatasetUploads,
+    DatasetUploadsRequest,
+    DatasetView,
+    PresignedFileUpload,
+)
 from functions.domain.background_tasks import BackgroundTask, TaskKind
 from functions.domain.catalog import ResourceStatus
 from functions.domain.dataset_rules import (
@@ -27,17 +37,7 @@ from functions.domain.dataset_rules import (
 from functions.domain.errors import Conflict, invalid, invalid_all
 from functions.domain.file_checks import looks_like_image, looks_like_text
 from functions.domain.ids import new_id, utc_now
-from functions.domain.records import (
-    CreateDatasetRequest,
-    DatasetCreated,
-    DatasetList,
-    DatasetRecord,
-    DatasetUploads,
-    DatasetUploadsRequest,
-    DatasetView,
-    PresignedFileUpload,
-    view_of,
-)
+from functions.domain.records import DatasetRecord
 from functions.domain.storage_layout import (
     dataset_declared_key,
     dataset_prefix,

@@ -18,12 +18,14 @@ from aws_lambda_powertools import Logger
 
 from functions.adapters.storage import choose_part_size
 from functions.adapters.url_fetch import FetchRefused, OpenedUrl, open_url, resolve_host
+from functions.api.schemas.common import view_of
+from functions.api.schemas.models import CreateModelRequest, ModelCreated, ModelView
 from functions.domain.background_tasks import BackgroundTask, TaskKind
 from functions.domain.catalog import ResourceStatus
 from functions.domain.errors import LimitExceeded, NotFound, invalid, invalid_all
 from functions.domain.ids import new_id, utc_now
 from functions.domain.model_import import import_filename, source_problems
-from functions.domain.records import CreateModelRequest, ModelCreated, ModelRecord, ModelView, view_of
+from functions.domain.records import ModelRecord
 from functions.domain.storage_layout import model_object_key
 from functions.services.context import ServiceContext
 from functions.services.models import checkpoint_family_of, fail_waiting_model, verify_safetensors

@@ -7,6 +7,17 @@ import math
 from aws_lambda_powertools import Logger
 
 from functions.adapters.storage import choose_part_size
+from functions.api.schemas.common import view_of
+from functions.api.schemas.models import (
+    CompleteModelRequest,
+    CreateModelRequest,
+    ModelCreated,
+    ModelList,
+    ModelVersionView,
+    ModelView,
+    MultipartUpload,
+    PresignedPart,
+)
 from functions.domain.catalog import FmType, ModelKind, ResourceStatus
 from functions.domain.checkpoint_family import checkpoint_problems
 from functions.domain.epoch_outputs import select_version
@@ -14,19 +25,7 @@ from functions.domain.errors import Conflict, NotFound, invalid, invalid_all
 from functions.domain.file_checks import parse_safetensors_header, safetensors_header_length
 from functions.domain.ids import new_id, utc_now
 from functions.domain.kohya_params import FieldProblem
-from functions.domain.records import (
-    CompleteModelRequest,
-    CreateModelRequest,
-    ModelCreated,
-    ModelList,
-    ModelRecord,
-    ModelVersionView,
-    ModelView,
-    MultipartUpload,
-    PresignedPart,
-    TrainingJobRecord,
-    view_of,
-)
+from functions.domain.records import ModelRecord, TrainingJobRecord
 from functions.domain.storage_layout import model_object_key
 from functions.services.background import OVERDUE_REASON, is_overdue, mark_failed
 from functions.services.context import ServiceContext

@@ -13,15 +13,15 @@ from datetime import UTC, datetime
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 
-from functions.domain.loss_curve import thin
-from functions.domain.page_tokens import decode_token, encode_token
-from functions.domain.records import (
-    TrainingJobRecord,
+from functions.api.schemas.training_observability import (
     TrainingLogLine,
     TrainingLogPage,
     TrainingMetricPoint,
     TrainingMetrics,
 )
+from functions.domain.loss_curve import thin
+from functions.domain.page_tokens import decode_token, encode_token
+from functions.domain.records import TrainingJobRecord
 from functions.domain.storage_layout import training_log_stream_prefix, training_metrics_key
 from functions.domain.training_contract import MAX_METRIC_POINTS, MetricsReport
 from functions.domain.training_logs import (

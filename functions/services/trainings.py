@@ -13,6 +13,13 @@ from typing import Any, TypeVar
 from aws_lambda_powertools import Logger
 
 from functions.adapters.training_launcher import LaunchRefused
+from functions.api.schemas.common import view_of
+from functions.api.schemas.trainings import (
+    CreateTrainingRequest,
+    TrainingJobList,
+    TrainingJobView,
+    TrainingSampleView,
+)
 from functions.domain.catalog import INSTANCE_TYPES, FmType
 from functions.domain.epoch_outputs import epoch_output_problems, sample_prompt_problems
 from functions.domain.errors import Conflict, LimitExceeded, NotFound, invalid_all
@@ -27,17 +34,7 @@ from functions.domain.job_rules import (
 from functions.domain.kohya_params import FieldProblem, ParamValue, validate_config
 from functions.domain.launch_spec import InputChannel, LaunchSpec
 from functions.domain.planning import TrainingPlan, plan_training
-from functions.domain.records import (
-    CreateTrainingRequest,
-    DatasetRecord,
-    ModelRecord,
-    TrainingJobList,
-    TrainingJobRecord,
-    TrainingJobView,
-    TrainingProgress,
-    TrainingSampleView,
-    view_of,
-)
+from functions.domain.records import DatasetRecord, ModelRecord, TrainingJobRecord, TrainingProgress
 from functions.domain.statuses import JobStatus, is_terminal
 from functions.domain.storage_layout import (
     dataset_prefix,

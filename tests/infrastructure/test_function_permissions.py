@@ -38,13 +38,13 @@ def _reset_warm_state() -> None:
     """What a Lambda execution environment keeps between invocations: gone on a cold start."""
     from aws_lambda_powertools.utilities.parameters import clear_caches
 
-    from functions.api.routes.trainings import idempotent_start
+    from functions.api.idempotency import forget_warm_state
     from functions.services.context import service_context
     from functions.webhooks.handler import _settings_and_secret
 
     service_context.cache_clear()
     _settings_and_secret.cache_clear()
-    idempotent_start.cache_clear()
+    forget_warm_state()
     clear_caches()
 
 

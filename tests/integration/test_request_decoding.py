@@ -123,6 +123,40 @@ def test_an_undeclared_query_parameter_is_refused_naming_it(api: ApiCaller) -> N
     assert api("GET", "/trainings", query={"status": "FAILED"})[0] == 200
 
 
+def _raw_call(api: ApiCaller, method: str, path: str) -> tuple[int, dict[str, Any], Any]:
+    from functions.api.handler import lambda_handler
+
+    response = lambda_handler(proxy_event(method, path, api.owner), LambdaContextStub())
+    headers = {k: ", ".join(v) for k, v in (response.get("multiValueHeaders") or {}).items()}
+    headers.update(response.get("headers") or {})
+    return int(response["statusCode"]), headers, json.loads(response["body"])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/models", "GET, POST"),
+        ("PATCH", "/trainings/0123456789abcdefghijklmnop", "DELETE, GET"),
+        ("GET", "/trainings/0123456789abcdefghijklmnop/stop", "POST"),
+        ("DELETE", "/configs/defaults/", "GET"),  # a trailing slash routes as without one
+    ],
+)
+def test_a_method_the_path_does_not_have_is_a_405_with_allow(
+    api: ApiCaller, method: str, path: str, allowed: str
+) -> None:
+    status, headers, body = _raw_call(api, method, path)
+    assert status == 405, body
+    assert headers["Allow"] == allowed
+    assert body["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+def test_an_unknown_path_is_a_404_and_a_known_one_still_routes(api: ApiCaller) -> None:
+    status, headers, body = _raw_call(api, "GET", "/trainings/0123456789abcdefghijklmnop/nothing")
+    assert status == 404 and "Allow" not in headers
+    assert body["error"]["code"] == "NOT_FOUND"
+    assert _raw_call(api, "GET", "/models")[0] == 200
+
+
 def test_config_validation_checks_an_instance_type_given_alone(api: ApiCaller) -> None:
     status, body = api("POST", "/configs/validate", {"fm_type": "sdxl", "instance_type": "AAA"})
     assert status == 400 and "instance_type" in _fields(body), body

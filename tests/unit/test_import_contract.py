@@ -18,6 +18,17 @@ OURS = ("functions", "training_container", "local_runtime", "loractl", "infrastr
 ALLOWED: dict[str, tuple[str, ...]] = {
     "functions.domain": (),
     "functions.adapters": ("functions.domain",),
+    # the API's request/view shapes: the wire contract, built on the domain only
+    "functions.api.schemas": ("functions.domain",),
+    # use cases take the validated request and return the view (functions/api/schemas/__init__.py),
+    # but never reach into the HTTP layer's routing, errors or handler
+    "functions.services": (
+        "functions.domain",
+        "functions.adapters",
+        "functions.api.schemas",
+        "functions.settings",
+        "functions.observability",
+    ),
     "training_container": ("functions.domain",),
     "loractl": ("functions.domain",),
 }

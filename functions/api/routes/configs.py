@@ -9,16 +9,16 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from functions.api.errors import error_responses
 from functions.api.routes.common import ctx, owner_of, success
-from functions.domain.catalog import FmType
-from functions.domain.kohya_params import DEFAULTS, RESERVED_PARAMETERS, USER_PARAMETERS
-from functions.domain.records import (
+from functions.api.schemas.configs import (
     ConfigDefaults,
     ConfigValidation,
-    DatasetRecord,
     ParameterInfo,
     ValidateConfigRequest,
     config_warnings,
 )
+from functions.domain.catalog import FmType
+from functions.domain.kohya_params import DEFAULTS, RESERVED_PARAMETERS, USER_PARAMETERS
+from functions.domain.records import DatasetRecord
 from functions.services import trainings
 
 router = Router()

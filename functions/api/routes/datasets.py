@@ -10,9 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api.errors import error_responses
 from functions.api.routes.common import accepted, created, ctx, no_content, owner_of, success
-from functions.domain.catalog import ResourceStatus
-from functions.domain.page_tokens import PAGE_TOKEN_PATTERN
-from functions.domain.records import (
+from functions.api.schemas.datasets import (
     CreateDatasetRequest,
     CropDatasetRequest,
     DatasetCreated,
@@ -21,6 +19,8 @@ from functions.domain.records import (
     DatasetUploadsRequest,
     DatasetView,
 )
+from functions.domain.catalog import ResourceStatus
+from functions.domain.page_tokens import PAGE_TOKEN_PATTERN
 from functions.services import dataset_crop, datasets
 
 router = Router()

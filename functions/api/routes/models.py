@@ -10,16 +10,16 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api.errors import error_responses
 from functions.api.routes.common import accepted, created, ctx, no_content, owner_of, success
-from functions.domain.catalog import FmType, ModelKind, ResourceStatus
-from functions.domain.page_tokens import PAGE_TOKEN_PATTERN
-from functions.domain.records import (
+from functions.api.schemas.common import RecordId
+from functions.api.schemas.models import (
     CompleteModelRequest,
     CreateModelRequest,
     ModelCreated,
     ModelList,
     ModelView,
-    RecordId,
 )
+from functions.domain.catalog import FmType, ModelKind, ResourceStatus
+from functions.domain.page_tokens import PAGE_TOKEN_PATTERN
 from functions.services import model_import, models
 
 router = Router()

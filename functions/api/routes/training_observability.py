@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from functions.api.errors import error_responses
 from functions.api.routes.common import ctx, owner_of, success
 from functions.api.routes.trainings import JobId
-from functions.domain.records import TrainingLogPage, TrainingMetrics
+from functions.api.schemas.training_observability import TrainingLogPage, TrainingMetrics
 from functions.domain.training_contract import MAX_METRIC_POINTS
 from functions.domain.training_logs import DEFAULT_LOG_PAGE_LINES, MAX_LOG_PAGE_LINES, LogStart
 from functions.services import training_observability

@@ -2,52 +2,23 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 
 from functions.api.errors import error_responses
-from functions.api.routes.common import ctx, no_content, owner_of, success
+from functions.api.idempotency import start_training_once
+from functions.api.routes.common import created, ctx, no_content, owner_of, success
+from functions.api.schemas.trainings import CreateTrainingRequest, TrainingJobList, TrainingJobView
 from functions.domain.errors import invalid
 from functions.domain.page_tokens import PAGE_TOKEN_PATTERN
-from functions.domain.records import CreateTrainingRequest, TrainingJobList, TrainingJobView
 from functions.domain.statuses import JobStatus
 from functions.services import trainings
 
 router = Router()
 JobId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="training job id")]
-IDEMPOTENCY_TTL_SECONDS = 24 * 3600
-
-# Keyed on (caller, Idempotency-Key); the body is validated so a reused key with another body is
-# refused instead of silently returning the first job.
-IDEMPOTENCY_CONFIG = IdempotencyConfig(
-    event_key_jmespath="[owner, key]",
-    payload_validation_jmespath="body",
-    raise_on_no_idempotency_key=True,
-    expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
-)
-
-
-def _start(request: dict[str, Any]) -> dict[str, Any]:
-    body = CreateTrainingRequest.model_validate(request["body"])
-    return trainings.create_training(ctx(), request["owner"], body).model_dump(mode="json")
-
-
-@cache
-def idempotent_start() -> Any:
-    """Built on first use: the persistence layer needs the table name from the environment."""
-    store = DynamoDBPersistenceLayer(table_name=ctx().settings.idempotency_table_name)
-    return idempotent_function(
-        data_keyword_argument="request", persistence_store=store, config=IDEMPOTENCY_CONFIG
-    )(_start)
 
 
 @router.post(
@@ -72,17 +43,10 @@ def create_training(
     key = idempotency_key or router.current_event.headers.get("Idempotency-Key")
     owner = owner_of(router)
     if key is None:
-        job = trainings.create_training(ctx(), owner, request).model_dump(mode="json")
-    else:
-        if not key.strip() or len(key) > 128:
-            raise invalid("Idempotency-Key", "must be 1 to 128 characters")
-        payload = {"owner": owner, "key": key, "body": request.model_dump(mode="json")}
-        job = idempotent_start()(request=payload)
-    return Response(
-        status_code=201,
-        content_type="application/json",
-        body=TrainingJobView.model_validate(job).model_dump_json(),
-    )
+        return created(trainings.create_training(ctx(), owner, request))
+    if not key.strip() or len(key) > 128:
+        raise invalid("Idempotency-Key", "must be 1 to 128 characters")
+    return created(start_training_once(owner, key, request))
 
 
 @router.get(
