@@ -436,6 +436,13 @@ class CreateTrainingRequest(JsonRequestModel):
         max_length=WEBHOOK_URL_MAX_LENGTH,
         description="https URL that receives a signed POST when the job ends (docs/notifications.md)",
     )
+    # AWS Batch's schedulingPriority range (botocore batch service-2.json: 0-9999).
+    priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=9999,
+        description="queued deployments: order among your own queued jobs (higher first; default 0)",
+    )
 
 
 class TrainingProgress(BaseModel):
@@ -502,6 +509,8 @@ class TrainingJobRecord(BaseModel):
     status: JobStatus
     secondary_status: str | None = None
     failure_reason: str | None = None
+    # Why a QUEUED job waits, in AWS Batch's words (budget full, capacity, quota); None otherwise.
+    queue_reason: str | None = None
     sagemaker_job_name: str
     progress: TrainingProgress | None = None
     output: TrainingOutput | None = None
@@ -510,6 +519,7 @@ class TrainingJobRecord(BaseModel):
     created_at: str
     updated_at: str
     webhook_url: str | None = None
+    priority: int = 0  # schedulingPriority within the owner's share (queued deployments)
 
 
 class ConfigWarning(BaseModel):
@@ -538,6 +548,8 @@ class TrainingJobView(BaseModel):
     status: JobStatus
     secondary_status: str | None = None
     failure_reason: str | None = None
+    # Why a QUEUED job waits, in AWS Batch's words (budget full, capacity, quota); None otherwise.
+    queue_reason: str | None = None
     sagemaker_job_name: str
     progress: TrainingProgress | None = None
     output: TrainingOutput | None = None

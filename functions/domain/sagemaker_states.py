@@ -6,6 +6,7 @@ can never break the service — the original tool's list endpoint broke on them.
 
 from __future__ import annotations
 
+from functions.domain.batch_queue import QUEUED_STATE
 from functions.domain.statuses import JobStatus
 
 # EventBridge detail-type of SageMaker's training-job events (source "aws.sagemaker").
@@ -16,6 +17,7 @@ _IN_PROGRESS_SECONDARY: dict[str, JobStatus] = {
     "Uploading": JobStatus.UPLOADING,
 }
 _PRIMARY: dict[str, JobStatus] = {
+    QUEUED_STATE: JobStatus.QUEUED,  # the Batch launcher's word for "still in the job queue"
     "InProgress": JobStatus.STARTING,
     "Completed": JobStatus.COMPLETED,
     "Failed": JobStatus.FAILED,
