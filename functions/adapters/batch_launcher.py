@@ -40,6 +40,9 @@ from functions.domain.launch_spec import LaunchSpec
 from functions.domain.statuses import JobStatus
 
 STOP_REASON = "stopped by its owner"
+# How Batch words the end of a job its queue's jobStateTimeLimitActions terminated (the user guide,
+# "Jobs stuck in RUNNABLE due to capacity"): a wait past the deployment's maximum, a failure.
+TIME_LIMIT_REASON = "Terminated by JobStateTimeLimit action"
 
 
 def submit_request(spec: LaunchSpec, job_queue: str) -> dict[str, Any]:
@@ -56,7 +59,8 @@ def submit_request(spec: LaunchSpec, job_queue: str) -> dict[str, Any]:
         # One attempt: SageMaker's own retries and spot restarts happen inside the training job,
         # and a second Batch attempt would train (and bill) the job again from the start.
         "retryStrategy": {"attempts": 1},
-        "tags": dict(spec.tags),
+        # No Batch tags: the training job carries the spec's tags (in the payload), and tagging
+        # the service job would need batch:TagResource besides.
     }
     if spec.share_identifier:
         request["shareIdentifier"] = spec.share_identifier
@@ -96,7 +100,8 @@ def state_of_service_job(job: Mapping[str, Any]) -> TrainingJobState:
             name=name, status="Completed", secondary_status="Completed", failure_reason=None
         )
     if status == "FAILED":
-        if job.get("isTerminated"):
+        timed_out = str(reason or "").startswith(TIME_LIMIT_REASON)
+        if job.get("isTerminated") and not timed_out:
             return TrainingJobState(
                 name=name, status="Stopped", secondary_status="Stopped", failure_reason=None
             )
