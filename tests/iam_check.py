@@ -495,7 +495,7 @@ def record_to_file(path: Path) -> None:
     lock = threading.Lock()
     variables = ("TABLE_NAME", "IDEMPOTENCY_TABLE_NAME", "BUCKET_NAME", "EVENT_BUS_NAME", "WEBHOOK_QUEUE_URL",
                  "TRAINING_ROLE_ARN", "JOB_NAME_PREFIX", "TASKS_FUNCTION_NAME", "PAGE_TOKEN_SECRET_ARN",
-                 "WEBHOOK_SIGNING_SECRET_ARN", "TRAINING_LOG_GROUP")  # fmt: skip
+                 "WEBHOOK_SIGNING_SECRET_ARN", "TRAINING_LOG_GROUP", "TRAINING_JOB_QUEUE")  # fmt: skip
 
     def emit(self: Any, api_params: Any, operation_model: Any, context: Any) -> Any:
         params = original(self, api_params, operation_model, context)
