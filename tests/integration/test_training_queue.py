@@ -167,3 +167,34 @@ def test_batch_events_update_the_reason_and_end_a_job_that_waited_too_long(
     _, failed = api("GET", f"/trainings/{job['id']}")
     assert failed["status"] == "FAILED" and failed["failure_reason"] == gave_up
     assert failed["queue_reason"] is None
+
+
+def test_the_reconciler_repairs_a_queued_job_whose_events_were_lost(
+    api: ApiCaller, batch_stub: Stubber, queued_ctx: ServiceContext
+) -> None:
+    from datetime import UTC, datetime
+
+    from functions.domain.records import TrainingJobRecord
+    from functions.services.reconciliation import reconcile_job
+
+    job = queue_a_job(api, batch_stub)
+    name = job["sagemaker_job_name"]
+    gave_up = "Terminated by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    batch_stub.add_response(
+        "list_service_jobs",
+        {
+            "jobSummaryList": [
+                {"jobId": SERVICE_JOB_ID, "jobName": name, "serviceJobType": "SAGEMAKER_TRAINING"}
+            ]
+        },
+        {"jobQueue": QUEUE, "filters": [{"name": "JOB_NAME", "values": [name]}]},
+    )
+    batch_stub.add_response(
+        "describe_service_job",
+        service_job(name, "FAILED", statusReason=gave_up, isTerminated=True),
+        {"jobId": SERVICE_JOB_ID},
+    )
+    record = queued_ctx.repository.get(TrainingJobRecord, job["id"], api.owner)
+    assert reconcile_job(queued_ctx, record, datetime.now(UTC)) == "repaired"
+    _, failed = api("GET", f"/trainings/{job['id']}")
+    assert failed["status"] == "FAILED" and failed["failure_reason"] == gave_up
