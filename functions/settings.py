@@ -51,6 +51,10 @@ class EnvVar(StrEnum):
     # and the local runtime's switch allowing http:// to loopback (never set in AWS).
     MODEL_IMPORT_MAX_BYTES = "MODEL_IMPORT_MAX_BYTES"
     MODEL_IMPORT_ALLOW_LOOPBACK_HTTP = "MODEL_IMPORT_ALLOW_LOOPBACK_HTTP"
+    # How trainings are launched: "direct" (CreateTrainingJob) or "queue" (an AWS Batch job queue
+    # of SageMaker Training service jobs, functions.adapters.batch_launcher), and that queue.
+    TRAINING_LAUNCHER = "TRAINING_LAUNCHER"
+    TRAINING_JOB_QUEUE = "TRAINING_JOB_QUEUE"  # the job queue's ARN (or name)
     # Roles whose sessions all map to one owner, the role (functions/api/identity.py).
     OWNER_SESSION_ROLES = "OWNER_SESSION_ROLES"  # comma-separated role names
 
@@ -82,9 +86,16 @@ class DeploymentDefaults:
     model_import_max_bytes: int = 20 * 1024**3
     webhook_max_attempts: int = 8
     webhook_retry_base_seconds: int = 30
+    # Queued launches (README "Training queue"): off by default, so a first deploy needs nothing
+    # new; the GPU budget is the service environment's capacity in instances, and a queued job
+    # waiting longer than the maximum for capacity/quota is failed by Batch with its reason.
+    training_launcher: str = "direct"
+    gpu_budget_instances: int = 2
+    max_queue_wait_seconds: int = 24 * 3600
 
 
 DEFAULTS = DeploymentDefaults()
+TRAINING_LAUNCHERS = ("direct", "queue")
 
 
 def _bool(raw: str | None, default: bool) -> bool:
@@ -131,6 +142,8 @@ class Settings:
     model_import_max_bytes: int = DEFAULTS.model_import_max_bytes
     model_import_allow_loopback_http: bool = False
     owner_session_roles: tuple[str, ...] = ()
+    training_launcher: str = DEFAULTS.training_launcher
+    training_job_queue: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +152,11 @@ class Settings:
         unknown = [name for name in allowed if name not in INSTANCE_TYPES]
         if unknown:
             raise ValueError(f"{EnvVar.ALLOWED_INSTANCE_TYPES} names unknown instance types: {unknown}")
+        launcher = e.get(EnvVar.TRAINING_LAUNCHER) or DEFAULTS.training_launcher
+        if launcher not in TRAINING_LAUNCHERS:
+            raise ValueError(
+                f"{EnvVar.TRAINING_LAUNCHER} must be one of {TRAINING_LAUNCHERS}, not {launcher!r}"
+            )
         return cls(
             table_name=e.get(EnvVar.TABLE_NAME, ""),
             idempotency_table_name=e.get(EnvVar.IDEMPOTENCY_TABLE_NAME, ""),
@@ -180,6 +198,8 @@ class Settings:
             ),
             model_import_allow_loopback_http=_bool(e.get(EnvVar.MODEL_IMPORT_ALLOW_LOOPBACK_HTTP), False),
             owner_session_roles=_csv(e.get(EnvVar.OWNER_SESSION_ROLES)),
+            training_launcher=launcher,
+            training_job_queue=e.get(EnvVar.TRAINING_JOB_QUEUE, ""),
         )
 
     def require(self, name: str) -> str:

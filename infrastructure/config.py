@@ -34,7 +34,12 @@ CONTEXT_KEYS = (
     "alarmEmail",
     "snapStart",
     "ownerSessionRoles",
+    "trainingQueue",
+    "gpuBudgetInstances",
+    "maxQueueWaitSeconds",
 )
+# jobStateTimeLimitActions' maxTimeSeconds bounds (AWS::Batch::JobQueue JobStateTimeLimitAction).
+QUEUE_WAIT_BOUNDS = (600, 86400)
 
 
 def _list(value: Any) -> tuple[str, ...]:
@@ -74,6 +79,10 @@ class DeploymentConfig:
     # Roles whose trust policy pins sts:RoleSessionName: each session name is a person (README
     # "Who owns what"); every other assumed role but Identity Center's is one shared owner.
     owner_session_roles: tuple[str, ...] = ()
+    # README "Training queue": trainings wait in AWS Batch for the GPU budget (in instances).
+    training_queue: bool = DEFAULTS.training_launcher == "queue"
+    gpu_budget_instances: int = DEFAULTS.gpu_budget_instances
+    max_queue_wait_seconds: int = DEFAULTS.max_queue_wait_seconds
 
     @classmethod
     def from_context(cls, scope: Construct) -> DeploymentConfig:
@@ -97,6 +106,15 @@ class DeploymentConfig:
         subnets, groups = _list(get("trainingSubnetIds")), _list(get("trainingSecurityGroupIds"))
         if bool(subnets) != bool(groups):
             raise ValueError("trainingSubnetIds and trainingSecurityGroupIds must be given together")
+        raw_budget = get("gpuBudgetInstances")
+        budget = DEFAULTS.gpu_budget_instances if raw_budget in (None, "") else int(raw_budget)
+        if budget < 1:
+            raise ValueError("gpuBudgetInstances must be at least 1 (instances the queue may run at once)")
+        wait = int(get("maxQueueWaitSeconds") or DEFAULTS.max_queue_wait_seconds)
+        if not QUEUE_WAIT_BOUNDS[0] <= wait <= QUEUE_WAIT_BOUNDS[1]:
+            raise ValueError(
+                f"maxQueueWaitSeconds must be between {QUEUE_WAIT_BOUNDS[0]} and {QUEUE_WAIT_BOUNDS[1]}"
+            )
         return cls(
             allowed_instance_types=allowed,
             default_use_spot=_bool(get("defaultUseSpot"), DEFAULTS.default_use_spot),
@@ -118,4 +136,7 @@ class DeploymentConfig:
             alarm_email=get("alarmEmail"),
             snap_start=_bool(get("snapStart"), True),
             owner_session_roles=session_roles,
+            training_queue=_bool(get("trainingQueue"), DEFAULTS.training_launcher == "queue"),
+            gpu_budget_instances=budget,
+            max_queue_wait_seconds=wait,
         )

@@ -20,6 +20,7 @@ from infrastructure.constructs.notifications import ServiceNotifications
 from infrastructure.constructs.state import ServiceState
 from infrastructure.constructs.storage import ServiceStorage
 from infrastructure.constructs.training import TrainingEnvironment
+from infrastructure.constructs.training_queue import TrainingQueue
 from infrastructure.nag import acknowledge
 
 MAX_PREFIX_LENGTH = MAX_JOB_NAME_LENGTH - ID_LENGTH - 1
@@ -86,6 +87,16 @@ class LoraTrainingStack(Stack):
             "Only signs short-lived pagination cursors; rotating it would merely invalidate open cursors.",
         )
         notifications = ServiceNotifications(self, "Notifications", removal_policy=removal)
+        queue = (
+            TrainingQueue(
+                self,
+                "TrainingQueue",
+                gpu_budget_instances=config.gpu_budget_instances,
+                max_queue_wait_seconds=config.max_queue_wait_seconds,
+            )
+            if config.training_queue
+            else None
+        )
         functions = ServiceFunctions(
             self,
             "Functions",
@@ -97,6 +108,7 @@ class LoraTrainingStack(Stack):
                 page_token_secret=page_token_secret,
                 notifications=notifications,
                 job_name_prefix=prefix,
+                training_queue=queue,
             ),
             config=config,
             log_retention=retention,
@@ -111,6 +123,7 @@ class LoraTrainingStack(Stack):
             job_name_prefix=prefix,
             events_function=functions.events,
             reconciler=functions.reconciler,
+            job_queue_arn=queue.queue_arn if queue else None,
         )
         ServiceMonitoring(
             self,

@@ -1,6 +1,9 @@
 """The local runtime: the whole service on one machine, started and stopped as one object.
 
     moto (DynamoDB + S3 + CloudWatch Logs) on loopback   <- the handlers' boto3 clients (AWS_ENDPOINT_URL_*)
+    local AWS Batch (REST-JSON)        <- the control plane's boto3 Batch client (queued trainings)
+        service-job queue: capacity, fair share, priority -> the local SageMaker (in-process)
+        service-job state-change events -> functions.events.handler.lambda_handler (in-process)
     local SageMaker (JSON 1.1)         <- the control plane's boto3 SageMaker client
         job runner -> training_container.entrypoint child processes (output -> CloudWatch Logs)
         state-change events -> functions.events.handler.lambda_handler (in-process)
@@ -14,6 +17,7 @@ State lives under the data directory (see ``state_snapshot`` and ``docs/LOCAL.md
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,13 +30,15 @@ from typing import Any
 from functions.settings import DEFAULTS, EnvVar
 from local_runtime.api_gateway import LocalApiServer
 from local_runtime.aws_emulator import FAKE_ACCESS_KEY_ID, FAKE_SECRET_ACCESS_KEY, AwsEmulator, ResourceNames
+from local_runtime.batch_jobs import BatchError, ServiceJobQueue
+from local_runtime.batch_server import BatchWireServer, LocalBatch
 from local_runtime.defaults import DEFAULT_API_PORT, DEFAULT_DATA_DIR, RUNTIME_INFO_FILE
 from local_runtime.job_runner import LocalTrainingJobRunner, RunnerOptions
 from local_runtime.lambda_invoker import LocalLambdaFunction
 from local_runtime.lambda_server import LambdaWireServer, LocalLambdaService
 from local_runtime.local_auth import DEFAULT_USER, LocalTokens
 from local_runtime.log_shipping import restore_journals
-from local_runtime.sagemaker_jobs import ACCOUNT_ID, TrainingJobStore
+from local_runtime.sagemaker_jobs import ACCOUNT_ID, SageMakerError, TrainingJobStore
 from local_runtime.sagemaker_server import LocalSageMaker, SageMakerWireServer
 from local_runtime.sqs_event_source import SqsEventSource
 from local_runtime.state_snapshot import PeriodicSnapshots, StateSnapshot
@@ -50,6 +56,7 @@ WEBHOOK_SECRET_FILE = "webhook-signing-secret"  # in the data directory; receive
 LOCAL_WEBHOOK_RETRY_BASE_SECONDS = 2  # local retries come quickly; AWS uses DEFAULTS
 LOCAL_TRAINING_IMAGE = "local/lora-training:latest"  # recorded only; the runner runs the entrypoint module
 LOCAL_ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/lora-local-training"
+LOCAL_JOB_QUEUE = "lora-local-training-queue"
 # Variables that would send the handlers' clients to real AWS instead of the emulator.
 AWS_VARIABLES_TO_CLEAR = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL")
 
@@ -65,6 +72,9 @@ class LocalRuntimeOptions:
     region: str = "us-east-1"
     users: tuple[str, ...] = (DEFAULT_USER,)
     max_concurrent_jobs: int = 1
+    # Trainings go through the local AWS Batch job queue (as a queued deployment's do); its
+    # capacity, the local GPU budget, is ``max_concurrent_jobs``. False: CreateTrainingJob directly.
+    queue_trainings: bool = True
     checkpoint_sync_seconds: float = 2.0
     stop_grace_seconds: float = 20.0
     snapshot_interval_seconds: float = 3.0
@@ -123,6 +133,8 @@ class LocalRuntime:
         self._sagemaker_server: SageMakerWireServer | None = None
         self._runner: LocalTrainingJobRunner | None = None
         self._sagemaker: LocalSageMaker | None = None
+        self._batch_queue: ServiceJobQueue | None = None
+        self._batch_server: BatchWireServer | None = None
         self._snapshots: PeriodicSnapshots | None = None
         self._webhooks: SqsEventSource | None = None
         self._webhook_queue: tuple[str, str] = ("", "")
@@ -161,7 +173,10 @@ class LocalRuntime:
         unfinished = lambda_service.take_interrupted()
         self._lambda_server = LambdaWireServer(lambda_service)
         self._lambda_server.start()
-        os.environ.update(self._handler_environment(sagemaker.endpoint_url, self._lambda_server.endpoint_url))
+        batch_url = self._start_batch(events) if self.options.queue_trainings else ""
+        os.environ.update(
+            self._handler_environment(sagemaker.endpoint_url, self._lambda_server.endpoint_url, batch_url)
+        )
         for name in AWS_VARIABLES_TO_CLEAR:
             os.environ.pop(name, None)
         api_function = LocalLambdaFunction(self.options.api_handler, "lora-local-api", self.options.region)
@@ -171,6 +186,8 @@ class LocalRuntime:
         self._start_webhook_delivery()
         assert self._sagemaker is not None
         interrupted = self._sagemaker.recover_interrupted_jobs()
+        if self._batch_queue is not None:
+            self._batch_queue.start()  # after the recovery: it sees the interrupted jobs as ended
         interrupted_tasks = end_interrupted_tasks(unfinished)
         if interrupted_tasks:
             self._snapshots.save_now()
@@ -224,6 +241,47 @@ class LocalRuntime:
         self._sagemaker_server.start()
         return self._sagemaker_server
 
+    def _start_batch(self, events: LocalLambdaFunction) -> str:
+        """The local AWS Batch queue in front of the local SageMaker (see local_runtime.batch_jobs)."""
+        sagemaker = self._sagemaker
+        assert sagemaker is not None and self._runner is not None
+        store = sagemaker.store
+
+        def start_training(payload: dict[str, Any]) -> str:
+            try:
+                return str(sagemaker.create_training_job(payload)["TrainingJobArn"])
+            except SageMakerError as refused:
+                raise BatchError(f"{refused.code}: {refused.message}") from refused
+
+        def training_status(name: str) -> tuple[str, str] | None:
+            try:
+                record = store.get(name)
+            except SageMakerError:
+                return None
+            return record.status, record.secondary_status
+
+        def stop_training(name: str) -> None:
+            with contextlib.suppress(SageMakerError):  # it ended meanwhile: followed like any end
+                sagemaker.stop_training_job({"TrainingJobName": name})
+
+        def deliver(event: dict[str, Any]) -> None:
+            events.invoke(event)
+            if self._snapshots is not None:
+                self._snapshots.save_now()
+
+        self._batch_queue = ServiceJobQueue(
+            self.data_dir / "batch",
+            capacity=self.options.max_concurrent_jobs,
+            region=self.options.region,
+            start_training=start_training,
+            training_status=training_status,
+            stop_training=stop_training,
+            event_sink=deliver,
+        )
+        self._batch_server = BatchWireServer(LocalBatch(self._batch_queue))
+        self._batch_server.start()
+        return self._batch_server.endpoint_url
+
     def _start_webhook_delivery(self) -> None:
         """The webhook delivery Lambda behind an SQS event source on the emulated queue."""
         function = LocalLambdaFunction(
@@ -245,10 +303,20 @@ class LocalRuntime:
             path.chmod(0o600)
         return path.read_text(encoding="utf-8").strip()
 
-    def _handler_environment(self, sagemaker_url: str, lambda_url: str) -> dict[str, str]:
+    def _handler_environment(
+        self, sagemaker_url: str, lambda_url: str, batch_url: str = ""
+    ) -> dict[str, str]:
         """The Lambda environment of the stack, pointed at the local emulators."""
         names = self.options.names
+        queued = {
+            EnvVar.TRAINING_LAUNCHER: "queue",
+            EnvVar.TRAINING_JOB_QUEUE: (
+                f"arn:aws:batch:{self.options.region}:{ACCOUNT_ID}:job-queue/{LOCAL_JOB_QUEUE}"
+            ),
+            "AWS_ENDPOINT_URL_BATCH": batch_url,
+        }
         return {
+            **(queued if batch_url else {EnvVar.TRAINING_LAUNCHER: "direct"}),
             EnvVar.TABLE_NAME: names.table,
             EnvVar.IDEMPOTENCY_TABLE_NAME: names.idempotency_table,
             EnvVar.BUCKET_NAME: names.bucket,
@@ -321,6 +389,10 @@ class LocalRuntime:
 
     def stop(self) -> None:
         """Stop running jobs (recorded as failed), save the state, stop the servers."""
+        if self._batch_server is not None:
+            self._batch_server.stop()
+        if self._batch_queue is not None:
+            self._batch_queue.stop()
         if self._sagemaker_server is not None:
             self._sagemaker_server.stop()
         if self._runner is not None:

@@ -49,6 +49,11 @@ class LocalSageMaker:
         self._runner = runner
         self._region = region
 
+    @property
+    def store(self) -> TrainingJobStore:
+        """The training-job records (the local Batch queue follows its jobs' states here)."""
+        return self._store
+
     def recover_interrupted_jobs(self) -> list[str]:
         """End what is left of jobs that were queued or running when the runtime last stopped (their
         processes, then their records: failed); returns their names."""

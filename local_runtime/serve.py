@@ -44,7 +44,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"add a user and token (repeatable; the first gets the 'local' profile; default {DEFAULT_USER})",
     )
     parser.add_argument(
-        "--max-concurrent-jobs", type=int, default=1, help="trainings run at once (default 1)"
+        "--max-concurrent-jobs",
+        type=int,
+        default=1,
+        help="trainings run at once: the local training queue's GPU budget (default 1)",
+    )
+    parser.add_argument(
+        "--direct-launch",
+        action="store_true",
+        help="call CreateTrainingJob directly instead of queueing trainings in the local AWS Batch",
     )
     parser.add_argument(
         "--no-cli-config", action="store_true", help="do not write the loractl 'local' profile"
@@ -68,6 +76,7 @@ def options_from_arguments(args: argparse.Namespace) -> LocalRuntimeOptions:
         sagemaker_port=args.sagemaker_port,
         users=tuple(args.users or [DEFAULT_USER]),
         max_concurrent_jobs=args.max_concurrent_jobs,
+        queue_trainings=not args.direct_launch,
         write_cli_config=not args.no_cli_config,
         log_level="INFO" if args.verbose else "WARNING",
         **{

@@ -609,7 +609,7 @@ def _create_training(args: argparse.Namespace, body: dict[str, Any], prompts: li
 
 def _describe_progress(job: dict[str, Any]) -> str:
     progress = api_shapes.progress_of(job)
-    parts = [str(job.get("status")), str(job.get("secondary_status") or "")]
+    parts = [str(job.get("status")), str(job.get("secondary_status") or job.get("queue_reason") or "")]
     if progress.get("loss") is not None:
         parts.append(f"loss {float(progress['loss']):.4f}")
     if progress.get("total_steps"):

@@ -105,6 +105,7 @@ def training_sections(job: dict[str, Any]) -> list[Section]:
             [
                 ("name", job.get("name")),
                 ("status", status),
+                ("waiting", job.get("queue_reason")),  # QUEUED: why it waits (README "Training queue")
                 ("reason", stop_reason(job)),
                 ("family", job.get("fm_type")),
                 ("base model", job.get("base_model_id")),

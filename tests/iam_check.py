@@ -243,6 +243,21 @@ def authorizations(call: RecordedCall) -> list[Authorization]:
             if p.get("Tags"):  # SageMaker authorises tagging on create as AddTags
                 found.append(Authorization("sagemaker:AddTags", job))
         return found
+    if s == "batch":  # service jobs (IAM Service Authorization Reference, AWS Batch)
+        jobs = f"arn:aws:batch:{region}:{ACCOUNT}:"
+        if op == "SubmitServiceJob":
+            queue = p["jobQueue"] if p["jobQueue"].startswith("arn:") else f"{jobs}job-queue/{p['jobQueue']}"
+            role = json.loads(p["serviceRequestPayload"])["RoleArn"]
+            # Batch hands the payload's execution role to SageMaker on the caller's behalf.
+            passed = {"iam:PassedToService": "sagemaker.amazonaws.com"}
+            return [
+                Authorization("batch:SubmitServiceJob", queue),
+                Authorization("iam:PassRole", role, passed),
+            ]
+        if op in ("DescribeServiceJob", "TerminateServiceJob"):
+            return [Authorization(f"batch:{op}", f"{jobs}service-job/{p['jobId']}")]
+        if op == "ListServiceJobs":
+            return [Authorization("batch:ListServiceJobs", "*")]
     if s == "logs" and op in ("GetLogEvents", "DescribeLogStreams", "FilterLogEvents"):
         group = p.get("logGroupName") or str(p.get("logGroupIdentifier", "")).split(":log-group:")[-1]
         # log-group is these actions' resource type (not log-stream).
@@ -457,7 +472,9 @@ def synthesized_template(cache: Any | None = None) -> dict[str, Any]:
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     from app import build_app
 
-    app = build_app({"aws:cdk:bundling-stacks": []})
+    # With the training queue: the local runtime queues its trainings (LocalRuntimeOptions), and
+    # this template's roles hold the direct launch's rights as well.
+    app = build_app({"aws:cdk:bundling-stacks": [], "trainingQueue": True})
     template = dict(app.synth().get_stack_by_name("LoraTraining").template)
     if cache is not None:
         cache.set(key, template)
@@ -478,7 +495,7 @@ def record_to_file(path: Path) -> None:
     lock = threading.Lock()
     variables = ("TABLE_NAME", "IDEMPOTENCY_TABLE_NAME", "BUCKET_NAME", "EVENT_BUS_NAME", "WEBHOOK_QUEUE_URL",
                  "TRAINING_ROLE_ARN", "JOB_NAME_PREFIX", "TASKS_FUNCTION_NAME", "PAGE_TOKEN_SECRET_ARN",
-                 "WEBHOOK_SIGNING_SECRET_ARN", "TRAINING_LOG_GROUP")  # fmt: skip
+                 "WEBHOOK_SIGNING_SECRET_ARN", "TRAINING_LOG_GROUP", "TRAINING_JOB_QUEUE")  # fmt: skip
 
     def emit(self: Any, api_params: Any, operation_model: Any, context: Any) -> Any:
         params = original(self, api_params, operation_model, context)

@@ -34,6 +34,11 @@ def sagemaker_client() -> Any:
 
 
 @cache
+def batch_client() -> Any:
+    return boto3.client("batch", config=_RETRIES)
+
+
+@cache
 def events_client() -> Any:
     return boto3.client("events", config=_RETRIES)
 

@@ -1,14 +1,20 @@
-"""SageMaker training jobs: create, describe, stop — and SageMaker's refusals in plain words."""
+"""SageMaker training jobs: create, describe, stop — and SageMaker's refusals in plain words.
+
+Two launchers share one interface (``TrainingLauncher``): ``SageMakerLauncher`` calls
+CreateTrainingJob directly; ``functions.adapters.batch_launcher.BatchLauncher`` submits the same
+request to an AWS Batch job queue, where it waits for the deployment's GPU budget.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from functions.adapters.aws_clients import sagemaker_client
 from functions.domain.launch_spec import LaunchSpec
+from functions.domain.statuses import JobStatus
 
 
 class LaunchRefused(Exception):
@@ -24,9 +30,24 @@ class TrainingJobState:
     """The parts of DescribeTrainingJob (or of a state-change event) the service acts on."""
 
     name: str
-    status: str  # InProgress | Completed | Failed | Stopping | Stopped
+    status: str  # InProgress | Completed | Failed | Stopping | Stopped (| Queued: batch_queue.QUEUED_STATE)
     secondary_status: str | None
     failure_reason: str | None
+    queue_reason: str | None = None  # why a Queued job waits
+
+
+class TrainingLauncher(Protocol):
+    """What the use cases need from whatever runs training jobs (direct or queued)."""
+
+    def create(self, spec: LaunchSpec) -> JobStatus:
+        """Launch; returns the status the job is now in (STARTING, or QUEUED); LaunchRefused on no."""
+        ...
+
+    def describe(self, name: str) -> TrainingJobState | None: ...
+
+    def stop(self, name: str) -> bool:
+        """Stop the job; True when it ended without ever starting (no SageMaker event will follow)."""
+        ...
 
 
 def plain_reason(error: ClientError, instance_type: str) -> str:
@@ -101,8 +122,8 @@ class SageMakerLauncher:
     def _client(self) -> Any:
         return sagemaker_client()
 
-    def create(self, spec: LaunchSpec) -> None:
-        """Start the job; LaunchRefused when SageMaker says no.
+    def create(self, spec: LaunchSpec) -> JobStatus:
+        """Start the job (STARTING); LaunchRefused when SageMaker says no.
 
         ResourceInUse (a CreateTrainingJob error in botocore's sagemaker service-2.json) means a job
         of this name exists. The name is the job's own (deterministic, from its id), so this is a
@@ -113,8 +134,9 @@ class SageMakerLauncher:
             self._client.create_training_job(**create_request(spec))
         except ClientError as error:
             if error.response["Error"].get("Code") == "ResourceInUse" and self.describe(spec.job_name):
-                return
+                return JobStatus.STARTING
             raise LaunchRefused(plain_reason(error, spec.instance_type)) from error
+        return JobStatus.STARTING
 
     def describe(self, name: str) -> TrainingJobState | None:
         try:
@@ -133,10 +155,12 @@ class SageMakerLauncher:
             failure_reason=response.get("FailureReason"),
         )
 
-    def stop(self, name: str) -> None:
-        """Ask SageMaker to stop; a job that already ended is not an error."""
+    def stop(self, name: str) -> bool:
+        """Ask SageMaker to stop; a job that already ended is not an error. SageMaker's events
+        report the end, so this never answers "ended"."""
         try:
             self._client.stop_training_job(TrainingJobName=name)
         except ClientError as error:
             if error.response["Error"].get("Code") not in ("ValidationException", "ResourceNotFound"):
                 raise
+        return False

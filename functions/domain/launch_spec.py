@@ -40,3 +40,7 @@ class LaunchSpec:
     volume_size_gb: int = TRAINING_VOLUME_GB
     subnet_ids: tuple[str, ...] = field(default_factory=tuple)
     security_group_ids: tuple[str, ...] = field(default_factory=tuple)
+    # Queued launches only (functions.domain.batch_queue): the owner's fair share and the job's
+    # priority within it; a direct launch ignores both.
+    share_identifier: str = ""
+    priority: int = 0

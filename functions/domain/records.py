@@ -139,6 +139,8 @@ class TrainingJobRecord(BaseModel):
     status: JobStatus
     secondary_status: str | None = None
     failure_reason: str | None = None
+    # Why a QUEUED job waits, in AWS Batch's words (budget full, capacity, quota); None otherwise.
+    queue_reason: str | None = None
     sagemaker_job_name: str
     progress: TrainingProgress | None = None
     output: TrainingOutput | None = None
@@ -147,3 +149,4 @@ class TrainingJobRecord(BaseModel):
     created_at: str
     updated_at: str
     webhook_url: str | None = None
+    priority: int = 0  # schedulingPriority within the owner's share (queued deployments)

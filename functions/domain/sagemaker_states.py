@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.domain.batch_queue import QUEUED_STATE
 from functions.domain.statuses import JobStatus
 
 # EventBridge source and detail-type of SageMaker's training-job events (SageMaker developer
@@ -36,6 +37,7 @@ _IN_PROGRESS_SECONDARY: dict[str, JobStatus] = {
     "Uploading": JobStatus.UPLOADING,
 }
 _PRIMARY: dict[str, JobStatus] = {
+    QUEUED_STATE: JobStatus.QUEUED,  # the Batch launcher's word for "still in the job queue"
     "InProgress": JobStatus.STARTING,
     "Completed": JobStatus.COMPLETED,
     "Failed": JobStatus.FAILED,

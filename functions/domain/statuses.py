@@ -1,7 +1,10 @@
 """Training-job statuses and the transitions between them: the one definition.
 
-    PENDING -> STARTING -> TRAINING -> UPLOADING -> COMPLETED | FAILED
+    PENDING -> [QUEUED ->] STARTING -> TRAINING -> UPLOADING -> COMPLETED | FAILED
     (any non-terminal) -> STOPPING -> STOPPED
+
+QUEUED is a job waiting in the deployment's AWS Batch job queue for a GPU (its budget is full,
+SageMaker has no capacity, or the quota is reached); jobs launched directly never pass it.
 
 Terminal states are final. A transition is allowed only "forwards"; the persistence layer
 enforces this with a DynamoDB conditional write on the current status, so duplicate, late
@@ -15,6 +18,7 @@ from enum import StrEnum
 
 class JobStatus(StrEnum):
     PENDING = "PENDING"
+    QUEUED = "QUEUED"
     STARTING = "STARTING"
     TRAINING = "TRAINING"
     UPLOADING = "UPLOADING"
@@ -31,6 +35,11 @@ ACTIVE_STATUSES: frozenset[JobStatus] = frozenset(set(JobStatus) - TERMINAL_STAT
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PENDING: frozenset(
+        {JobStatus.QUEUED, JobStatus.STARTING, JobStatus.TRAINING, JobStatus.UPLOADING, JobStatus.STOPPING}
+        | TERMINAL_STATUSES
+    ),
+    # A queued job's next news may be any later state (a lost event is repaired by the reconciler).
+    JobStatus.QUEUED: frozenset(
         {JobStatus.STARTING, JobStatus.TRAINING, JobStatus.UPLOADING, JobStatus.STOPPING} | TERMINAL_STATUSES
     ),
     JobStatus.STARTING: frozenset(

@@ -1,4 +1,6 @@
-"""Lambda entry point for EventBridge "SageMaker Training Job State Change" events.
+"""Lambda entry point for EventBridge "SageMaker Training Job State Change" events and, on a
+queued deployment, AWS Batch's "Batch Service Job State Change" events (the AWS Batch user guide,
+"Service job state change events": source aws.batch, a detail that resembles DescribeServiceJob).
 
 The rule only forwards this stack's job-name prefix; names that are not ours are ignored anyway.
 Retries and a dead-letter queue are configured on the rule target: an exception here is retried.
@@ -21,7 +23,9 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.adapters.batch_launcher import state_of_service_job
 from functions.adapters.training_launcher import TrainingJobState
+from functions.domain.batch_queue import SERVICE_JOB_STATE_CHANGE, SERVICE_JOB_TYPE
 from functions.domain.sagemaker_states import (
     STATE_CHANGE_DETAIL_TYPE,
     STATE_CHANGE_SOURCE,
@@ -45,7 +49,13 @@ class TrainingJobStateChange(EventBridgeModel):
 
 
 def state_from_event(event: dict[str, Any]) -> TrainingJobState | None:
-    """The job state a SageMaker training-job state change carries; None for any other event."""
+    """The job state a SageMaker training-job or Batch service-job state change carries; None
+    for any other event."""
+    if event.get("source") == "aws.batch" and event.get("detail-type") == SERVICE_JOB_STATE_CHANGE:
+        detail = event.get("detail") or {}
+        if detail.get("serviceJobType") != SERVICE_JOB_TYPE or not isinstance(detail.get("jobName"), str):
+            return None
+        return state_of_service_job(detail)
     try:
         change = parse(event=event, model=TrainingJobStateChange)
     except ValidationError:
@@ -74,7 +84,7 @@ def record_outcome(status: JobStatus | None) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = state_from_event(event)
     if state is None:
-        logger.warning("ignoring an event that is not a SageMaker training state change")
+        logger.warning("ignoring an event that is not a training or service job state change")
         return {"applied": None}
     new_status = apply_state(service_context(), state, cause=f"event {event.get('id', '')}".strip())
     record_outcome(new_status)

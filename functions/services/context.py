@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from functools import cache
 
 from functions.adapters.aws_clients import secret_value
+from functions.adapters.batch_launcher import BatchLauncher
 from functions.adapters.repository import Repository
 from functions.adapters.storage import ObjectStorage
 from functions.adapters.task_dispatcher import TaskDispatcher
-from functions.adapters.training_launcher import SageMakerLauncher
+from functions.adapters.training_launcher import SageMakerLauncher, TrainingLauncher
 from functions.adapters.training_logs import TrainingLogReader
 from functions.domain.catalog import INSTANCE_TYPES
 from functions.services.notifications import Notifier
@@ -28,7 +29,7 @@ class ServiceContext:
     settings: Settings
     repository: Repository
     storage: ObjectStorage
-    launcher: SageMakerLauncher
+    launcher: TrainingLauncher
     training_logs: TrainingLogReader
     notifier: Notifier
     tasks: TaskDispatcher
@@ -58,6 +59,13 @@ def page_token_secret(settings: Settings) -> bytes:
     raise RuntimeError("PAGE_TOKEN_SECRET or PAGE_TOKEN_SECRET_ARN must be set")
 
 
+def launcher_for(settings: Settings) -> TrainingLauncher:
+    """The deployment's launcher: its Batch job queue when it queues trainings, else SageMaker."""
+    if settings.training_launcher == "queue":
+        return BatchLauncher(settings.require("training_job_queue"))
+    return SageMakerLauncher()
+
+
 @cache
 def service_context() -> ServiceContext:
     """The API's, events', reconciler's and tasks' context (the webhooks function needs none)."""
@@ -66,7 +74,7 @@ def service_context() -> ServiceContext:
         settings=settings,
         repository=Repository(settings.require("table_name")),
         storage=ObjectStorage(settings.require("bucket_name"), settings.presign_expiry_seconds),
-        launcher=SageMakerLauncher(),
+        launcher=launcher_for(settings),
         training_logs=TrainingLogReader(settings.training_log_group),
         notifier=Notifier.from_settings(settings),
         tasks=TaskDispatcher(settings.tasks_function_name),

@@ -1,4 +1,5 @@
-"""Apply SageMaker's view of a job (from an EventBridge event or from DescribeTrainingJob).
+"""Apply SageMaker's view of a job (from an EventBridge event or from DescribeTrainingJob), or
+AWS Batch's view of a queued one (a "Batch Service Job State Change" event, DescribeServiceJob).
 
 Shared by the events handler and the reconciler, so a lost event repaired later has exactly the
 effect the event would have had. Every write is conditional on the job's current status:
@@ -76,8 +77,14 @@ def apply_state(ctx: ServiceContext, state: TrainingJobState, cause: str) -> Job
     if target == job.status or not can_transition(job.status, target):
         if target == job.status and state.secondary_status and state.secondary_status != job.secondary_status:
             ctx.repository.update_job_fields(job.id, job.status, {"secondary_status": state.secondary_status})
+        if target is JobStatus.QUEUED is job.status and state.queue_reason != job.queue_reason:
+            ctx.repository.update_job_fields(job.id, job.status, {"queue_reason": state.queue_reason})
         return None
     fields: dict[str, object] = {"secondary_status": state.secondary_status}
+    if target is JobStatus.QUEUED:
+        fields["queue_reason"] = state.queue_reason
+    elif job.queue_reason is not None:
+        fields["queue_reason"] = None  # it no longer waits
     if target is JobStatus.COMPLETED:
         fields |= completion_fields(ctx, job)
         if "failure_reason" in fields:

@@ -1,8 +1,9 @@
 """Training jobs: plan and launch, read with live progress, list, stop, delete.
 
 Launch order matters for "no orphan, no stuck job": the job is recorded PENDING first (so a
-SageMaker job can never exist untracked), then CreateTrainingJob runs under a deterministic name,
-then the job moves to STARTING. A refusal marks it FAILED with the reason; a crash or timeout in
+SageMaker job can never exist untracked), then CreateTrainingJob (or, on a queued deployment,
+SubmitServiceJob) runs under a deterministic name, then the job moves to STARTING (or QUEUED,
+with the reason it waits). A refusal marks it FAILED with the reason; a crash or timeout in
 between leaves a PENDING job whose name the reconciler looks up to repair it.
 """
 
@@ -20,6 +21,7 @@ from functions.api.schemas.trainings import (
     TrainingJobView,
     TrainingSampleView,
 )
+from functions.domain.batch_queue import WAITING_REASON, share_identifier
 from functions.domain.catalog import INSTANCE_TYPES, FmType
 from functions.domain.epoch_outputs import epoch_output_problems, sample_prompt_problems
 from functions.domain.errors import Conflict, LimitExceeded, NotFound, invalid_all
@@ -175,10 +177,12 @@ def launch_spec(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord)
         },
         subnet_ids=s.subnet_ids,
         security_group_ids=s.security_group_ids,
+        share_identifier=share_identifier(job.owner),
+        priority=job.priority,
     )
 
 
-def launch(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> None:
+def launch(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> JobStatus:
     """Write the job's spec into its input channel, then ask SageMaker to run it.
 
     The spec goes first: SageMaker downloads the channel when the job starts, and a spec written
@@ -186,7 +190,7 @@ def launch(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> N
     """
     spec_key = training_input_prefix(job.owner, job.id) + JOB_SPEC_FILENAME
     ctx.storage.write_bytes(spec_key, job_spec(job, model).to_json().encode())
-    ctx.launcher.create(launch_spec(ctx, job, model))
+    return ctx.launcher.create(launch_spec(ctx, job, model))
 
 
 def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequest) -> TrainingJobView:
@@ -226,33 +230,59 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
         created_at=now,
         updated_at=now,
         webhook_url=request.webhook_url,
+        priority=request.priority or 0,
     )
     # The cap check above is advisory (a friendly early answer); this transaction is the guarantee.
     record_new_job(ctx, job, max_active=settings.max_concurrent_jobs_per_owner)
     try:
-        launch(ctx, job, model)
+        launched = launch(ctx, job, model)
     except LaunchRefused as refused:
         failed = move_job(
             ctx,
             job,
             JobStatus.FAILED,
-            cause="CreateTrainingJob refused",
+            cause="launch refused",
             detail=refused.reason,
             fields={"failure_reason": refused.reason},
         )
         return view_of(failed or ctx.repository.get(TrainingJobRecord, job_id, owner), TrainingJobView)
-    started = move_job(
+    if launched is JobStatus.QUEUED:
+        moved = move_job(
+            ctx,
+            job,
+            JobStatus.QUEUED,
+            cause="SubmitServiceJob accepted",
+            fields={"queue_reason": WAITING_REASON},
+        )
+    else:
+        moved = move_job(
+            ctx,
+            job,
+            JobStatus.STARTING,
+            cause="CreateTrainingJob accepted",
+            fields={"secondary_status": "Starting"},
+        )
+    current = moved or ctx.repository.get(TrainingJobRecord, job_id, owner)
+    if current.status is JobStatus.STOPPING:
+        # A stop that arrived before the launch ran found nothing to stop: stop it now.
+        current = stop_launched(ctx, current)
+    return view_of(current, TrainingJobView)
+
+
+def stop_launched(ctx: ServiceContext, job: TrainingJobRecord) -> TrainingJobRecord:
+    """Ask the launcher to stop a STOPPING job; one that never left the queue is STOPPED here,
+    since no SageMaker event will ever report it (TerminateServiceJob on a queued service job)."""
+    if not ctx.launcher.stop(job.sagemaker_job_name):
+        return job
+    stopped = move_job(
         ctx,
         job,
-        JobStatus.STARTING,
-        cause="CreateTrainingJob accepted",
-        fields={"secondary_status": "Starting"},
+        JobStatus.STOPPED,
+        cause="stopped while queued",
+        detail="stopped while queued: it never started and was not billed",
+        fields={"queue_reason": None},
     )
-    current = started or ctx.repository.get(TrainingJobRecord, job_id, owner)
-    if current.status is JobStatus.STOPPING:
-        # A stop that arrived before CreateTrainingJob ran found nothing to stop: stop it now.
-        ctx.launcher.stop(job.sagemaker_job_name)
-    return view_of(current, TrainingJobView)
+    return stopped or ctx.repository.get(TrainingJobRecord, job.id, job.owner)
 
 
 def live_progress(ctx: ServiceContext, job: TrainingJobRecord) -> TrainingProgress | None:
@@ -323,7 +353,8 @@ def stop_training(ctx: ServiceContext, owner: str, job_id: str) -> TrainingJobVi
         if moved is None:  # it ended in the meantime: report the consistent final state
             job = ctx.repository.get(TrainingJobRecord, job_id, owner)
             raise Conflict(f"training {job_id} already ended ({job.status.value})")
-    ctx.launcher.stop(job.sagemaker_job_name)
+        job = moved
+    stop_launched(ctx, job)
     return get_training(ctx, owner, job_id)
 
 

@@ -9,6 +9,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from functions.domain.batch_queue import SERVICE_JOB_STATE_CHANGE
 from functions.domain.sagemaker_states import STATE_CHANGE_DETAIL_TYPE
 from infrastructure.constructs.queues import dead_letter_queue
 
@@ -24,6 +25,7 @@ class TrainingEvents(Construct):
         job_name_prefix: str,
         events_function: lambda_.IFunction,
         reconciler: lambda_.IFunction,
+        job_queue_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letters = dead_letter_queue(self, "DeadLetters", "the state-change rule")
@@ -45,6 +47,26 @@ class TrainingEvents(Construct):
                 )
             ],
         )
+        if job_queue_arn is not None:
+            # Batch's service-job events of this stack's queue: queued, reasons, ended in the queue.
+            self.queue_rule = events.Rule(
+                self,
+                "QueuedTrainingStateChanges",
+                description="AWS Batch service jobs of this stack's training queue",
+                event_pattern=events.EventPattern(
+                    source=["aws.batch"],
+                    detail_type=[SERVICE_JOB_STATE_CHANGE],
+                    detail={"jobQueue": [job_queue_arn]},
+                ),
+                targets=[
+                    targets.LambdaFunction(
+                        events_function,
+                        dead_letter_queue=self.dead_letters,
+                        retry_attempts=8,
+                        max_event_age=Duration.hours(6),
+                    )
+                ],
+            )
         self.schedule = events.Rule(
             self,
             "Reconcile",

@@ -32,6 +32,7 @@ from infrastructure.config import DeploymentConfig
 from infrastructure.constructs.notifications import DELIVERY_TIMEOUT_SECONDS, ServiceNotifications
 from infrastructure.constructs.queues import dead_letter_queue
 from infrastructure.constructs.training import TrainingEnvironment
+from infrastructure.constructs.training_queue import TrainingQueue
 from infrastructure.lambda_bundling import FUNCTIONS, TASKS_REQUIREMENTS, asset_hash, bundling_options
 from infrastructure.nag import acknowledge, acknowledge_wildcards, arn_token, nag_arn
 
@@ -61,6 +62,7 @@ class ServiceResources:
     page_token_secret: secretsmanager.ISecret
     notifications: ServiceNotifications
     job_name_prefix: str
+    training_queue: TrainingQueue | None = None  # context trainingQueue=true
 
 
 class ServiceFunctions(Construct):
@@ -162,6 +164,7 @@ class ServiceFunctions(Construct):
             )
         )
         self._acknowledge_jobs(reconciler)
+        self._follow_queue(reconciler)
         self._notifications(reconciler)
         return reconciler
 
@@ -315,6 +318,62 @@ class ServiceFunctions(Construct):
             )
         )
         self._acknowledge_jobs(function)
+        queue = self._r.training_queue
+        if queue is None:
+            return
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="SubmitToTrainingQueue", actions=["batch:SubmitServiceJob"], resources=[queue.queue_arn]
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="TerminateQueuedTrainings",
+                actions=["batch:TerminateServiceJob"],
+                resources=[queue.service_jobs_arn],
+            )
+        )
+        self._follow_queue(function)
+
+    def _follow_queue(self, function: lambda_.Function) -> None:
+        """Find and describe this stack's service jobs, and the training jobs Batch creates for them."""
+        queue = self._r.training_queue
+        if queue is None:
+            return
+        self._give(function, {EnvVar.TRAINING_LAUNCHER: "queue", EnvVar.TRAINING_JOB_QUEUE: queue.queue_arn})
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="DescribeQueuedTrainings",
+                actions=["batch:DescribeServiceJob"],
+                resources=[queue.service_jobs_arn],
+            )
+        )
+        # ListServiceJobs names no resource type in the IAM Service Authorization Reference (as
+        # ListJobs): only "*" can grant it. It lists jobs, nothing more.
+        function.add_to_role_policy(
+            iam.PolicyStatement(sid="FindQueuedTrainings", actions=["batch:ListServiceJobs"], resources=["*"])
+        )
+        # Batch names the training jobs it creates AWSBatch<...> (its service-linked role's policy,
+        # AWSBatchServiceRolePolicyForSageMaker, is scoped to training-job/AWSBatch*).
+        stack = self._stack
+        batch_jobs = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:training-job/AWSBatch*"
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="DescribeBatchTrainingJobs",
+                actions=["sagemaker:DescribeTrainingJob"],
+                resources=[batch_jobs],
+            )
+        )
+        acknowledge_wildcards(
+            function,
+            [
+                nag_arn(stack, "batch", "service-job/*"),
+                "*",
+                nag_arn(stack, "sagemaker", "training-job/AWSBatch*"),
+            ],
+            "Service-job ids are assigned by Batch at submit (no prefix of ours); ListServiceJobs has no "
+            "resource type; Batch names its SageMaker jobs AWSBatch<...>, the narrowest pattern it allows.",
+        )
 
     def _read_training_logs(self, function: lambda_.Function) -> None:
         """GET /trainings/{id}/logs: DescribeLogStreams and GetLogEvents in SageMaker's log group.

@@ -126,7 +126,13 @@ class TestStatuses:
             assert not any(can_transition(terminal, s) for s in JobStatus)
 
     def test_no_transition_goes_backwards(self) -> None:
-        order = [JobStatus.PENDING, JobStatus.STARTING, JobStatus.TRAINING, JobStatus.UPLOADING]
+        order = [
+            JobStatus.PENDING,
+            JobStatus.QUEUED,
+            JobStatus.STARTING,
+            JobStatus.TRAINING,
+            JobStatus.UPLOADING,
+        ]
         for i, later in enumerate(order):
             for earlier in order[:i]:
                 assert not can_transition(later, earlier)
@@ -135,7 +141,7 @@ class TestStatuses:
         assert {s for s in JobStatus if can_transition(JobStatus.STOPPING, s)} == TERMINAL_STATUSES
 
     def test_predecessors_are_the_inverse_of_transitions(self) -> None:
-        assert predecessors(JobStatus.TRAINING) == {JobStatus.PENDING, JobStatus.STARTING}
+        assert predecessors(JobStatus.TRAINING) == {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.STARTING}
         assert JobStatus.COMPLETED not in predecessors(JobStatus.FAILED)
 
     def test_active_and_terminal_partition_the_statuses(self) -> None:

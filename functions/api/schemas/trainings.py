@@ -45,6 +45,13 @@ class CreateTrainingRequest(JsonRequestModel):
         max_length=WEBHOOK_URL_MAX_LENGTH,
         description="https URL that receives a signed POST when the job ends (docs/notifications.md)",
     )
+    # AWS Batch's schedulingPriority range (botocore batch service-2.json: 0-9999).
+    priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=9999,
+        description="queued deployments: order among your own queued jobs (higher first; default 0)",
+    )
 
 
 class TrainingSampleView(BaseModel):
@@ -69,6 +76,8 @@ class TrainingJobView(BaseModel):
     status: JobStatus
     secondary_status: str | None = None
     failure_reason: str | None = None
+    # Why a QUEUED job waits, in AWS Batch's words (budget full, capacity, quota); None otherwise.
+    queue_reason: str | None = None
     sagemaker_job_name: str
     progress: TrainingProgress | None = None
     output: TrainingOutput | None = None
@@ -80,6 +89,7 @@ class TrainingJobView(BaseModel):
     created_at: str
     updated_at: str
     webhook_url: str | None = None
+    priority: int = 0
     warnings: list[ConfigWarning] = Field(
         default_factory=list,
         description="parameters the job's engine ignores (derived from config and engine)",

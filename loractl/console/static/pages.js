@@ -5,7 +5,7 @@ import { api, get, post, del, listAll, putBlob, inParallel, bytes, duration, dol
 import { readZip } from "./zip.js";
 
 const TERMINAL = ["COMPLETED", "FAILED", "STOPPED"];
-const JOB_STATUSES = ["PENDING", "STARTING", "TRAINING", "UPLOADING", "STOPPING", ...TERMINAL];
+const JOB_STATUSES = ["PENDING", "QUEUED", "STARTING", "TRAINING", "UPLOADING", "STOPPING", ...TERMINAL];
 const POLL_MS = 2000;
 const PART_WORKERS = 4;
 const FILE_WORKERS = 6;

@@ -1,0 +1,53 @@
+"""Trainings queued in AWS Batch (service jobs of type SAGEMAKER_TRAINING): the domain facts.
+
+Batch runs SageMaker Training jobs from a job queue whose service environment caps the
+instances in use (the deployment's GPU budget); a fair-share scheduling policy splits that
+budget between owners by ``shareIdentifier``. This module owns what the service derives from
+Batch's vocabulary: the share identifier of an owner, which Batch statuses mean "still waiting"
+and how a waiting job's reason is told to its owner.
+
+Sources: botocore ``batch/2016-08-10/service-2.json`` (``ServiceJobStatus`` =
+SUBMITTED | PENDING | RUNNABLE | SCHEDULED | STARTING | RUNNING | SUCCEEDED | FAILED;
+``SubmitServiceJobRequest.schedulingPriority`` "integers between 0 and 9999") and the AWS Batch
+user guide, "Submit a service job": SUBMITTED -> RUNNABLE (waits for capacity) -> SCHEDULED
+(passed to SageMaker AI) -> STARTING -> RUNNING -> SUCCEEDED | FAILED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+SERVICE_JOB_TYPE = "SAGEMAKER_TRAINING"
+# EventBridge detail-type of Batch's service-job events (source "aws.batch"); the user guide's
+# "Service job state change events". Events are not sent for the initial submission.
+SERVICE_JOB_STATE_CHANGE = "Batch Service Job State Change"
+# Not a SageMaker status: the Batch launcher reports a job still in its queue with this status
+# (see functions.domain.sagemaker_states.job_status_for, which maps it to JobStatus.QUEUED).
+QUEUED_STATE = "Queued"
+# Batch statuses before SageMaker has the job: the training job does not exist yet.
+WAITING_STATUSES: frozenset[str] = frozenset({"SUBMITTED", "PENDING", "RUNNABLE"})
+# Batch statuses in which SageMaker has (or is being handed) the training job.
+RUNNING_STATUSES: frozenset[str] = frozenset({"SCHEDULED", "STARTING", "RUNNING"})
+ENDED_STATUSES: frozenset[str] = frozenset({"SUCCEEDED", "FAILED"})
+MIN_PRIORITY, MAX_PRIORITY = 0, 9999  # SubmitServiceJobRequest.schedulingPriority
+DEFAULT_PRIORITY = 0
+# Weighted fair share forgets usage over this window (CfnSchedulingPolicy fairsharePolicy
+# shareDecaySeconds): an owner who just ran a job waits behind one who has not, for about an hour.
+SHARE_DECAY_SECONDS = 3600
+WAITING_REASON = "waiting in the training queue for a free GPU in the deployment's budget"
+
+
+def share_identifier(owner: str) -> str:
+    """The owner's fair-share identifier: letters and digits only, the same for every job of theirs.
+
+    Owners are IAM ARNs or e-mail-like names, which Batch's share identifiers (alphanumeric,
+    at most 255 characters, an optional trailing ``*`` in policies) cannot hold; a digest can.
+    """
+    return "o" + hashlib.sha256(owner.encode()).hexdigest()[:24]
+
+
+def waiting_reason(status_reason: str | None) -> str:
+    """What a user reads while the job waits: Batch's own reason when it gives one."""
+    if status_reason:
+        return f"{WAITING_REASON} (AWS Batch: {status_reason})"
+    return WAITING_REASON

@@ -1,0 +1,200 @@
+"""Trainings on a queued deployment: the real handlers with ``BatchLauncher``, whose Batch client
+is under botocore's Stubber, so every request is checked against botocore's batch service model
+(``batch/2016-08-10/service-2.json``) and answered as Batch answers.
+
+QUEUED with the reason it waits; the owner's cap counts queued jobs; a queued job is stopped
+with TerminateServiceJob and ends STOPPED at once (it never reached SageMaker); Batch's
+"Batch Service Job State Change" events update the reason and end jobs Batch gave up on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.stub import ANY, Stubber
+
+from functions.adapters.aws_clients import batch_client
+from functions.adapters.batch_launcher import STOP_REASON, BatchLauncher
+from functions.domain.batch_queue import WAITING_REASON, share_identifier
+from functions.services.context import ServiceContext, service_context
+from functions.settings import EnvVar
+from tests.integration.conftest import ApiCaller, send_event
+from tests.integration.workflow import ready_inputs, training_body
+
+QUEUE = "arn:aws:batch:us-east-1:123456789012:job-queue/lora-trainings"
+SERVICE_JOB_ID = "0bb17543-ece6-4480-b1a7-a556d344746b"
+
+
+@pytest.fixture
+def queued_ctx(aws_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServiceContext]:
+    # As the stack sets them (the IAM check resolves the queue's ARN in the template from these).
+    monkeypatch.setenv(EnvVar.TRAINING_LAUNCHER, "queue")
+    monkeypatch.setenv(EnvVar.TRAINING_JOB_QUEUE, QUEUE)
+    ctx = service_context()
+    original_settings, original_launcher = ctx.settings, ctx.launcher
+    ctx.settings = dataclasses.replace(
+        original_settings,
+        training_launcher="queue",
+        training_job_queue=QUEUE,
+        max_concurrent_jobs_per_owner=1,
+    )
+    ctx.launcher = BatchLauncher(QUEUE)
+    yield ctx
+    ctx.settings, ctx.launcher = original_settings, original_launcher
+
+
+@pytest.fixture
+def batch_stub(queued_ctx: ServiceContext) -> Iterator[Stubber]:
+    with Stubber(batch_client()) as stub:
+        yield stub
+        stub.assert_no_pending_responses()
+
+
+def service_job(name: str, status: str, **extra: Any) -> dict[str, Any]:
+    """DescribeServiceJob's answer for a job still in the queue (no latestAttempt yet)."""
+    return {
+        "jobId": SERVICE_JOB_ID,
+        "jobArn": f"arn:aws:batch:us-east-1:123456789012:service-job/{SERVICE_JOB_ID}",
+        "jobName": name,
+        "jobQueue": QUEUE,
+        "serviceJobType": "SAGEMAKER_TRAINING",
+        "startedAt": 0,
+        "status": status,
+        **extra,
+    }
+
+
+def queue_a_job(api: ApiCaller, batch_stub: Stubber, **extra: Any) -> dict[str, Any]:
+    model_id, dataset_id = ready_inputs(api)
+    batch_stub.add_response(
+        "submit_service_job",
+        {
+            "jobArn": "arn:aws:batch:us-east-1:123456789012:service-job/x",
+            "jobName": "x",
+            "jobId": SERVICE_JOB_ID,
+        },
+        {
+            "jobName": ANY,
+            "jobQueue": QUEUE,
+            "serviceJobType": "SAGEMAKER_TRAINING",
+            "serviceRequestPayload": ANY,
+            "shareIdentifier": share_identifier(api.owner),
+            "schedulingPriority": extra.get("priority", 0),
+            "clientToken": ANY,
+            "retryStrategy": {"attempts": 1},
+        },
+    )
+    status, job = api("POST", "/trainings", training_body(model_id, dataset_id, **extra))
+    assert status == 201, job
+    return dict(job)
+
+
+def test_a_queued_launch_waits_with_its_reason_and_the_request_sagemaker_would_get(
+    api: ApiCaller, batch_stub: Stubber
+) -> None:
+    captured: list[dict[str, Any]] = []
+    batch_client().meta.events.register(
+        "provide-client-params.batch.SubmitServiceJob", lambda params, **_: captured.append(dict(params))
+    )
+    job = queue_a_job(api, batch_stub, priority=7)
+    assert job["status"] == "QUEUED" and job["queue_reason"] == WAITING_REASON
+    assert [h["status"] for h in job["history"]] == ["QUEUED"]
+    payload = json.loads(captured[-1]["serviceRequestPayload"])
+    assert payload["TrainingJobName"] == captured[-1]["jobName"] == captured[-1]["clientToken"]
+    assert payload["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
+    assert captured[-1]["schedulingPriority"] == 7
+
+
+def test_the_owner_cap_counts_queued_jobs(api: ApiCaller, batch_stub: Stubber) -> None:
+    queue_a_job(api, batch_stub)
+    model_id, dataset_id = ready_inputs(api)
+    status, body = api("POST", "/trainings", training_body(model_id, dataset_id))
+    assert status == 429, body  # one queued job is the cap of 1: the queue cannot be flooded
+
+
+def test_a_queued_job_is_stopped_at_once_and_never_starts(api: ApiCaller, batch_stub: Stubber) -> None:
+    job = queue_a_job(api, batch_stub)
+    name = job["sagemaker_job_name"]
+    batch_stub.add_response(
+        "list_service_jobs",
+        {
+            "jobSummaryList": [
+                {"jobId": SERVICE_JOB_ID, "jobName": name, "serviceJobType": "SAGEMAKER_TRAINING"}
+            ]
+        },
+        {"jobQueue": QUEUE, "filters": [{"name": "JOB_NAME", "values": [name]}]},
+    )
+    batch_stub.add_response("describe_service_job", service_job(name, "RUNNABLE"), {"jobId": SERVICE_JOB_ID})
+    batch_stub.add_response("terminate_service_job", {}, {"jobId": SERVICE_JOB_ID, "reason": STOP_REASON})
+    status, stopped = api("POST", f"/trainings/{job['id']}/stop")
+    assert status == 200, stopped
+    assert stopped["status"] == "STOPPED"
+    assert [h["status"] for h in stopped["history"]] == ["QUEUED", "STOPPING", "STOPPED"]
+    # Its slot is free again: the owner may queue another job.
+    assert queue_a_job(api, batch_stub)["status"] == "QUEUED"
+
+
+def batch_event(name: str, status: str, **detail: Any) -> dict[str, Any]:
+    """An EventBridge "Batch Service Job State Change" event, shaped as the user guide's example."""
+    return {
+        "version": "0",
+        "id": "c8f9c4b5-76e5-d76a-f980-7011e206042b",
+        "detail-type": "Batch Service Job State Change",
+        "source": "aws.batch",
+        "account": "123456789012",
+        "time": "2022-01-11T23:36:40Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:batch:us-east-1:123456789012:service-job/{SERVICE_JOB_ID}"],
+        "detail": {**service_job(name, status), "createdAt": 1641944200058, **detail},
+    }
+
+
+def test_batch_events_update_the_reason_and_end_a_job_that_waited_too_long(
+    api: ApiCaller, batch_stub: Stubber
+) -> None:
+    job = queue_a_job(api, batch_stub)
+    name = job["sagemaker_job_name"]
+    capacity = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Unable to provision requested compute resources"
+    assert send_event(batch_event(name, "RUNNABLE", statusReason=capacity)) == {"applied": None}
+    _, waiting = api("GET", f"/trainings/{job['id']}")
+    assert waiting["status"] == "QUEUED" and capacity in waiting["queue_reason"]
+    gave_up = "Terminated by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    send_event(batch_event(name, "FAILED", statusReason=gave_up, isTerminated=True))
+    _, failed = api("GET", f"/trainings/{job['id']}")
+    assert failed["status"] == "FAILED" and failed["failure_reason"] == gave_up
+    assert failed["queue_reason"] is None
+
+
+def test_the_reconciler_repairs_a_queued_job_whose_events_were_lost(
+    api: ApiCaller, batch_stub: Stubber, queued_ctx: ServiceContext
+) -> None:
+    from datetime import UTC, datetime
+
+    from functions.domain.records import TrainingJobRecord
+    from functions.services.reconciliation import reconcile_job
+
+    job = queue_a_job(api, batch_stub)
+    name = job["sagemaker_job_name"]
+    gave_up = "Terminated by JobStateTimeLimit action due to reason: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+    batch_stub.add_response(
+        "list_service_jobs",
+        {
+            "jobSummaryList": [
+                {"jobId": SERVICE_JOB_ID, "jobName": name, "serviceJobType": "SAGEMAKER_TRAINING"}
+            ]
+        },
+        {"jobQueue": QUEUE, "filters": [{"name": "JOB_NAME", "values": [name]}]},
+    )
+    batch_stub.add_response(
+        "describe_service_job",
+        service_job(name, "FAILED", statusReason=gave_up, isTerminated=True),
+        {"jobId": SERVICE_JOB_ID},
+    )
+    record = queued_ctx.repository.get(TrainingJobRecord, job["id"], api.owner)
+    assert reconcile_job(queued_ctx, record, datetime.now(UTC)) == "repaired"
+    _, failed = api("GET", f"/trainings/{job['id']}")
+    assert failed["status"] == "FAILED" and failed["failure_reason"] == gave_up
