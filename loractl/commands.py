@@ -595,6 +595,7 @@ def _create_training(args: argparse.Namespace, body: dict[str, Any], prompts: li
         "use_spot": args.spot,
         "max_runtime_seconds": args.max_runtime,
         "webhook_url": args.webhook_url,
+        "trigger_word": getattr(args, "trigger_word", None),
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     key = args.idempotency_key or str(uuid.uuid4())

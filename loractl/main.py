@@ -302,6 +302,12 @@ def _trainings(root: argparse._SubParsersAction) -> None:
         "--webhook-url",
         help="https URL that receives a signed POST when the job ends (docs/notifications.md)",
     )
+    create.add_argument(
+        "--trigger-word",
+        metavar="TEXT",
+        help="activation text put first in every caption (and kept first when shuffling); "
+        "images without a caption get it alone",
+    )
     create.add_argument("--idempotency-key", help="retry-safe key (default: a new one per invocation)")
     create.add_argument(
         "--wait", action="store_true", help="follow the job with a progress bar until it ends"

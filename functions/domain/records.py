@@ -31,6 +31,7 @@ from functions.domain.outbound_urls import MAX_URL_LENGTH
 from functions.domain.planning import TrainingPlan
 from functions.domain.statuses import JobStatus
 from functions.domain.training_contract import Engine
+from functions.domain.trigger_words import TriggerWord
 
 MAX_MODEL_BYTES = 20 * 1024**3
 # What dataset_rules accepts as a path, as a schema pattern (ASCII names; the service also takes
@@ -436,6 +437,7 @@ class CreateTrainingRequest(JsonRequestModel):
         max_length=WEBHOOK_URL_MAX_LENGTH,
         description="https URL that receives a signed POST when the job ends (docs/notifications.md)",
     )
+    trigger_word: TriggerWord | None = None
 
 
 class TrainingProgress(BaseModel):
@@ -510,6 +512,7 @@ class TrainingJobRecord(BaseModel):
     created_at: str
     updated_at: str
     webhook_url: str | None = None
+    trigger_word: str | None = None
 
 
 class ConfigWarning(BaseModel):
@@ -549,6 +552,9 @@ class TrainingJobView(BaseModel):
     created_at: str
     updated_at: str
     webhook_url: str | None = None
+    trigger_word: str | None = Field(
+        default=None, description="placed first in every caption; the LoRA's modelspec.trigger_phrase"
+    )
     warnings: list[ConfigWarning] = Field(
         default_factory=list,
         description="parameters the job's engine ignores (derived from config and engine)",
