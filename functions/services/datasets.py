@@ -56,6 +56,13 @@ MAX_LISTED_PROBLEMS = 500
 
 
 def create_dataset(ctx: ServiceContext, owner: str, request: CreateDatasetRequest) -> DatasetCreated:
+    if request.files is None:
+        raise invalid("files", "is required unless source_url names a .zip to import")
+    for field in ("repeats", "concept"):
+        if getattr(request, field) is not None:
+            raise invalid(
+                field, "is only for a zip import (source_url); uploaded paths carry <repeats>_<concept>/"
+            )
     declared = [DeclaredFile(f.path, f.size_bytes) for f in request.files]
     problems = check_declared_files(declared)
     if problems:

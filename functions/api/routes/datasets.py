@@ -21,7 +21,7 @@ from functions.domain.records import (
     DatasetUploadsRequest,
     DatasetView,
 )
-from functions.services import dataset_crop, datasets
+from functions.services import dataset_crop, dataset_import, datasets
 
 router = Router()
 DatasetId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="dataset id")]
@@ -29,12 +29,15 @@ DatasetId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="dataset 
 
 @router.post(
     "/datasets",
-    summary="Declare a dataset's files and get one presigned PUT per file",
+    summary="Declare a dataset's files and get one presigned PUT per file, or import a zip from source_url",
     responses=success(201, DatasetCreated, "Declared; PUT each file, then complete")
+    | success(202, DatasetCreated, "Zip import accepted: the dataset is processing; poll GET /datasets/{id}")
     | error_responses(400, 401, 413, 415, 429),
     tags=["datasets"],
 )
 def create_dataset(request: CreateDatasetRequest) -> Response[Any]:
+    if request.source_url is not None:
+        return accepted(dataset_import.create_import(ctx(), owner_of(router), request))
     return created(datasets.create_dataset(ctx(), owner_of(router), request))
 
 
