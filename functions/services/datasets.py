@@ -41,6 +41,7 @@ from functions.domain.records import (
 from functions.domain.storage_layout import (
     dataset_declared_key,
     dataset_prefix,
+    dataset_thumbnail_prefix,
     dataset_upload_key,
     dataset_upload_prefix,
 )
@@ -250,6 +251,7 @@ def fail_waiting_dataset(ctx: ServiceContext, record: DatasetRecord, reason: str
     if failed is not None:
         ctx.storage.delete_prefix(dataset_prefix(record.owner, record.id))
         ctx.storage.delete_prefix(dataset_upload_prefix(record.owner, record.id))
+        ctx.storage.delete_prefix(dataset_thumbnail_prefix(record.owner, record.id))
         ctx.repository.release_storage(record.owner, record.total_bytes)
         logger.warning(
             "dataset task failed", extra={"dataset_id": record.id, "owner": record.owner, "reason": reason}
@@ -278,5 +280,6 @@ def delete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> None:
     ctx.repository.delete(DatasetRecord, dataset_id, release_bytes=(owner, record.total_bytes))
     ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))
     ctx.storage.delete_prefix(dataset_upload_prefix(owner, dataset_id))
+    ctx.storage.delete_prefix(dataset_thumbnail_prefix(owner, dataset_id))
     ctx.storage.delete(dataset_declared_key(owner, dataset_id))
     logger.info("dataset deleted", extra={"dataset_id": dataset_id, "owner": owner})

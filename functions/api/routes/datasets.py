@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from functions.api.errors import error_responses
 from functions.api.routes.common import accepted, created, ctx, no_content, owner_of, success
 from functions.domain.catalog import ResourceStatus
+from functions.domain.dataset_files import DEFAULT_FILES_PAGE, MAX_FILES_PAGE, DatasetFilePage
 from functions.domain.page_tokens import PAGE_TOKEN_PATTERN
 from functions.domain.records import (
     CreateDatasetRequest,
@@ -21,7 +22,7 @@ from functions.domain.records import (
     DatasetUploadsRequest,
     DatasetView,
 )
-from functions.services import dataset_crop, dataset_import, datasets
+from functions.services import dataset_crop, dataset_files, dataset_import, datasets
 
 router = Router()
 DatasetId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="dataset id")]
@@ -98,6 +99,24 @@ def list_datasets(
 )
 def get_dataset(dataset_id: DatasetId) -> DatasetView:
     return datasets.get_dataset(ctx(), owner_of(router), dataset_id)
+
+
+@router.get(
+    "/datasets/<dataset_id>/files",
+    summary="Page a ready dataset's images with their captions and preview links (caption review)",
+    responses=success(200, DatasetFilePage, "One page of images, in path order")
+    | error_responses(400, 401, 404, 409),
+    tags=["datasets"],
+)
+def list_dataset_files(
+    dataset_id: DatasetId,
+    with_captions: Annotated[bool, Query(description="include each image's caption text")] = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_FILES_PAGE)] = DEFAULT_FILES_PAGE,
+    next_token: Annotated[str | None, Query(max_length=2048, pattern=PAGE_TOKEN_PATTERN)] = None,
+) -> DatasetFilePage:
+    return dataset_files.list_dataset_files(
+        ctx(), owner_of(router), dataset_id, with_captions=with_captions, limit=limit, next_token=next_token
+    )
 
 
 @router.delete(
