@@ -255,7 +255,14 @@ class CreateDatasetRequest(JsonRequestModel):
         extra="forbid",
         json_schema_extra={
             "anyOf": [
-                {"required": ["files"], "properties": {"source_url": {"type": "null"}}},
+                {
+                    "required": ["files"],
+                    "properties": {
+                        "source_url": {"type": "null"},
+                        "repeats": {"type": "null"},
+                        "concept": {"type": "null"},
+                    },
+                },
                 {"required": ["source_url"], "properties": {"files": {"type": "null"}}},
             ]
         },

@@ -24,7 +24,10 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 MAX_TRIGGER_WORD_LENGTH = 64
-TRIGGER_WORD_PATTERN = r"^[^,\r\n]*\S[^,\r\n]*$"
+# Not blank, no comma, no C0/C1 control character (line breaks included). Invisible (Cf) and
+# unassigned characters are refused too, by ``trigger_word_problem``: JSON Schema's portable regex
+# dialect has no \p{...} classes to say so here.
+TRIGGER_WORD_PATTERN = r"^[^,\x00-\x1F\x7F-\x9F]*[^,\s\x00-\x1F\x7F-\x9F][^,\x00-\x1F\x7F-\x9F]*$"
 TRIGGER_WORD_DESCRIPTION = (
     "activation text placed first in every caption when the dataset is staged (an image without a "
     f"caption gets it alone) and kept first by keep_tokens; at most {MAX_TRIGGER_WORD_LENGTH} "
@@ -45,17 +48,18 @@ def trigger_word_problem(value: str) -> str | None:
         return "must not contain a comma (sd-scripts would split it into two caption tokens)"
     if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in value):
         return "must not contain line breaks, control, invisible or unassigned characters"
-    if unicodedata.normalize("NFC", value) != value:
-        return "must be in Unicode NFC form"
     return None
 
 
 def clean_trigger_word(value: str) -> str:
-    """The stored form (surrounding spaces removed); ValueError naming the problem otherwise."""
+    """The stored form (NFC, surrounding spaces removed); ValueError naming the problem otherwise.
+
+    NFC, as display names are: the same word typed on two keyboards is one trigger word.
+    """
     problem = trigger_word_problem(value)
     if problem:
         raise ValueError(problem)
-    return value.strip()
+    return unicodedata.normalize("NFC", value).strip()
 
 
 def starts_with_trigger(caption: str, trigger_word: str) -> bool:
