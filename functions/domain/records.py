@@ -258,12 +258,16 @@ class CreateDatasetRequest(JsonRequestModel):
                 {
                     "required": ["files"],
                     "properties": {
+                        "files": {"type": "array"},
                         "source_url": {"type": "null"},
                         "repeats": {"type": "null"},
                         "concept": {"type": "null"},
                     },
                 },
-                {"required": ["source_url"], "properties": {"files": {"type": "null"}}},
+                {
+                    "required": ["source_url"],
+                    "properties": {"source_url": {"type": "string"}, "files": {"type": "null"}},
+                },
             ]
         },
     )
