@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import uuid
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -30,7 +32,9 @@ from functions.domain.dataset_rules import UPLOAD_URLS_PER_RESPONSE, DeclaredFil
 from functions.domain.ids import ID_LENGTH, is_valid_id
 from functions.domain.statuses import TERMINAL_STATUSES as DOMAIN_TERMINAL_STATUSES
 from functions.domain.statuses import JobStatus
+from functions.domain.zip_datasets import ZipRefused, is_zip_name
 from loractl import api_shapes, views
+from loractl.caption_sheet import CaptionedImage, caption_sheet
 from loractl.client import ApiClient, ApiConnectionError, page_items
 from loractl.config import resolve_connection
 from loractl.contact_sheet import contact_sheet
@@ -38,6 +42,7 @@ from loractl.local_files import caption_problems, is_ignored
 from loractl.output import emit, errors
 from loractl.parameter_file import defaults_as_toml
 from loractl.uploads import FileTarget, ResumeState, download, plan_parts, upload_files, upload_parts
+from loractl.zip_datasets import extract_dataset_zip
 
 EXIT_OK, EXIT_JOB_FAILED = 0, 4
 TERMINAL_STATUSES = tuple(status.value for status in DOMAIN_TERMINAL_STATUSES)
@@ -292,7 +297,20 @@ def collect_dataset_files(root: Path) -> list[tuple[str, Path]]:
 
 
 def datasets_upload(args: argparse.Namespace) -> int:
-    root = Path(args.directory)
+    source = Path(args.directory)
+    if source.is_file() and is_zip_name(source.name):
+        with tempfile.TemporaryDirectory(prefix="loractl-zip-") as folder:
+            try:
+                extract_dataset_zip(source, Path(folder), repeats=args.repeats, concept=args.concept)
+            except ZipRefused as refused:
+                raise UsageError(f"{source}: {refused}; nothing was uploaded") from refused
+            return _upload_folder(args, Path(folder), args.name or source.stem)
+    if args.repeats is not None or args.concept is not None:
+        raise UsageError("--repeats and --concept are only for a .zip of images without concept folders")
+    return _upload_folder(args, source, args.name or source.resolve().name)
+
+
+def _upload_folder(args: argparse.Namespace, root: Path, name: str) -> int:
     files = collect_dataset_files(root)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -315,7 +333,7 @@ def datasets_upload(args: argparse.Namespace) -> int:
     with api(args) as client:
         # The API checks every path and size against the dataset rules and answers 400 with
         # every problem (field files[i].path) before any URL is issued: nothing is uploaded then.
-        created = client.post("/datasets", {"name": args.name or root.resolve().name, "files": declared})
+        created = client.post("/datasets", {"name": name, "files": declared})
         dataset_id = str(api_shapes.created_record(created, "dataset")["id"])
         first = api_shapes.dataset_uploads(created)
         batches = _upload_batches(client, dataset_id, first, [p for p, _ in files][len(first) :])
@@ -370,6 +388,39 @@ def datasets_get(args: argparse.Namespace) -> int:
         dataset = client.get(f"/datasets/{resolve_id(client, 'dataset', args.id)}")
     emit(dataset, args.output, sections=views.dataset_sections(dataset))
     return EXIT_OK
+
+
+def datasets_captions(args: argparse.Namespace) -> int:
+    """Every image of a ready dataset with its caption; ``--contact-sheet`` also draws them."""
+    items: list[dict[str, Any]] = []
+    with api(args) as client:
+        dataset_id = resolve_id(client, "dataset", args.id)
+        token: str | None = None
+        while True:
+            params: dict[str, Any] = {"with_captions": "true", "limit": 100}
+            if token:
+                params["next_token"] = token
+            page = client.get(f"/datasets/{dataset_id}/files", **params)
+            items += page_items(page)
+            token = page.get("next_token") if isinstance(page, dict) else None
+            if not token:
+                break
+    rows = [{"path": i["path"], "caption": i.get("caption") or "(no caption)"} for i in items]
+    if args.contact_sheet:
+        sheet = caption_sheet(
+            [CaptionedImage(i["path"], i.get("caption"), _preview(i.get("thumbnail_url"))) for i in items],
+            Path(args.contact_sheet),
+        )
+        errors.print(f"contact sheet of {len(items)} image(s): {sheet}", highlight=False, markup=False)
+    emit(rows if args.output != "json" else items, args.output, columns=["path", "caption"])
+    return EXIT_OK
+
+
+def _preview(url: str | None) -> bytes | None:
+    if not url:
+        return None
+    response = httpx.get(url, timeout=60, follow_redirects=True)
+    return response.content if response.status_code == 200 else None
 
 
 def _crop_request(args: argparse.Namespace) -> dict[str, Any]:
@@ -595,6 +646,7 @@ def _create_training(args: argparse.Namespace, body: dict[str, Any], prompts: li
         "use_spot": args.spot,
         "max_runtime_seconds": args.max_runtime,
         "webhook_url": args.webhook_url,
+        "trigger_word": getattr(args, "trigger_word", None),
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     key = args.idempotency_key or str(uuid.uuid4())

@@ -187,11 +187,20 @@ def _datasets(root: argparse._SubParsersAction) -> None:
         dest="action", required=True, metavar="ACTION"
     )
     upload = _command(
-        group, "upload", commands.datasets_upload, "check and upload a <repeats>_<concept>/ folder tree"
+        group,
+        "upload",
+        commands.datasets_upload,
+        "check and upload a <repeats>_<concept>/ folder tree, or a .zip of one (unpacked here, with guards)",
     )
     upload.add_argument(
-        "directory", metavar="DIRECTORY", help="the dataset folder, holding <repeats>_<concept>/ folders"
+        "directory",
+        metavar="DIRECTORY",
+        help="the dataset folder holding <repeats>_<concept>/ folders, or a .zip file of it",
     )
+    upload.add_argument(
+        "--repeats", type=int, help="for a .zip of images not in <repeats>_<concept>/ folders: the repeats"
+    )
+    upload.add_argument("--concept", help="with --repeats: the concept's folder name (default 'concept')")
     upload.add_argument("--name", help="display name (default: the folder name)")
     upload.add_argument(
         "--workers",
@@ -206,6 +215,15 @@ def _datasets(root: argparse._SubParsersAction) -> None:
     )
     _id_argument(
         _command(group, "delete", commands.datasets_delete, "delete a dataset and its files"), "dataset"
+    )
+    captions = _command(
+        group, "captions", commands.datasets_captions, "list a ready dataset's images with their captions"
+    )
+    _id_argument(captions, "dataset")
+    captions.add_argument(
+        "--contact-sheet",
+        metavar="FILE",
+        help="also draw the images' previews with their captions into one image (e.g. sheet.jpg)",
     )
     prepare = _command(
         group,
@@ -305,6 +323,12 @@ def _trainings(root: argparse._SubParsersAction) -> None:
     create.add_argument(
         "--webhook-url",
         help="https URL that receives a signed POST when the job ends (docs/notifications.md)",
+    )
+    create.add_argument(
+        "--trigger-word",
+        metavar="TEXT",
+        help="activation text put first in every caption (and kept first when shuffling); "
+        "images without a caption get it alone",
     )
     create.add_argument("--idempotency-key", help="retry-safe key (default: a new one per invocation)")
     create.add_argument(

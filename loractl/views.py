@@ -110,6 +110,7 @@ def training_sections(job: dict[str, Any]) -> list[Section]:
                 ("family", job.get("fm_type")),
                 ("base model", job.get("base_model_id")),
                 ("dataset", job.get("dataset_id")),
+                ("trigger word", job.get("trigger_word")),
                 ("instance", f"{job.get('instance_type')}" + (" (spot)" if job.get("use_spot") else "")),
                 ("created", when(job.get("created_at"))),
                 ("updated", when(job.get("updated_at"))),

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from functions.domain.trigger_words import caption_with_trigger
 from training_container.errors import JobFailure
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
@@ -68,23 +69,31 @@ def _check_image(path: Path) -> str | None:
     return None
 
 
-def _read_caption(image: Path, problems: list[str]) -> str | None:
+def _read_caption(image: Path, problems: list[str], trigger_word: str | None = None) -> str | None:
+    """The image's caption; with a trigger word, rewritten (on disk too) to start with it.
+
+    sd-scripts reads the ``.txt`` files itself, so the staged copy is what must change; an image
+    without a caption gets the trigger word alone (see functions.domain.trigger_words).
+    """
     caption_path = image.with_suffix(CAPTION_EXTENSION)
-    if not caption_path.is_file():
+    if not caption_path.is_file() and trigger_word is None:
         problems.append(f"{image.parent.name}/{image.name}: missing caption {caption_path.name}")
         return None
     try:
-        caption = caption_path.read_text(encoding="utf-8").strip()
+        caption = caption_path.read_text(encoding="utf-8").strip() if caption_path.is_file() else ""
     except UnicodeDecodeError:
         problems.append(f"{image.parent.name}/{caption_path.name}: caption is not UTF-8 text")
         return None
+    if trigger_word is not None:
+        caption = caption_with_trigger(caption, trigger_word)
+        caption_path.write_text(caption, encoding="utf-8")
     if not caption:
         problems.append(f"{image.parent.name}/{caption_path.name}: caption is empty")
         return None
     return caption
 
 
-def _validate_concept(folder: Path, problems: list[str]) -> Concept | None:
+def _validate_concept(folder: Path, problems: list[str], trigger_word: str | None = None) -> Concept | None:
     match = CONCEPT_FOLDER.match(folder.name)
     if match is None:
         problems.append(f"{folder.name}: folder name must be <repeats>_<concept>, e.g. 10_mydog")
@@ -99,7 +108,7 @@ def _validate_concept(folder: Path, problems: list[str]) -> Concept | None:
         image_problem = _check_image(image)
         if image_problem:
             problems.append(f"{folder.name}/{image_problem}")
-        caption = _read_caption(image, problems)
+        caption = _read_caption(image, problems, trigger_word)
         if caption is not None and image_problem is None:
             staged.append(TrainingImage(image, caption))
     if not images:
@@ -118,14 +127,21 @@ def tag_frequency(concepts: tuple[Concept, ...]) -> dict[str, dict[str, int]]:
     return result
 
 
-def validate_dataset(root: Path) -> StagedDataset:
-    """Check a Kohya-layout dataset folder; raise ``JobFailure`` listing the problems."""
+def validate_dataset(root: Path, trigger_word: str | None = None) -> StagedDataset:
+    """Check a Kohya-layout dataset folder; raise ``JobFailure`` listing the problems.
+
+    With a trigger word, every caption is rewritten in place to start with it (``root`` must be
+    the writable staged copy, never the channel).
+    """
     problems: list[str] = []
     entries = sorted(p for p in root.iterdir() if _visible(p)) if root.is_dir() else []
     for stray in (p for p in entries if p.is_file()):
         problems.append(f"{stray.name}: files must be inside a <repeats>_<concept> folder")
     concepts = tuple(
-        concept for folder in entries if folder.is_dir() if (concept := _validate_concept(folder, problems))
+        concept
+        for folder in entries
+        if folder.is_dir()
+        if (concept := _validate_concept(folder, problems, trigger_word))
     )
     if not entries:
         problems.append("the dataset is empty")
@@ -139,12 +155,13 @@ def validate_dataset(root: Path) -> StagedDataset:
     return StagedDataset(root, concepts, tag_frequency(concepts))
 
 
-def stage_dataset(channel_dir: Path, work_dir: Path) -> StagedDataset:
-    """Copy the dataset channel to ``work_dir/dataset`` (writable) and validate the copy."""
+def stage_dataset(channel_dir: Path, work_dir: Path, trigger_word: str | None = None) -> StagedDataset:
+    """Copy the dataset channel to ``work_dir/dataset`` (writable), validate the copy and, with a
+    trigger word, put it first in every caption of the copy."""
     if not channel_dir.is_dir():
         raise JobFailure(f"dataset channel {channel_dir} is missing")
     target = work_dir / "dataset"
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(channel_dir, target)
-    return validate_dataset(target)
+    return validate_dataset(target, trigger_word)

@@ -148,7 +148,7 @@ def read_job_inputs(root: Path) -> JobInputs:
 
 def stage_dataset(inputs: JobInputs, work_dir: Path) -> StagedDataset:
     """Stage 2: a writable, validated copy of the dataset channel."""
-    return stage_dataset_folder(inputs.dataset_dir, work_dir)
+    return stage_dataset_folder(inputs.dataset_dir, work_dir, inputs.spec.trigger_word)
 
 
 def sd_scripts_dir() -> Path | None:
@@ -296,6 +296,7 @@ def run_job(root: Path, stop: threading.Event | None = None) -> int:
             job_id=spec.job_id,
             metrics=metrics,
             sample_prompts=spec.sample_prompts,
+            trigger_word=spec.trigger_word,
             epoch_dir=paths.checkpoints_dir / DIFFUSERS_EPOCH_FOLDER if engine == Engine.DIFFUSERS else None,
         )
         result = run_engine(request, engine)

@@ -119,7 +119,12 @@ def latest_state(state_dir: Path) -> Path | None:
 
 
 def service_parameters(
-    *, model_path: Path, output_dir: Path, output_name: str, tokenizer_cache_dir: Path | None
+    *,
+    model_path: Path,
+    output_dir: Path,
+    output_name: str,
+    tokenizer_cache_dir: Path | None,
+    trigger_word: str | None = None,
 ) -> dict[str, Any]:
     """Keys the service owns; applied last so they always win."""
     parameters: dict[str, Any] = {
@@ -135,6 +140,10 @@ def service_parameters(
     }
     if tokenizer_cache_dir is not None:
         parameters["tokenizer_cache_dir"] = str(tokenizer_cache_dir)
+    if trigger_word is not None:
+        # sd-scripts v0.10.1 library/sai_model_spec.py add_model_spec_arguments: --metadata_trigger_phrase,
+        # written to the LoRA as "modelspec.trigger_phrase" (get_sai_model_spec collects metadata_* args).
+        parameters["metadata_trigger_phrase"] = trigger_word
     resume = latest_state(output_dir)
     if resume is not None:
         parameters["resume"] = str(resume)
@@ -198,6 +207,7 @@ def build_kohya_configs(
     tokenizer_cache_dir: Path | None,
     launcher: Sequence[str] = ACCELERATE_LAUNCH,
     sample_prompts: Sequence[SamplePrompt] = (),
+    trigger_word: str | None = None,
 ) -> KohyaFiles:
     """Write both TOML files into ``work_dir`` and return them with the command line."""
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -209,6 +219,7 @@ def build_kohya_configs(
         output_dir=output_dir,
         output_name=output_name,
         tokenizer_cache_dir=tokenizer_cache_dir,
+        trigger_word=trigger_word,
     ) | sample_parameters(config, sample_prompts, fm_type, work_dir)
     training_path.write_text(toml.dumps(training_toml(config, service)), encoding="utf-8")
     script = sd_scripts_dir / TRAINING_SCRIPT[fm_type]

@@ -24,6 +24,7 @@ class TaskKind(StrEnum):
     DATASET_CROP = "dataset_crop"
     MODEL_IMPORT = "model_import"
     DATASET_VALIDATION = "dataset_validation"
+    DATASET_IMPORT = "dataset_import"
 
 
 class BackgroundTask(BaseModel):

@@ -73,3 +73,24 @@ def file_problem(path: str, data: bytes) -> str | None:
     if path.lower().endswith(CAPTION_EXTENSION):
         return caption_problem(path, data)
     return image_problem(path, data)
+
+
+# Previews for caption review (GET /datasets/{id}/files): small enough that a page of 100 is a
+# few megabytes, big enough to recognise the subject on a contact sheet.
+THUMBNAIL_MAX_SIDE = 256
+THUMBNAIL_QUALITY = 80
+
+
+def thumbnail_jpeg(data: bytes, max_side: int = THUMBNAIL_MAX_SIDE) -> bytes:
+    """A JPEG preview at most ``max_side`` pixels on its longer side (aspect kept).
+
+    Called after ``image_problem`` found the image decodes; ``draft`` lets JPEG decoding skip
+    straight to a reduced scale, so the second decode costs a fraction of the first.
+    """
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (max_side, max_side))
+        preview = image.convert("RGB")
+        preview.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        out = io.BytesIO()
+        preview.save(out, "JPEG", quality=THUMBNAIL_QUALITY, optimize=True)
+    return out.getvalue()

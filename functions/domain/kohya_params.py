@@ -330,6 +330,7 @@ RESERVED_PARAMETERS: dict[str, str] = {
     "ddp_timeout": "distributed settings follow the instance type",
     "metadata_title": "metadata is set from the job",
     "training_comment": "metadata is set from the job",
+    "metadata_trigger_phrase": "give the request's trigger_word: it is also placed first in every caption",
 }
 
 # Recommended defaults. Differences from sd-scripts' own defaults are deliberate: its

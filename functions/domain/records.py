@@ -77,6 +77,9 @@ class DatasetRecord(BaseModel):
     file_errors: list[str] = Field(default_factory=list)
     created_at: str
     updated_at: str
+    source_url: str | None = None
+    source_repeats: int | None = None
+    source_concept: str | None = None
 
 
 # ---------------------------------------------------------------- trainings
@@ -150,3 +153,4 @@ class TrainingJobRecord(BaseModel):
     updated_at: str
     webhook_url: str | None = None
     priority: int = 0  # schedulingPriority within the owner's share (queued deployments)
+    trigger_word: str | None = None

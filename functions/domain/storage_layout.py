@@ -34,6 +34,10 @@ DATASETS_PREFIX = "datasets/"
 TRAININGS_PREFIX = "trainings/"
 DATASET_FILES_FOLDER = "files/"
 DATASET_UPLOADS_FOLDER = "uploads/"
+# Small JPEG previews written by the validation; beside files/, never inside it (files/ is the
+# training channel: a thumbnail there would be trained on).
+DATASET_THUMBNAILS_FOLDER = "thumbnails/"
+THUMBNAIL_SUFFIX = ".jpg"
 PROGRESS_FILENAME = "progress.json"
 SUMMARY_FILENAME = "summary.json"
 METRICS_FILENAME = "metrics.json"
@@ -67,6 +71,15 @@ def dataset_upload_prefix(owner: str, dataset_id: str) -> str:
 def dataset_upload_key(owner: str, dataset_id: str, relative_path: str) -> str:
     """Where a presigned PUT writes a declared file (validated from here into ``files/``)."""
     return dataset_upload_prefix(owner, dataset_id) + relative_path
+
+
+def dataset_thumbnail_prefix(owner: str, dataset_id: str) -> str:
+    return dataset_root_prefix(owner, dataset_id) + DATASET_THUMBNAILS_FOLDER
+
+
+def dataset_thumbnail_key(owner: str, dataset_id: str, relative_path: str) -> str:
+    """``thumbnails/<repeats>_<concept>/<image name>.jpg`` (the image's own extension kept in the name)."""
+    return dataset_thumbnail_prefix(owner, dataset_id) + relative_path + THUMBNAIL_SUFFIX
 
 
 def dataset_declared_key(owner: str, dataset_id: str) -> str:

@@ -83,6 +83,9 @@ class TrainingJobSpec(BaseModel):
     sample_prompts: list[SamplePrompt] = Field(
         default_factory=list, description="validated sample prompts, rendered at each saved epoch"
     )
+    trigger_word: str | None = Field(
+        default=None, description="validated; placed first in every caption at staging (trigger_words)"
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -27,6 +27,7 @@ RUNNERS: dict[TaskKind, str] = {
     TaskKind.DATASET_CROP: "functions.services.dataset_crop:run_crop_task",
     TaskKind.MODEL_IMPORT: "functions.services.model_import:run_import_task",
     TaskKind.DATASET_VALIDATION: "functions.services.dataset_validation:run_validation_task",
+    TaskKind.DATASET_IMPORT: "functions.services.dataset_import:run_import_task",
 }
 
 

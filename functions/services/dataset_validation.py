@@ -19,13 +19,15 @@ from aws_lambda_powertools import Logger
 
 from functions.domain.background_tasks import BackgroundTask
 from functions.domain.catalog import ResourceStatus
-from functions.domain.dataset_rules import DatasetManifest, DeclaredFile
+from functions.domain.dataset_rules import CAPTION_EXTENSION, DatasetManifest, DeclaredFile
 from functions.domain.errors import NotFound
 from functions.domain.ids import utc_now
 from functions.domain.records import DatasetRecord
 from functions.domain.storage_layout import (
     dataset_file_key,
     dataset_prefix,
+    dataset_thumbnail_key,
+    dataset_thumbnail_prefix,
     dataset_upload_key,
     dataset_upload_prefix,
 )
@@ -68,17 +70,21 @@ def seal_file(
     ctx: ServiceContext, owner: str, dataset_id: str, file: DeclaredFile, budget: DecodeBudget
 ) -> str | None:
     """Decode one upload and copy the decoded bytes into ``files/``; the problem, or None."""
-    from functions.domain.image_decoding import decoded_bytes, file_problem  # Pillow: tasks only
+    from functions.domain.image_decoding import decoded_bytes, file_problem, thumbnail_jpeg  # Pillow
 
     data = ctx.storage.read_bytes(dataset_upload_key(owner, dataset_id, file.path))
     if data is None:
         return f"{file.path}: disappeared after the dataset was completed"
     if len(data) != file.size_bytes:
         return f"{file.path}: is now {len(data)} bytes, declared {file.size_bytes} (changed after complete)"
+    is_image = not file.path.lower().endswith(CAPTION_EXTENSION)
     with budget.hold(decoded_bytes(file.path, data)):
         problem = file_problem(file.path, data)
+        thumbnail = thumbnail_jpeg(data) if problem is None and is_image else None
     if problem is None:
         ctx.storage.write_bytes(dataset_file_key(owner, dataset_id, file.path), data)
+    if thumbnail is not None:
+        ctx.storage.write_bytes(dataset_thumbnail_key(owner, dataset_id, file.path), thumbnail)
     return problem
 
 
@@ -95,6 +101,7 @@ def drop_unclaimed_files(ctx: ServiceContext, owner: str, dataset_id: str) -> No
         current = None
     if current is None or current.status is not ResourceStatus.READY:
         ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))
+        ctx.storage.delete_prefix(dataset_thumbnail_prefix(owner, dataset_id))
 
 
 def run_validation_task(ctx: ServiceContext, task: BackgroundTask) -> None:

@@ -41,6 +41,7 @@ from functions.domain.records import DatasetRecord
 from functions.domain.storage_layout import (
     dataset_declared_key,
     dataset_prefix,
+    dataset_thumbnail_prefix,
     dataset_upload_key,
     dataset_upload_prefix,
 )
@@ -56,6 +57,13 @@ MAX_LISTED_PROBLEMS = 500
 
 
 def create_dataset(ctx: ServiceContext, owner: str, request: CreateDatasetRequest) -> DatasetCreated:
+    if request.files is None:
+        raise invalid("files", "is required unless source_url names a .zip to import")
+    for field in ("repeats", "concept"):
+        if getattr(request, field) is not None:
+            raise invalid(
+                field, "is only for a zip import (source_url); uploaded paths carry <repeats>_<concept>/"
+            )
     declared = [DeclaredFile(f.path, f.size_bytes) for f in request.files]
     problems = check_declared_files(declared)
     if problems:
@@ -243,6 +251,7 @@ def fail_waiting_dataset(ctx: ServiceContext, record: DatasetRecord, reason: str
     if failed is not None:
         ctx.storage.delete_prefix(dataset_prefix(record.owner, record.id))
         ctx.storage.delete_prefix(dataset_upload_prefix(record.owner, record.id))
+        ctx.storage.delete_prefix(dataset_thumbnail_prefix(record.owner, record.id))
         ctx.repository.release_storage(record.owner, record.total_bytes)
         logger.warning(
             "dataset task failed", extra={"dataset_id": record.id, "owner": record.owner, "reason": reason}
@@ -271,5 +280,6 @@ def delete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> None:
     ctx.repository.delete(DatasetRecord, dataset_id, release_bytes=(owner, record.total_bytes))
     ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))
     ctx.storage.delete_prefix(dataset_upload_prefix(owner, dataset_id))
+    ctx.storage.delete_prefix(dataset_thumbnail_prefix(owner, dataset_id))
     ctx.storage.delete(dataset_declared_key(owner, dataset_id))
     logger.info("dataset deleted", extra={"dataset_id": dataset_id, "owner": owner})

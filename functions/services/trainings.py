@@ -57,6 +57,7 @@ from functions.domain.training_contract import (
     TrainingJobSpec,
     published_sample_path,
 )
+from functions.domain.trigger_words import keep_tokens_for_trigger
 from functions.services.context import ServiceContext
 from functions.services.job_transitions import move_job, record_new_job
 from functions.services.models import delete_lora_of_job
@@ -146,7 +147,19 @@ def job_spec(job: TrainingJobRecord, model: ModelRecord) -> TrainingJobSpec:
         base_model_filename=model.filename,
         config=job.config,
         sample_prompts=job.sample_prompts,
+        trigger_word=job.trigger_word,
     )
+
+
+def with_trigger_word(config: dict[str, ParamValue], trigger_word: str | None) -> dict[str, ParamValue]:
+    """The config a job with a trigger word runs with: ``keep_tokens`` keeps it first when shuffling.
+
+    Set here, not in the container, so the job's stored config (and its view) says what runs.
+    """
+    if trigger_word is None:
+        return config
+    keep = config.get("keep_tokens", 0)
+    return {**config, "keep_tokens": keep_tokens_for_trigger(keep if isinstance(keep, int) else 0)}
 
 
 def launch_spec(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> LaunchSpec:
@@ -196,6 +209,7 @@ def launch(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> J
 def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequest) -> TrainingJobView:
     """Validate everything, record the job, launch it. Idempotency is applied by the caller."""
     model, dataset, config = ready_inputs(ctx, owner, request)
+    config = with_trigger_word(config, request.trigger_word)
     settings = ctx.settings
     max_runtime = request.max_runtime_seconds or settings.max_runtime_seconds
     refusal = concurrency_refusal(
@@ -231,6 +245,7 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
         updated_at=now,
         webhook_url=request.webhook_url,
         priority=request.priority or 0,
+        trigger_word=request.trigger_word,
     )
     # The cap check above is advisory (a friendly early answer); this transaction is the guarantee.
     record_new_job(ctx, job, max_active=settings.max_concurrent_jobs_per_owner)

@@ -50,6 +50,7 @@ def make_job(tmp_path: Path, tiny_checkpoints: dict[FmType, Path]) -> JobFactory
         n_images: int = 2,
         engine: str = "diffusers",
         sample_prompts: list[dict[str, Any]] | None = None,
+        trigger_word: str | None = None,
     ) -> Path:
         root = tmp_path / "opt_ml"
         model_channel = root / "input" / "data" / "model"
@@ -67,6 +68,7 @@ def make_job(tmp_path: Path, tiny_checkpoints: dict[FmType, Path]) -> JobFactory
             base_model_filename="base.safetensors",
             config=normalised,
             sample_prompts=sample_prompts or [],
+            trigger_word=trigger_word,
         )
         job_channel = root / "input" / "data" / JOB_CHANNEL
         job_channel.mkdir(parents=True)

@@ -41,8 +41,10 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRuntime
 
 
 def _names(body: Any) -> list[str]:
-    """The display names in a generated body."""
-    return [body["name"]] if isinstance(body, dict) and isinstance(body.get("name"), str) else []
+    """The display names (and trigger words: the same character rule) in a generated body."""
+    if not isinstance(body, dict):
+        return []
+    return [body[key] for key in ("name", "trigger_word") if isinstance(body.get(key), str)]
 
 
 def beyond_the_schema(case: schemathesis.Case) -> str | None:

@@ -32,6 +32,8 @@ class EngineRequest:
     job_id: str = ""
     metrics: MetricsRecorder | None = None  # the loss curve; engines record a point per step
     sample_prompts: list[SamplePrompt] = field(default_factory=list)
+    # Already first in every staged caption; engines record it as modelspec.trigger_phrase.
+    trigger_word: str | None = None
     # Where intermediate LoRAs (<output_name>-000001.safetensors) and, under sample/, sample images
     # (<output_name>_e000001_00*.png) are left: sd-scripts' own names and layout, for every engine.
     # None: output_dir. Inside the checkpoints folder they survive a spot restart.

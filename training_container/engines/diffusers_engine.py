@@ -608,6 +608,8 @@ class DiffusersTrainer:
             "modelspec.title": self.request.output_name,
             "modelspec.resolution": f"{width}x{height}",
             "modelspec.date": self.started_at.date().isoformat(),
+            # What sd-scripts writes for --metadata_trigger_phrase (v0.10.1 library/sai_model_spec.py).
+            "modelspec.trigger_phrase": self.request.trigger_word,  # None: left out
             "lora_on_aws.engine": Engine.DIFFUSERS.value,
             "lora_on_aws.job_id": self.request.job_id,
             "lora_on_aws.optimizer_fallback": self.optimizer_fallback,

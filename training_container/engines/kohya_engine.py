@@ -181,6 +181,7 @@ def run_kohya_engine(request: EngineRequest, sd_scripts_dir: Path) -> EngineResu
         tokenizer_cache_dir=Path(tokenizer_dir) if tokenizer_dir else None,
         launcher=launcher(),
         sample_prompts=request.sample_prompts,
+        trigger_word=request.trigger_word,
     )
     logger.info("running %s", " ".join(files.command))
     state = KohyaProgress()

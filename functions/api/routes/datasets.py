@@ -20,8 +20,9 @@ from functions.api.schemas.datasets import (
     DatasetView,
 )
 from functions.domain.catalog import ResourceStatus
+from functions.domain.dataset_files import DEFAULT_FILES_PAGE, MAX_FILES_PAGE, DatasetFilePage
 from functions.domain.page_tokens import PAGE_TOKEN_PATTERN
-from functions.services import dataset_crop, datasets
+from functions.services import dataset_crop, dataset_files, dataset_import, datasets
 
 router = Router()
 DatasetId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="dataset id")]
@@ -29,12 +30,15 @@ DatasetId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="dataset 
 
 @router.post(
     "/datasets",
-    summary="Declare a dataset's files and get one presigned PUT per file",
+    summary="Declare a dataset's files and get one presigned PUT per file, or import a zip from source_url",
     responses=success(201, DatasetCreated, "Declared; PUT each file, then complete")
+    | success(202, DatasetCreated, "Zip import accepted: the dataset is processing; poll GET /datasets/{id}")
     | error_responses(400, 401, 413, 415, 429),
     tags=["datasets"],
 )
 def create_dataset(request: CreateDatasetRequest) -> Response[Any]:
+    if request.source_url is not None:
+        return accepted(dataset_import.create_import(ctx(), owner_of(router), request))
     return created(datasets.create_dataset(ctx(), owner_of(router), request))
 
 
@@ -95,6 +99,24 @@ def list_datasets(
 )
 def get_dataset(dataset_id: DatasetId) -> DatasetView:
     return datasets.get_dataset(ctx(), owner_of(router), dataset_id)
+
+
+@router.get(
+    "/datasets/<dataset_id>/files",
+    summary="Page a ready dataset's images with their captions and preview links (caption review)",
+    responses=success(200, DatasetFilePage, "One page of images, in path order")
+    | error_responses(400, 401, 404, 409),
+    tags=["datasets"],
+)
+def list_dataset_files(
+    dataset_id: DatasetId,
+    with_captions: Annotated[bool, Query(description="include each image's caption text")] = False,
+    limit: Annotated[int, Query(ge=1, le=MAX_FILES_PAGE)] = DEFAULT_FILES_PAGE,
+    next_token: Annotated[str | None, Query(max_length=2048, pattern=PAGE_TOKEN_PATTERN)] = None,
+) -> DatasetFilePage:
+    return dataset_files.list_dataset_files(
+        ctx(), owner_of(router), dataset_id, with_captions=with_captions, limit=limit, next_token=next_token
+    )
 
 
 @router.delete(

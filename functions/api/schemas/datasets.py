@@ -12,10 +12,12 @@ from functions.domain.dataset_rules import (
     MAX_FILES,
     MAX_IMAGE_BYTES,
     MAX_PATH_LENGTH,
+    MAX_REPEATS,
     UPLOAD_URLS_PER_RESPONSE,
     DatasetManifest,
 )
 from functions.domain.json_types import JsonBool, JsonRequestModel
+from functions.domain.outbound_urls import MAX_URL_LENGTH
 from functions.domain.records import CropParameters
 
 # What dataset_rules accepts as a path, as a schema pattern (ASCII names; the service also takes
@@ -47,13 +49,55 @@ class DeclaredFileIn(JsonRequestModel):
 
 
 class CreateDatasetRequest(JsonRequestModel):
-    model_config = ConfigDict(extra="forbid")
+    # Either declared files to upload, or a zip to import (source_url), as the schema says.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {
+                    "required": ["files"],
+                    "properties": {
+                        "files": {"type": "array"},
+                        "source_url": {"type": "null"},
+                        "repeats": {"type": "null"},
+                        "concept": {"type": "null"},
+                    },
+                },
+                {
+                    "required": ["source_url"],
+                    "properties": {"source_url": {"type": "string"}, "files": {"type": "null"}},
+                },
+            ]
+        },
+    )
 
     name: DisplayName
-    files: list[DeclaredFileIn] = Field(
+    files: list[DeclaredFileIn] | None = Field(
+        default=None,
         min_length=1,
         max_length=MAX_FILES,
         json_schema_extra={"contains": {"properties": {"path": {"pattern": IMAGE_PATH_PATTERN}}}},
+        description="the files to upload (one presigned PUT each); required unless source_url is given",
+    )
+    source_url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        description="import a .zip from this https URL instead (same URL rules and limits as model "
+        "imports); the dataset is processing until the server has fetched, unpacked and checked it",
+    )
+    repeats: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REPEATS,
+        description="for a zip whose images are not in <repeats>_<concept>/ folders: the repeats",
+    )
+    concept: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 .,()+_-]*$",
+        description="with repeats: the concept's folder name (default 'concept')",
     )
 
 
@@ -77,6 +121,7 @@ class DatasetView(BaseModel):
     )
     created_at: str
     updated_at: str
+    source_url: str | None = Field(None, description="the zip an imported dataset was fetched from")
 
 
 class CropDatasetRequest(JsonRequestModel):
@@ -121,7 +166,9 @@ class DatasetCreated(BaseModel):
     dataset: DatasetView
     expires_in_seconds: int
     uploads: list[PresignedFileUpload] = Field(
-        description=f"presigned PUTs of the first {UPLOAD_URLS_PER_RESPONSE} declared files, in order"
+        default_factory=list,
+        description=f"presigned PUTs of the first {UPLOAD_URLS_PER_RESPONSE} declared files, in order "
+        "(empty for an import from source_url)",
     )
     uploads_remaining: int = Field(
         0, description="declared files without a URL here: ask POST /datasets/{id}/uploads for them"

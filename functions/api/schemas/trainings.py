@@ -17,6 +17,7 @@ from functions.domain.planning import TrainingPlan
 from functions.domain.records import StatusChange, TrainingOutput, TrainingProgress
 from functions.domain.statuses import JobStatus
 from functions.domain.training_contract import Engine
+from functions.domain.trigger_words import TriggerWord
 
 
 class CreateTrainingRequest(JsonRequestModel):
@@ -52,6 +53,7 @@ class CreateTrainingRequest(JsonRequestModel):
         le=9999,
         description="queued deployments: order among your own queued jobs (higher first; default 0)",
     )
+    trigger_word: TriggerWord | None = None
 
 
 class TrainingSampleView(BaseModel):
@@ -90,6 +92,9 @@ class TrainingJobView(BaseModel):
     updated_at: str
     webhook_url: str | None = None
     priority: int = 0
+    trigger_word: str | None = Field(
+        default=None, description="placed first in every caption; the LoRA's modelspec.trigger_phrase"
+    )
     warnings: list[ConfigWarning] = Field(
         default_factory=list,
         description="parameters the job's engine ignores (derived from config and engine)",
