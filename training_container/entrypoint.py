@@ -16,6 +16,7 @@ internal error (reason in the same file).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -32,6 +33,7 @@ from types import FrameType
 from pydantic import ValidationError
 from safetensors import safe_open
 
+from functions.domain.captioning import CACHE_CHANNEL, CAPTIONING_JOB_KIND, CaptioningJobSpec
 from functions.domain.families import FAMILIES
 from functions.domain.kohya_params import ParamValue, validate_config
 from functions.domain.storage_layout import SUMMARY_FILENAME
@@ -257,6 +259,44 @@ def install_stop_handler(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def is_captioning_spec(spec_file: Path) -> bool:
+    """A captions job's spec says ``"kind": "captioning"``; a training spec has no ``kind``."""
+    try:
+        return bool(json.loads(spec_file.read_bytes()).get("kind") == CAPTIONING_JOB_KIND)
+    except (OSError, ValueError, AttributeError):
+        return False  # read_job_inputs reports a missing or broken spec
+
+
+def run_captioning_stage(paths: JobPaths, progress: ProgressReporter) -> None:
+    """Captioning mode: dataset channel -> captions (cache first) -> new dataset in /opt/ml/model."""
+    from training_container.captioning.captioning_job import caption_models, models_dir, run_captioning
+
+    try:
+        spec = CaptioningJobSpec.model_validate_json(paths.job_spec.read_bytes())
+    except ValidationError as error:
+        raise JobFailure(f"job spec is invalid: {error}".splitlines()[0]) from error
+    cache = paths.channel(CACHE_CHANNEL)
+    progress.update(phase=TrainingPhase.CAPTIONING, force=True)
+    summary = run_captioning(
+        spec,
+        paths.channel(DATASET_CHANNEL),
+        cache if cache.is_dir() else None,
+        paths.model_dir,
+        caption_models(spec, models_dir()),
+        on_progress=lambda done, total: progress.update(step=done, total_steps=total),
+    )
+    progress.update(phase=TrainingPhase.DONE, step=summary.images, total_steps=summary.images, force=True)
+    logger.info(
+        "captions job %s: %d images, %d captioned, %d cache hits, %d model runs, %d failures",
+        spec.job_id,
+        summary.images,
+        summary.captioned,
+        summary.cache_hits,
+        summary.model_runs,
+        len(summary.failures),
+    )
+
+
 def run_job(root: Path, stop: threading.Event | None = None) -> int:
     """Run every stage under ``root``; returns the process exit status."""
     paths, started = JobPaths(root), time.monotonic()
@@ -266,6 +306,9 @@ def run_job(root: Path, stop: threading.Event | None = None) -> int:
     progress.start_heartbeat()
     metrics: MetricsRecorder | None = None
     try:
+        if is_captioning_spec(paths.job_spec):  # the same image, in its captioning mode
+            run_captioning_stage(paths, progress)
+            return EXIT_OK
         inputs = read_job_inputs(root)
         spec = inputs.spec
         ensure_family(inputs.model_path, spec.fm_type)

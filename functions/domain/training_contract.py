@@ -104,6 +104,7 @@ class TrainingPhase(StrEnum):
     CACHING = "caching"
     TRAINING = "training"
     SAVING = "saving"
+    CAPTIONING = "captioning"  # a captions job (functions.domain.captioning), step = images done
     DONE = "done"
 
 
