@@ -13,7 +13,9 @@ training container load names each component by prefix, and the components' widt
 Sources: sd-scripts ``library/model_util.py`` (``convert_ldm_unet_checkpoint``,
 ``convert_ldm_clip_checkpoint_v1``) and ``library/sdxl_model_util.py``
 (``load_models_from_sdxl_checkpoint``: ``conditioner.embedders.0.transformer.``,
-``conditioner.embedders.1.model.``), and the container's ``training_container/ldm_layout.py``.
+``conditioner.embedders.1.model.``), and the container's
+``training_container/ldm_layout.py``. The parts each family needs are in its ``FamilySpec``
+(functions.domain.checkpoint_layout names them).
 
 Recognition is by key structure plus shapes that must agree (latent channels, cross-attention
 width = text-embedding width), never by exact sizes: the project's tiny test models are these
@@ -23,78 +25,14 @@ architectures with small widths and must be recognised as their family.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from functions.domain.catalog import FmType
+from functions.domain.checkpoint_layout import SD2_TEXT, SD15_TEXT, UNET, CheckpointPart
 from functions.domain.families import FAMILIES
 
-UNET = "model.diffusion_model."
-VAE = "first_stage_model."
-SD15_TEXT = "cond_stage_model.transformer."
-SD2_TEXT = "cond_stage_model.model."  # SD 2.x: OpenCLIP ViT-H (not a supported family)
-SDXL_TEXT_1 = "conditioner.embedders.0.transformer."
-SDXL_TEXT_2 = "conditioner.embedders.1.model."
 LATENT_CHANNELS = 4  # SD 1.5 and SDXL VAEs: 4 latent channels (an inpainting UNet takes 9)
 
 FAMILY_NAMES = {f: spec.display_name for f, spec in FAMILIES.items()}
-
-
-@dataclass(frozen=True)
-class Component:
-    """A part of a checkpoint and the tensors that prove it is there."""
-
-    name: str
-    keys: tuple[str, ...]
-
-
-UNET_PART = Component(
-    "the UNet",
-    (f"{UNET}input_blocks.0.0.weight", f"{UNET}time_embed.0.weight", f"{UNET}out.2.weight"),
-)
-VAE_PART = Component(
-    "the VAE",
-    (f"{VAE}encoder.conv_in.weight", f"{VAE}decoder.conv_out.weight", f"{VAE}quant_conv.weight"),
-)
-SD15_TEXT_PART = Component(
-    "the CLIP text encoder",
-    (
-        f"{SD15_TEXT}text_model.embeddings.token_embedding.weight",
-        f"{SD15_TEXT}text_model.final_layer_norm.weight",
-    ),
-)
-SDXL_TEXT_1_PART = Component(
-    "the first (CLIP ViT-L) text encoder",
-    (
-        f"{SDXL_TEXT_1}text_model.embeddings.token_embedding.weight",
-        f"{SDXL_TEXT_1}text_model.final_layer_norm.weight",
-    ),
-)
-SDXL_TEXT_2_PART = Component(
-    "the second (OpenCLIP ViT-bigG) text encoder",
-    (
-        f"{SDXL_TEXT_2}token_embedding.weight",
-        f"{SDXL_TEXT_2}ln_final.weight",
-        f"{SDXL_TEXT_2}text_projection",
-    ),
-)
-SDXL_CONDITIONING_PART = Component(
-    "the UNet's size conditioning (label_emb)", (f"{UNET}label_emb.0.0.weight",)
-)
-
-REQUIRED: dict[FmType, tuple[Component, ...]] = {
-    FmType.SD15: (UNET_PART, VAE_PART, SD15_TEXT_PART),
-    FmType.SDXL: (UNET_PART, VAE_PART, SDXL_TEXT_1_PART, SDXL_TEXT_2_PART, SDXL_CONDITIONING_PART),
-}
-# The text encoders whose outputs are concatenated into the UNet's cross-attention input.
-TEXT_PARTS: dict[FmType, tuple[Component, ...]] = {
-    FmType.SD15: (SD15_TEXT_PART,),
-    FmType.SDXL: (SDXL_TEXT_1_PART, SDXL_TEXT_2_PART),
-}
-# Parts whose presence rules a family out (SD 1.5's parts plus SDXL's is neither).
-FOREIGN_PREFIXES: dict[FmType, tuple[str, ...]] = {
-    FmType.SD15: ("conditioner.", f"{UNET}label_emb."),
-    FmType.SDXL: (),
-}
 
 Shapes = Mapping[str, Sequence[int]]
 
@@ -124,7 +62,7 @@ def _with_legacy_text_keys(shapes: Shapes) -> Shapes:
     return renamed
 
 
-def _missing(shapes: Shapes, components: Sequence[Component]) -> list[str]:
+def _missing(shapes: Shapes, components: Sequence[CheckpointPart]) -> list[str]:
     """Each absent component, named with the tensors that are missing."""
     out = []
     for component in components:
@@ -141,7 +79,7 @@ def _width(shapes: Shapes, key: str, axis: int) -> int | None:
 
 def _text_width(shapes: Shapes, family: FmType) -> int | None:
     """The width of the text embeddings the UNet's cross-attention receives."""
-    widths = [_width(shapes, part.keys[0], 1) for part in TEXT_PARTS[family]]
+    widths = [_width(shapes, part.keys[0], 1) for part in FAMILIES[family].checkpoint_text_parts]
     return None if None in widths else sum(w for w in widths if w is not None)
 
 
@@ -173,10 +111,11 @@ def _shape_problems(shapes: Shapes, family: FmType) -> list[str]:
 
 
 def _family_of(shapes: Shapes) -> FmType | None:
-    for family in REQUIRED:  # at most one matches: FOREIGN_PREFIXES keeps them apart
-        if _missing(shapes, REQUIRED[family]) or _shape_problems(shapes, family):
+    for family, spec in FAMILIES.items():  # at most one matches: foreign prefixes keep them apart
+        if _missing(shapes, spec.checkpoint_parts) or _shape_problems(shapes, family):
             continue
-        if FOREIGN_PREFIXES[family] and any(k.startswith(FOREIGN_PREFIXES[family]) for k in shapes):
+        foreign = spec.checkpoint_foreign_prefixes
+        if foreign and any(k.startswith(foreign) for k in shapes):
             continue  # one family's parts plus another's: neither
         return family
     return None
@@ -212,7 +151,7 @@ def checkpoint_problems(header: Mapping[str, object], expected: FmType) -> list[
     instead = _what_it_is(shapes, expected)
     if instead is not None:
         return [f"not an {label} checkpoint: {instead}"]
-    missing = _missing(shapes, REQUIRED[expected])
+    missing = _missing(shapes, FAMILIES[expected].checkpoint_parts)
     if missing:
         return [f"not an {label} checkpoint: missing {'; '.join(missing)}"]
     problems = _shape_problems(shapes, expected)

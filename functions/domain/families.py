@@ -13,6 +13,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
 
+from functions.domain.checkpoint_layout import (
+    SD15_TEXT_PART,
+    SDXL_CONDITIONING_PART,
+    SDXL_TEXT_1_PART,
+    SDXL_TEXT_2_PART,
+    UNET,
+    UNET_PART,
+    VAE_PART,
+    CheckpointPart,
+)
+
 # A parameter value as the Kohya parameter catalogue stores it (functions.domain.kohya_params).
 FamilyDefault = str | int | float | bool
 
@@ -61,6 +72,12 @@ class FamilySpec:
     diffusers_pipeline: str
     checkpoint_marker: str
     tokenizer_repos: tuple[str, ...]
+    # A single-file checkpoint of this family (functions.domain.checkpoint_family): the parts it
+    # must have, its text encoders in the order their outputs are concatenated into the UNet's
+    # cross-attention input, and tensor prefixes that rule the family out (another family's parts).
+    checkpoint_parts: tuple[CheckpointPart, ...]
+    checkpoint_text_parts: tuple[CheckpointPart, ...]
+    checkpoint_foreign_prefixes: tuple[str, ...]
 
     @property
     def native_pixels(self) -> int:
@@ -118,6 +135,9 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                 diffusers_pipeline="StableDiffusionPipeline",
                 checkpoint_marker="cond_stage_model.transformer.",
                 tokenizer_repos=("openai/clip-vit-large-patch14",),
+                checkpoint_parts=(UNET_PART, VAE_PART, SD15_TEXT_PART),
+                checkpoint_text_parts=(SD15_TEXT_PART,),
+                checkpoint_foreign_prefixes=("conditioner.", f"{UNET}label_emb."),
             ),
             # SDXL at 1024 px (the original tool trained it at 512 px without checkpointing).
             # UNet-only with cached text-encoder outputs keeps it inside 24 GB; its VAE overflows
@@ -167,6 +187,15 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                 diffusers_pipeline="StableDiffusionXLPipeline",
                 checkpoint_marker="conditioner.embedders.",
                 tokenizer_repos=("openai/clip-vit-large-patch14", "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"),
+                checkpoint_parts=(
+                    UNET_PART,
+                    VAE_PART,
+                    SDXL_TEXT_1_PART,
+                    SDXL_TEXT_2_PART,
+                    SDXL_CONDITIONING_PART,
+                ),
+                checkpoint_text_parts=(SDXL_TEXT_1_PART, SDXL_TEXT_2_PART),
+                checkpoint_foreign_prefixes=(),
             ),
         )
     }

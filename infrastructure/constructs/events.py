@@ -10,7 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from functions.domain.batch_queue import SERVICE_JOB_STATE_CHANGE
-from functions.domain.sagemaker_states import STATE_CHANGE_DETAIL_TYPE
+from functions.domain.sagemaker_states import STATE_CHANGE_DETAIL_TYPE, STATE_CHANGE_SOURCE
 from infrastructure.constructs.queues import dead_letter_queue
 
 RECONCILE_EVERY = Duration.minutes(10)
@@ -34,7 +34,7 @@ class TrainingEvents(Construct):
             "TrainingStateChanges",
             description="SageMaker training jobs of this stack only (job-name prefix)",
             event_pattern=events.EventPattern(
-                source=["aws.sagemaker"],
+                source=[STATE_CHANGE_SOURCE],
                 detail_type=[STATE_CHANGE_DETAIL_TYPE],
                 detail={"TrainingJobName": events.Match.prefix(f"{job_name_prefix}-")},
             ),

@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import httpx
 
 from functions.domain.catalog import INSTANCE_TYPES, MIN_GPU_MEMORY_GB, FmType, instance_supports
+from functions.domain.families import FAMILIES
 from loractl import api_shapes
 from loractl.client import ApiClient, ApiConnectionError, ApiError
 
@@ -227,6 +228,11 @@ class ConsoleHandler(BaseHTTPRequestHandler):
             "auth": "sigv4" if connection.uses_sigv4 else "token",
             "instances": instance_catalogue(),
             "min_gpu_memory_gb": {fm.value: gb for fm, gb in MIN_GPU_MEMORY_GB.items()},
+            # The family choices of every form, from the one table of families (never in the page).
+            "families": [
+                {"fm_type": spec.fm_type.value, "name": spec.display_name, "native_side": spec.native_side}
+                for spec in FAMILIES.values()
+            ],
         }
 
     def _proxy(self, path: str, query: str) -> None:

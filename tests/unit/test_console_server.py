@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from functions.domain.families import FAMILIES
 from loractl.client import ApiError
 from loractl.config import Connection
 from loractl.console.server import COOKIE_NAME, STATIC_FILES, ConsoleServer, instance_catalogue
@@ -158,6 +159,18 @@ def test_pages_ship_in_the_package_with_a_strict_content_security_policy(
         session = http.get("/console/session").json()
     assert session["auth"] == "sigv4" and session["endpoint"].startswith("https://")
     assert {row["name"] for row in session["instances"]} == {row["name"] for row in instance_catalogue()}
+    # Every form's family choices come from here (pages.js holds no family of its own).
+    assert [f["fm_type"] for f in session["families"]] == [fm.value for fm in FAMILIES]
+    assert all(f["name"] and f["native_side"] > 0 for f in session["families"])
+
+
+def test_the_console_pages_name_no_family_of_their_own() -> None:
+    """A new family appears in every form without editing the page (issue 17)."""
+    static = Path(__file__).resolve().parents[2] / "loractl" / "console" / "static"
+    for script in static.glob("*.js"):
+        text = script.read_text()
+        for fm in FAMILIES:
+            assert f'"{fm.value}"' not in text, f"{script.name} hard-codes the family {fm.value}"
 
 
 def test_the_instance_catalogue_names_gpu_memory_price_and_families() -> None:

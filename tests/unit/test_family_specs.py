@@ -15,7 +15,8 @@ from functions.domain.families import FAMILIES, FamilySpec
 from functions.domain.kohya_params import BUCKET_STEP_MULTIPLE, DEFAULTS, USER_PARAMETERS
 from functions.domain.planning import NATIVE_PIXELS
 
-MAY_BE_EMPTY = {"refused_kohya_params"}
+# SDXL checkpoints contain every other family's parts they could be confused with: nothing rules it out.
+MAY_BE_EMPTY = {"refused_kohya_params", "checkpoint_foreign_prefixes"}
 
 
 @pytest.mark.parametrize("family", list(FmType))
@@ -38,6 +39,10 @@ def test_every_family_has_a_complete_spec(family: FmType) -> None:
     for name in (*spec.kohya_defaults, *spec.refused_kohya_params):
         assert name in USER_PARAMETERS, f"{family}: {name} is not a catalogue parameter"
     assert not set(spec.kohya_defaults) & spec.refused_kohya_params
+    assert set(spec.checkpoint_text_parts) <= set(spec.checkpoint_parts)
+    assert spec.checkpoint_marker in {
+        part.keys[0][: len(spec.checkpoint_marker)] for part in spec.checkpoint_parts
+    }
 
 
 def test_the_per_family_tables_are_the_specs() -> None:

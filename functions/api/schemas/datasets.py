@@ -16,6 +16,7 @@ from functions.domain.dataset_rules import (
     UPLOAD_URLS_PER_RESPONSE,
     DatasetManifest,
 )
+from functions.domain.families import FAMILIES
 from functions.domain.json_types import JsonBool, JsonRequestModel
 from functions.domain.outbound_urls import MAX_URL_LENGTH
 from functions.domain.records import CropParameters
@@ -154,7 +155,10 @@ class CropDatasetRequest(JsonRequestModel):
         description="target height in pixels (default: the width)",
     )
     fm_type: FmType | None = Field(
-        None, description="family whose native resolution to use when no width is given (sd15 512, sdxl 1024)"
+        None,
+        description="family whose native resolution to use when no width is given ("
+        + ", ".join(f"{spec.fm_type.value} {spec.native_side}" for spec in FAMILIES.values())
+        + ")",
     )
     mode: CropMode = Field(CropMode.CENTER, description="center, or smart: the window with the most detail")
     upscale: JsonBool = Field(

@@ -57,6 +57,11 @@ function field(id, labelText, control, help) {
     h("label", { for: id }, labelText), control, help && h("p", { class: "help", id: describedBy }, help));
 }
 
+// The deployment's model families, from the console server's session (loractl's FAMILIES).
+function familyOptions() {
+  return pages.session.families.map((f) => [f.fm_type, f.name]);
+}
+
 function select(options, value) {
   return h("select", {}, options.map(([v, text]) => h("option", { value: v, selected: String(v) === String(value) }, text)));
 }
@@ -243,7 +248,7 @@ function rangeHelp(parameter) {
 async function newTraining(view) {
   const session = pages.session;
   const [models, datasets] = await Promise.all([listAll("/models?kind=checkpoint&status=ready"), listAll("/datasets?status=ready")]);
-  const family = select([["sd15", "SD 1.5"], ["sdxl", "SDXL"]], models[0]?.fm_type || "sd15");
+  const family = select(familyOptions(), models[0]?.fm_type || familyOptions()[0][0]);
   const model = h("select"), dataset = select(datasets.map((d) => [d.id, `${d.name} (${d.manifest?.image_count ?? "?"} images)`]), "");
   const instance = h("select");
   const name = h("input", { name: "name", placeholder: "my-lora" });
@@ -403,10 +408,10 @@ async function uploadModel(file, form, onProgress) {
 async function models(view) {
   const body = h("tbody"), message = h("p", { role: "status" }), progress = h("progress", { max: 1, value: 0, hidden: true, id: "model-progress" });
   const file = h("input", { type: "file", accept: ".safetensors" });
-  const fmType = select([["sd15", "SD 1.5"], ["sdxl", "SDXL"]], "sd15"), kind = select([["checkpoint", "checkpoint"], ["lora", "LoRA"]], "checkpoint");
+  const fmType = select(familyOptions(), familyOptions()[0][0]), kind = select([["checkpoint", "checkpoint"], ["lora", "LoRA"]], "checkpoint");
   const name = h("input", { name: "name" });
   const url = h("input", { type: "url", name: "url", placeholder: "https://…/model.safetensors" });
-  const urlFm = select([["sd15", "SD 1.5"], ["sdxl", "SDXL"]], "sd15"), sha = h("input", { name: "sha256", placeholder: "optional" });
+  const urlFm = select(familyOptions(), familyOptions()[0][0]), sha = h("input", { name: "sha256", placeholder: "optional" });
   const urlKind = select([["checkpoint", "checkpoint"], ["lora", "LoRA"]], "checkpoint");
   const render = async () => {
     const items = await listAll("/models");
@@ -547,7 +552,7 @@ async function dataset(view, datasetId) {
   const height = h("input", { type: "number", min: 64, step: 8, name: "height", placeholder: "default: the width" });
   const mode = select([["center", "center"], ["smart", "smart (keep the busiest part)"]], "center");
   const upscale = h("input", { type: "checkbox" }), cropName = h("input", { name: "crop-name" });
-  const cropFamily = select([["", "(use the width)"], ["sd15", "SD 1.5: 512 px"], ["sdxl", "SDXL: 1024 px"]], "");
+  const cropFamily = select([["", "(use the width)"], ...pages.session.families.map((f) => [f.fm_type, `${f.name}: ${f.native_side} px`])], "");
   const crop = async (event) => {
     event.preventDefault();
     try {

@@ -1,0 +1,67 @@
+"""The parts of a single-file (original LDM layout) checkpoint, named by their tensor prefixes.
+
+Each ``FamilySpec`` (functions.domain.families) lists the parts its checkpoints must have;
+functions.domain.checkpoint_family reads a safetensors header against them. The names are
+those sd-scripts loads: ``library/model_util.py`` (``convert_ldm_unet_checkpoint``,
+``convert_ldm_clip_checkpoint_v1``) and ``library/sdxl_model_util.py``
+(``load_models_from_sdxl_checkpoint``: ``conditioner.embedders.0.transformer.``,
+``conditioner.embedders.1.model.``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+UNET = "model.diffusion_model."
+VAE = "first_stage_model."
+SD15_TEXT = "cond_stage_model.transformer."
+SD2_TEXT = "cond_stage_model.model."  # SD 2.x: OpenCLIP ViT-H (not a supported family)
+SDXL_TEXT_1 = "conditioner.embedders.0.transformer."
+SDXL_TEXT_2 = "conditioner.embedders.1.model."
+
+
+@dataclass(frozen=True)
+class CheckpointPart:
+    """A part of a checkpoint and the tensors that prove it is there.
+
+    For a text encoder, ``keys[0]`` is its token embedding, whose second axis is the width of
+    the embeddings it gives the UNet's cross-attention.
+    """
+
+    name: str
+    keys: tuple[str, ...]
+
+
+UNET_PART = CheckpointPart(
+    "the UNet",
+    (f"{UNET}input_blocks.0.0.weight", f"{UNET}time_embed.0.weight", f"{UNET}out.2.weight"),
+)
+VAE_PART = CheckpointPart(
+    "the VAE",
+    (f"{VAE}encoder.conv_in.weight", f"{VAE}decoder.conv_out.weight", f"{VAE}quant_conv.weight"),
+)
+SD15_TEXT_PART = CheckpointPart(
+    "the CLIP text encoder",
+    (
+        f"{SD15_TEXT}text_model.embeddings.token_embedding.weight",
+        f"{SD15_TEXT}text_model.final_layer_norm.weight",
+    ),
+)
+SDXL_TEXT_1_PART = CheckpointPart(
+    "the first (CLIP ViT-L) text encoder",
+    (
+        f"{SDXL_TEXT_1}text_model.embeddings.token_embedding.weight",
+        f"{SDXL_TEXT_1}text_model.final_layer_norm.weight",
+    ),
+)
+SDXL_TEXT_2_PART = CheckpointPart(
+    "the second (OpenCLIP ViT-bigG) text encoder",
+    (
+        f"{SDXL_TEXT_2}token_embedding.weight",
+        f"{SDXL_TEXT_2}ln_final.weight",
+        f"{SDXL_TEXT_2}text_projection",
+    ),
+)
+SDXL_CONDITIONING_PART = CheckpointPart(
+    "the UNet's size conditioning (label_emb)", (f"{UNET}label_emb.0.0.weight",)
+)
