@@ -56,6 +56,14 @@ def _secret(value: str) -> str:
     )
 
 
+def _fresh_table() -> str:
+    from functions.adapters.table_schema import create_table_kwargs
+
+    name = f"iam-{uuid.uuid4().hex[:12]}"
+    boto3.client("dynamodb").create_table(**create_table_kwargs(name))
+    return name
+
+
 @pytest.fixture
 def cold(
     aws_emulator: str, template_json: dict[str, Any], monkeypatch: pytest.MonkeyPatch
@@ -64,6 +72,9 @@ def cold(
 
     emulator_values = {
         **{name: os.environ[name] for name in EnvVar if name in os.environ},
+        # A table of its own: the reconciler acts on every active job in its table, and jobs other
+        # tests left in the shared one carry the tests' job-name prefix, not this template's.
+        EnvVar.TABLE_NAME: _fresh_table(),
         EnvVar.PAGE_TOKEN_SECRET_ARN: _secret("page-secret"),
         EnvVar.WEBHOOK_SIGNING_SECRET_ARN: _secret("webhook-secret"),
         EnvVar.TASKS_FUNCTION_NAME: "lora-tasks",
