@@ -51,6 +51,8 @@ class EnvVar(StrEnum):
     # and the local runtime's switch allowing http:// to loopback (never set in AWS).
     MODEL_IMPORT_MAX_BYTES = "MODEL_IMPORT_MAX_BYTES"
     MODEL_IMPORT_ALLOW_LOOPBACK_HTTP = "MODEL_IMPORT_ALLOW_LOOPBACK_HTTP"
+    # The KMS key that seals a gated import's access token between the API and the tasks function.
+    IMPORT_TOKEN_KEY_ARN = "IMPORT_TOKEN_KEY_ARN"
     # How trainings are launched: "direct" (CreateTrainingJob) or "queue" (an AWS Batch job queue
     # of SageMaker Training service jobs, functions.adapters.batch_launcher), and that queue.
     TRAINING_LAUNCHER = "TRAINING_LAUNCHER"
@@ -141,6 +143,7 @@ class Settings:
     tasks_function_name: str = ""
     model_import_max_bytes: int = DEFAULTS.model_import_max_bytes
     model_import_allow_loopback_http: bool = False
+    import_token_key_arn: str = ""
     owner_session_roles: tuple[str, ...] = ()
     training_launcher: str = DEFAULTS.training_launcher
     training_job_queue: str = ""
@@ -197,6 +200,7 @@ class Settings:
                 e.get(EnvVar.MODEL_IMPORT_MAX_BYTES) or DEFAULTS.model_import_max_bytes
             ),
             model_import_allow_loopback_http=_bool(e.get(EnvVar.MODEL_IMPORT_ALLOW_LOOPBACK_HTTP), False),
+            import_token_key_arn=e.get(EnvVar.IMPORT_TOKEN_KEY_ARN, ""),
             owner_session_roles=_csv(e.get(EnvVar.OWNER_SESSION_ROLES)),
             training_launcher=launcher,
             training_job_queue=e.get(EnvVar.TRAINING_JOB_QUEUE, ""),

@@ -135,6 +135,13 @@ class AwsEmulator:
         s3.put_bucket_cors(Bucket=names.bucket, CORSConfiguration=BUCKET_CORS)
         self.create_notification_resources(names)
 
+    def create_import_token_key(self) -> str:
+        """The KMS key that seals gated imports' access tokens (functions/adapters/token_sealer.py);
+        a new one per start, like the emulator's memory: a token sealed before a restart no longer
+        opens, and its import fails with that reason."""
+        key = self.client("kms").create_key(Description="lora-local import tokens")
+        return str(key["KeyMetadata"]["Arn"])
+
     def create_notification_resources(self, names: ResourceNames) -> tuple[str, str]:
         """The service's event bus and the webhook delivery queue; returns the queue's URL and ARN."""
         events = self.client("events")

@@ -138,6 +138,7 @@ class LocalRuntime:
         self._snapshots: PeriodicSnapshots | None = None
         self._webhooks: SqsEventSource | None = None
         self._webhook_queue: tuple[str, str] = ("", "")
+        self._import_token_key = ""
         self._lambda_server: LambdaWireServer | None = None
         self.info: RuntimeInfo | None = None
 
@@ -151,6 +152,7 @@ class LocalRuntime:
         self._emulator.start()
         self._emulator.create_resources(self.options.names)
         self._webhook_queue = self._emulator.create_notification_resources(self.options.names)
+        self._import_token_key = self._emulator.create_import_token_key()
         snapshot = StateSnapshot(
             self.data_dir / "state",
             self.options.names,
@@ -342,6 +344,8 @@ class LocalRuntime:
             "AWS_ENDPOINT_URL_LAMBDA": lambda_url,
             EnvVar.TASKS_FUNCTION_NAME: TASKS_FUNCTION,
             EnvVar.MODEL_IMPORT_ALLOW_LOOPBACK_HTTP: "true",  # local test servers are plain http on loopback
+            EnvVar.IMPORT_TOKEN_KEY_ARN: self._import_token_key,
+            "AWS_ENDPOINT_URL_KMS": self._emulator.endpoint_url,
             "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS": self._emulator.endpoint_url,
             "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_ACCESS_KEY,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import subprocess
@@ -210,6 +211,11 @@ def models_import(args: argparse.Namespace) -> int:
     )
     body = {"name": name, "kind": args.kind, "fm_type": args.fm_type, "source_url": args.url}
     body.update({k: v for k, v in {"filename": args.filename, "sha256": args.sha256}.items() if v})
+    if args.token_env:
+        token = os.environ.get(args.token_env, "").strip()
+        if not token:
+            raise UsageError(f"--token-env: the environment variable {args.token_env} is not set or empty")
+        body["access_token"] = token
     with api(args) as client:
         model = api_shapes.created_record(client.post("/models", body), "model")
         while args.wait and model.get("status") == "processing":

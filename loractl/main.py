@@ -165,6 +165,13 @@ def _models(root: argparse._SubParsersAction) -> None:
         "--filename", help="stored file name (needed when the URL has no .safetensors name)"
     )
     imported.add_argument("--sha256", help="expected SHA-256 of the file (hex); a mismatch fails the import")
+    imported.add_argument(
+        "--token-env",
+        metavar="VAR",
+        help="a gated model (e.g. FLUX.1-dev): the environment variable holding your hub access "
+        "token, e.g. HF_TOKEN (read from the environment, never the command line, which other "
+        "users of the machine can see); used for this import only, never stored",
+    )
     imported.add_argument("--wait", action="store_true", help="wait until the model is ready or failed")
     listing = _command(group, "list", commands.models_list, "list your models, newest first")
     listing.add_argument("--kind", choices=["checkpoint", "lora"])

@@ -71,6 +71,7 @@ def running_aws_emulator() -> Iterator[str]:
             "AWS_ENDPOINT_URL_SECRETS_MANAGER": endpoint,
             "AWS_ENDPOINT_URL_EVENTBRIDGE": endpoint,
             "AWS_ENDPOINT_URL_SQS": endpoint,
+            "AWS_ENDPOINT_URL_KMS": endpoint,
             "TABLE_NAME": TABLE,
             "IDEMPOTENCY_TABLE_NAME": IDEMPOTENCY_TABLE,
             "BUCKET_NAME": BUCKET,
@@ -89,6 +90,8 @@ def running_aws_emulator() -> Iterator[str]:
     dynamodb.create_table(**create_idempotency_table_kwargs(IDEMPOTENCY_TABLE))
     boto3.client("s3").create_bucket(Bucket=BUCKET)
     os.environ.update(create_notification_resources())
+    key = boto3.client("kms").create_key(Description="import tokens")["KeyMetadata"]["Arn"]
+    os.environ["IMPORT_TOKEN_KEY_ARN"] = key
     try:
         yield endpoint
     finally:

@@ -279,6 +279,8 @@ def authorizations(call: RecordedCall) -> list[Authorization]:
         return [Authorization("lambda:InvokeFunction", arn)]
     if s == "secretsmanager" and op in ("GetSecretValue", "DescribeSecret"):
         return [Authorization(f"secretsmanager:{op}", p["SecretId"])]
+    if s == "kms" and op in ("Encrypt", "Decrypt"):
+        return [Authorization(f"kms:{op}", p["KeyId"])]
     if s == "cloudwatch" and op == "PutMetricData":
         return [Authorization("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": p["Namespace"]})]
     raise UnmappedOperation(f"{s}:{op}")
@@ -301,6 +303,8 @@ def _arn_from_ref(kind: str, ref: str, region: str) -> str | None:
         return f"arn:aws:lambda:{region}:{ACCOUNT}:function:{ref}"
     if kind == "AWS::SecretsManager::Secret":
         return ref
+    if kind == "AWS::KMS::Key":  # Ref is the key id; the env var is given its ARN (GetAtt) instead
+        return None
     return None
 
 
@@ -495,7 +499,8 @@ def record_to_file(path: Path) -> None:
     lock = threading.Lock()
     variables = ("TABLE_NAME", "IDEMPOTENCY_TABLE_NAME", "BUCKET_NAME", "EVENT_BUS_NAME", "WEBHOOK_QUEUE_URL",
                  "TRAINING_ROLE_ARN", "JOB_NAME_PREFIX", "TASKS_FUNCTION_NAME", "PAGE_TOKEN_SECRET_ARN",
-                 "WEBHOOK_SIGNING_SECRET_ARN", "TRAINING_LOG_GROUP", "TRAINING_JOB_QUEUE")  # fmt: skip
+                 "WEBHOOK_SIGNING_SECRET_ARN", "TRAINING_LOG_GROUP", "TRAINING_JOB_QUEUE",
+                 "IMPORT_TOKEN_KEY_ARN")  # fmt: skip
 
     def emit(self: Any, api_params: Any, operation_model: Any, context: Any) -> Any:
         params = original(self, api_params, operation_model, context)

@@ -49,6 +49,11 @@ def sqs_client() -> Any:
 
 
 @cache
+def kms_client() -> Any:
+    return boto3.client("kms", config=_RETRIES)
+
+
+@cache
 def lambda_client() -> Any:
     return boto3.client("lambda", config=_RETRIES)
 

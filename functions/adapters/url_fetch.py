@@ -85,8 +85,25 @@ def _checked_address(url: str, *, allow_loopback_http: bool, resolve: Resolve) -
     return addresses[0]
 
 
-def open_url(url: str, *, allow_loopback_http: bool, resolve: Resolve = resolve_host) -> OpenedUrl:
-    """The open 200 response of ``url`` after at most ``MAX_REDIRECTS`` checked redirects."""
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+def open_url(
+    url: str,
+    *,
+    allow_loopback_http: bool,
+    resolve: Resolve = resolve_host,
+    bearer_token: str | None = None,
+) -> OpenedUrl:
+    """The open 200 response of ``url`` after at most ``MAX_REDIRECTS`` checked redirects.
+
+    ``bearer_token`` (a gated model's access token) is sent to the URL's own origin only: a
+    redirect elsewhere (a hub's CDN with a signed URL) goes without it, as browsers and
+    ``requests`` do, so the token never reaches a host the user did not name.
+    """
+    token_origin = _origin(url)
     for _hop in range(MAX_REDIRECTS + 1):
         address = _checked_address(url, allow_loopback_http=allow_loopback_http, resolve=resolve)
         parts = urlsplit(url)
@@ -95,10 +112,11 @@ def open_url(url: str, *, allow_loopback_http: bool, resolve: Resolve = resolve_
         connection_type = _PinnedHTTPSConnection if secure else _PinnedHTTPConnection
         connection = connection_type(parts.hostname or "", port, address, CONNECT_TIMEOUT_SECONDS)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+        if bearer_token is not None and _origin(url) == token_origin:
+            headers["Authorization"] = f"Bearer {bearer_token}"
         try:
-            connection.request(
-                "GET", target, headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-            )
+            connection.request("GET", target, headers=headers)
             response = connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
             connection.close()
@@ -109,6 +127,9 @@ def open_url(url: str, *, allow_loopback_http: bool, resolve: Resolve = resolve_
             continue
         if response.status != 200:
             connection.close()
-            raise FetchRefused(f"{url} answered HTTP {response.status} {response.reason}")
+            hint = ""
+            if response.status in (401, 403):
+                hint = " (a gated model needs access_token, from an account that accepted its licence)"
+            raise FetchRefused(f"{url} answered HTTP {response.status} {response.reason}{hint}")
         return OpenedUrl(url, response, connection)
     raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")

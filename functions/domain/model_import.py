@@ -17,6 +17,13 @@ from functions.domain.outbound_urls import Resolver, outbound_url_problems
 
 SOURCE_FIELD = "source_url"
 MAX_REDIRECTS = 3
+# A gated import's access token (Hugging Face "hf_..." tokens are 37 characters; JWT-style tokens
+# are longer). Well below KMS Encrypt's 4,096-byte plaintext limit (functions/adapters/token_sealer.py).
+ACCESS_TOKEN_MAX_LENGTH = 1024
+# Visible ASCII only: the token becomes an Authorization header value (RFC 9110 field-value).
+ACCESS_TOKEN_CHARACTERS = re.compile(r"[!-~]+")
+# The background task parameter that carries the KMS-sealed token to the tasks function.
+SEALED_TOKEN_PARAM = "sealed_access_token"
 MODEL_EXTENSION = ".safetensors"
 _FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*\.safetensors$")
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._\-]+")

@@ -17,6 +17,7 @@ from functions.adapters.batch_launcher import BatchLauncher
 from functions.adapters.repository import Repository
 from functions.adapters.storage import ObjectStorage
 from functions.adapters.task_dispatcher import TaskDispatcher
+from functions.adapters.token_sealer import TokenSealer
 from functions.adapters.training_launcher import SageMakerLauncher, TrainingLauncher
 from functions.adapters.training_logs import TrainingLogReader
 from functions.domain.catalog import INSTANCE_TYPES
@@ -41,6 +42,10 @@ class ServiceContext:
         if self._page_secret is None:
             self._page_secret = page_token_secret(self.settings)
         return self._page_secret
+
+    def token_sealer(self) -> TokenSealer:
+        """Seals gated imports' access tokens (the API encrypts, the tasks function decrypts)."""
+        return TokenSealer(self.settings.require("import_token_key_arn"))
 
     def price_per_hour(self, instance_type: str) -> float:
         """The deployment's price override for an instance type, else the catalogue's list price."""

@@ -24,7 +24,7 @@ from functions.domain.background_tasks import BackgroundTask, TaskKind
 from functions.domain.catalog import ResourceStatus
 from functions.domain.errors import LimitExceeded, NotFound, invalid, invalid_all
 from functions.domain.ids import new_id, utc_now
-from functions.domain.model_import import import_filename, source_problems
+from functions.domain.model_import import SEALED_TOKEN_PARAM, import_filename, source_problems
 from functions.domain.records import ModelRecord
 from functions.domain.storage_layout import model_object_key
 from functions.services.context import ServiceContext
@@ -63,9 +63,16 @@ def create_import(ctx: ServiceContext, owner: str, request: CreateModelRequest) 
         created_at=now,
         updated_at=now,
     )
+    params = {}
+    if request.access_token is not None:
+        params[SEALED_TOKEN_PARAM] = ctx.token_sealer().seal(
+            request.access_token.get_secret_value(), owner=owner, record_id=model_id
+        )
     ctx.repository.create(record)
     try:
-        ctx.tasks.dispatch(BackgroundTask(kind=TaskKind.MODEL_IMPORT, owner=owner, record_id=model_id))
+        ctx.tasks.dispatch(
+            BackgroundTask(kind=TaskKind.MODEL_IMPORT, owner=owner, record_id=model_id, params=params)
+        )
     except Exception as error:  # nothing will run it: fail the record now rather than leave it waiting
         fail_waiting_model(ctx, record, f"the import could not be started: {error}")
         raise
@@ -82,7 +89,7 @@ def run_import_task(ctx: ServiceContext, task: BackgroundTask) -> None:
     if record.status is not ResourceStatus.PROCESSING or record.source_url is None:
         return
     try:
-        size, digest = fetch_into_bucket(ctx, record)
+        size, digest = fetch_into_bucket(ctx, record, _access_token(ctx, task))
         verify_safetensors(ctx, record.s3_key, size, checkpoint_of=checkpoint_family_of(record))
         if record.sha256 and record.sha256 != digest:
             raise ValueError(f"its sha256 is {digest}, not the {record.sha256} given")
@@ -101,11 +108,28 @@ def run_import_task(ctx: ServiceContext, task: BackgroundTask) -> None:
     logger.info("model imported", extra={"model_id": record.id, "owner": record.owner, "size": size})
 
 
-def fetch_into_bucket(ctx: ServiceContext, record: ModelRecord) -> tuple[int, str]:
+def _access_token(ctx: ServiceContext, task: BackgroundTask) -> str | None:
+    """The gated import's token, unsealed here only (never logged, never stored)."""
+    sealed = task.params.get(SEALED_TOKEN_PARAM)
+    if not isinstance(sealed, str):
+        return None
+    try:
+        return ctx.token_sealer().open(sealed, owner=task.owner, record_id=task.record_id)
+    except Exception as error:  # a KMS refusal: fail the import with a reason, not the task
+        raise FetchRefused(f"the access token could not be unsealed ({type(error).__name__})") from None
+
+
+def fetch_into_bucket(
+    ctx: ServiceContext, record: ModelRecord, access_token: str | None = None
+) -> tuple[int, str]:
     """Stream the URL into the model's key; (size, sha256). FetchRefused/ValueError on any problem."""
     assert record.source_url is not None
     limit = ctx.settings.model_import_max_bytes
-    opened = open_url(record.source_url, allow_loopback_http=ctx.settings.model_import_allow_loopback_http)
+    opened = open_url(
+        record.source_url,
+        allow_loopback_http=ctx.settings.model_import_allow_loopback_http,
+        bearer_token=access_token,
+    )
     try:
         declared = opened.content_length
         if declared is not None and declared > limit:

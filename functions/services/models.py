@@ -36,6 +36,8 @@ logger = Logger(child=True)
 
 def create_model(ctx: ServiceContext, owner: str, request: CreateModelRequest) -> ModelCreated:
     """Register an upload (``source_url`` imports go through ``model_import.create_import``)."""
+    if request.access_token is not None:
+        raise invalid("access_token", "is for imports only: give it with source_url")
     if request.filename is None or request.size_bytes is None:
         missing = [name for name in ("filename", "size_bytes") if getattr(request, name) is None]
         raise invalid_all(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
@@ -84,6 +85,7 @@ class ServiceFunctions(Construct):
         self._code = lambda_.Code.from_asset(
             str(FUNCTIONS), bundling=bundling_options(), asset_hash=asset_hash()
         )
+        self.import_token_key = self._import_token_key()
         self.tasks, self.tasks_dead_letters = self._tasks_function()
         self.api, self.api_alias = self._api_function()
         self.events = self._events_function()
@@ -124,6 +126,8 @@ class ServiceFunctions(Construct):
         self._read_training_logs(api)
         self._notifications(api)
         self._give(api, {EnvVar.TASKS_FUNCTION_NAME: self.tasks.function_name})
+        self._give(api, {EnvVar.IMPORT_TOKEN_KEY_ARN: self.import_token_key.key_arn})
+        self.import_token_key.grant(api, "kms:Encrypt")  # grant_encrypt adds ReEncrypt*, GenerateDataKey*
         self.tasks.grant_invoke(api)
         acknowledge_wildcards(
             api,
@@ -168,6 +172,20 @@ class ServiceFunctions(Construct):
         self._notifications(reconciler)
         return reconciler
 
+    def _import_token_key(self) -> kms.Key:
+        """Seals a gated import's access token from the API (encrypt) to the tasks function
+        (decrypt) only (functions/adapters/token_sealer.py): the token is never stored."""
+        return kms.Key(
+            self,
+            "ImportTokenKey",
+            description="Seals gated model imports' access tokens between the API and the tasks function",
+            enable_key_rotation=True,
+            # Protects only tokens in flight (an import lasts minutes): nothing to keep, so deleted
+            # with the stack (after KMS's shortest waiting period) in both removal modes.
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+        )
+
     def _tasks_function(self) -> tuple[lambda_.Function, sqs.Queue]:
         """Background tasks (dataset crops, model imports): the same code plus Pillow, in its own
         asset so the other functions' bundles stay small."""
@@ -186,6 +204,8 @@ class ServiceFunctions(Construct):
             (MODELS_PREFIX, DATASETS_PREFIX),
         )
         self._give(tasks, {EnvVar.MAX_STORAGE_BYTES_PER_OWNER: str(self._config.max_storage_bytes_per_owner)})
+        self._give(tasks, {EnvVar.IMPORT_TOKEN_KEY_ARN: self.import_token_key.key_arn})
+        self.import_token_key.grant(tasks, "kms:Decrypt")
         dead_letters = dead_letter_queue(
             self, "TaskDeadLetters", "background tasks (the tasks function's on-failure destination)"
         )

@@ -8,8 +8,11 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.cli_helpers import run_cli
 from tests.e2e.conftest import RuntimeLauncher
+from tests.integration.test_gated_import import TOKEN, GatedServer
 from tests.integration.workflow import checkpoint_bytes
 
 
@@ -43,3 +46,35 @@ def test_import_from_a_url_then_download_the_same_bytes(runtimes: RuntimeLaunche
         assert bad.exit_code == 3 and bad.data["status"] == "failed" and bad.data["failure_reason"], bad.data
     finally:
         server.shutdown()
+
+
+def test_a_gated_import_with_a_token_from_the_environment_leaves_no_trace_of_it(
+    runtimes: RuntimeLauncher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`loractl models import --token-env`: the token opens the gate, and no file the local
+    runtime writes (its log, its state snapshot, its job folders) holds it afterwards."""
+    gated = GatedServer()
+    try:
+        runtime = runtimes.start()
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        url = gated.url("/gated.safetensors")
+        imported = run_cli(
+            runtime, "models", "import", url, "--fm-type", "sd15", "--token-env", "HF_TOKEN", "--wait"
+        )
+        assert imported.exit_code == 0, imported.stderr
+        assert imported.data["status"] == "ready", imported.data
+        assert gated.authorizations == [f"Bearer {TOKEN}"]
+        assert TOKEN not in imported.stdout + imported.stderr
+        runtime.stop()  # writes the state snapshot
+        holding = [
+            str(path)
+            for path in runtime.data_dir.rglob("*")
+            if path.is_file() and TOKEN.encode() in path.read_bytes()
+        ]
+        assert holding == [], f"the access token is in {holding}"
+
+        monkeypatch.delenv("HF_TOKEN")
+        unset = run_cli(runtime, "models", "import", url, "--fm-type", "sd15", "--token-env", "HF_TOKEN")
+        assert unset.exit_code != 0 and "HF_TOKEN" in unset.stderr
+    finally:
+        gated.server.shutdown()

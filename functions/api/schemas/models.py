@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from functions.api.schemas.common import DisplayName
 from functions.domain.catalog import FmType, ModelKind, ResourceStatus
 from functions.domain.json_types import JsonRequestModel
+from functions.domain.model_import import ACCESS_TOKEN_CHARACTERS, ACCESS_TOKEN_MAX_LENGTH
 from functions.domain.outbound_urls import MAX_URL_LENGTH
 
 MAX_MODEL_BYTES = 20 * 1024**3
@@ -24,6 +25,7 @@ class CreateModelRequest(JsonRequestModel):
                         "filename": {"type": "string"},
                         "size_bytes": {"type": "integer"},
                         "source_url": {"type": "null"},
+                        "access_token": {"type": "null"},
                     },
                 },
                 {
@@ -56,6 +58,23 @@ class CreateModelRequest(JsonRequestModel):
         description="import from this https URL instead of uploading (docs/model-imports.md); "
         "the model is processing until the server has fetched and checked it",
     )
+    # SecretStr: never shown by repr, model_dump or a log line. Sent as a Bearer token to the
+    # URL's own host only; sealed with KMS for the fetch and never stored (token_sealer.py).
+    access_token: SecretStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=ACCESS_TOKEN_MAX_LENGTH,
+        description="with source_url: the hub's access token for a gated model (e.g. FLUX.1-dev on "
+        "Hugging Face); used for this import only, never stored or logged",
+    )
+
+    @field_validator("access_token")
+    @classmethod
+    def _token_fits_a_header(cls, token: SecretStr | None) -> SecretStr | None:
+        """It becomes an HTTP header value: printable ASCII without spaces, or it could inject one."""
+        if token is not None and not ACCESS_TOKEN_CHARACTERS.fullmatch(token.get_secret_value()):
+            raise ValueError("must be printable ASCII without spaces (the token as the hub shows it)")
+        return token
 
 
 class UploadedPart(JsonRequestModel):
