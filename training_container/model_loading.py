@@ -70,16 +70,17 @@ def read_checkpoint_header(path: Path) -> tuple[list[str], dict[str, str]]:
         raise JobFailure(f"base model {path.name} is not a readable .safetensors file ({error})") from error
 
 
+_SUPPORTED = " or ".join(spec.display_name for spec in FAMILIES.values())
+
+
 def detect_checkpoint_family(keys: list[str]) -> FmType:
-    """SD 1.5 or SDXL from a single file's key names; anything else is refused."""
+    """The family from a single file's key names; anything else is refused."""
     has_unet = any(key.startswith(_UNET_MARKER) for key in keys)
     for family, spec in FAMILIES.items():
         if has_unet and any(key.startswith(spec.checkpoint_marker) for key in keys):
             return family
     if has_unet and any(key.startswith(_SD2_TEXT_MARKER) for key in keys):
-        raise JobFailure(
-            "base model is a Stable Diffusion 2.x checkpoint; only SD 1.5 and SDXL are supported"
-        )
+        raise JobFailure(f"base model is a Stable Diffusion 2.x checkpoint; only {_SUPPORTED} are supported")
     raise JobFailure(
         "base model is not a Stable Diffusion checkpoint (no UNet and text-encoder weights in the "
         "original single-file layout)"
@@ -94,7 +95,7 @@ def detect_folder_family(folder: Path) -> FmType:
     for family, spec in FAMILIES.items():
         if class_name == spec.diffusers_pipeline:
             return family
-    raise JobFailure(f"base model folder holds a {class_name or 'unknown'} pipeline; expected SD 1.5 or SDXL")
+    raise JobFailure(f"base model folder holds a {class_name or 'unknown'} pipeline; expected {_SUPPORTED}")
 
 
 def detect_family(model_path: Path) -> FmType:

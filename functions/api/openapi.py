@@ -17,10 +17,14 @@ from typing import Any
 
 import yaml
 
+from functions.domain.families import FAMILIES
+
 TITLE = "lora-on-aws training API"
 VERSION = "1.0.0"
 DESCRIPTION = (
-    "Serverless LoRA training for Stable Diffusion (SD 1.5 / SDXL) with Kohya-SS on SageMaker. "
+    "Serverless LoRA training for Stable Diffusion ("
+    + " / ".join(spec.display_name for spec in FAMILIES.values())
+    + ") with Kohya-SS on SageMaker. "
     "Every request is signed with AWS SigV4 (service execute-api); the caller's IAM identity owns "
     "what it creates and sees only that."
 )
