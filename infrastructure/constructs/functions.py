@@ -30,6 +30,7 @@ from functions.domain.background_tasks import TASK_TIMEOUT_SECONDS
 from functions.domain.storage_layout import DATASETS_PREFIX, MODELS_PREFIX, TRAININGS_PREFIX
 from functions.settings import DEFAULTS, METRICS_NAMESPACE, EnvVar
 from infrastructure.config import DeploymentConfig
+from infrastructure.constructs.keys import in_flight_key
 from infrastructure.constructs.notifications import DELIVERY_TIMEOUT_SECONDS, ServiceNotifications
 from infrastructure.constructs.queues import dead_letter_queue
 from infrastructure.constructs.training import TrainingEnvironment
@@ -175,15 +176,10 @@ class ServiceFunctions(Construct):
     def _import_token_key(self) -> kms.Key:
         """Seals a gated import's access token from the API (encrypt) to the tasks function
         (decrypt) only (functions/adapters/token_sealer.py): the token is never stored."""
-        return kms.Key(
+        return in_flight_key(
             self,
             "ImportTokenKey",
-            description="Seals gated model imports' access tokens between the API and the tasks function",
-            enable_key_rotation=True,
-            # Protects only tokens in flight (an import lasts minutes): nothing to keep, so deleted
-            # with the stack (after KMS's shortest waiting period) in both removal modes.
-            removal_policy=RemovalPolicy.DESTROY,
-            pending_window=Duration.days(7),
+            "Seals gated model imports' access tokens (API to tasks function)",
         )
 
     def _tasks_function(self) -> tuple[lambda_.Function, sqs.Queue]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
@@ -15,6 +15,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.settings import METRICS_NAMESPACE
+from infrastructure.constructs.keys import in_flight_key
 
 
 class ServiceMonitoring(Construct):
@@ -113,15 +114,8 @@ class ServiceMonitoring(Construct):
         compatibility between event sources from AWS services and encrypted topics"
         (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
         """
-        key = kms.Key(
-            self,
-            "AlarmsKey",
-            description="Encrypts the LoRA training service's alarm topic (CloudWatch may publish)",
-            enable_key_rotation=True,
-            # Encrypts only messages in flight: nothing to keep, so deleted with the stack (after
-            # KMS's shortest waiting period) in both removal modes.
-            removal_policy=RemovalPolicy.DESTROY,
-            pending_window=Duration.days(7),
+        key = in_flight_key(
+            self, "AlarmsKey", "Encrypts the LoRA training service's alarm topic (CloudWatch may publish)"
         )
         key.add_to_resource_policy(
             iam.PolicyStatement(

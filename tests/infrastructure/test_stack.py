@@ -112,7 +112,7 @@ SERVICE_ENVIRONMENT = {
         EnvVar.TRAINING_NETWORK_ISOLATION, EnvVar.TRAINING_SUBNET_IDS, EnvVar.TRAINING_SECURITY_GROUP_IDS,
         EnvVar.ALLOWED_INSTANCE_TYPES, EnvVar.DEFAULT_USE_SPOT, EnvVar.MAX_RUNTIME_SECONDS,
         EnvVar.MAX_CONCURRENT_JOBS_PER_OWNER, EnvVar.MAX_STORAGE_BYTES_PER_OWNER, EnvVar.TRAINING_LOG_GROUP,
-        EnvVar.TASKS_FUNCTION_NAME, *_PUBLISH,
+        EnvVar.TASKS_FUNCTION_NAME, EnvVar.IMPORT_TOKEN_KEY_ARN, *_PUBLISH,
     },
     "functions.events.handler.lambda_handler": {
         EnvVar.TABLE_NAME, EnvVar.BUCKET_NAME, EnvVar.JOB_NAME_PREFIX, *_PUBLISH,
@@ -122,6 +122,7 @@ SERVICE_ENVIRONMENT = {
     },
     "functions.tasks.handler.lambda_handler": {
         EnvVar.TABLE_NAME, EnvVar.BUCKET_NAME, EnvVar.MAX_STORAGE_BYTES_PER_OWNER,
+        EnvVar.IMPORT_TOKEN_KEY_ARN,
     },
     "functions.webhooks.handler.lambda_handler": {
         EnvVar.WEBHOOK_QUEUE_URL, EnvVar.WEBHOOK_SIGNING_SECRET_ARN,
@@ -381,3 +382,26 @@ def test_api_reads_training_logs_on_the_log_group_only(template_json: dict[str, 
         if f["Properties"]["Handler"] == "functions.api.handler.lambda_handler"
     )
     assert api_env[EnvVar.TRAINING_LOG_GROUP] == DEFAULTS.training_log_group
+
+
+def test_only_the_api_seals_and_only_the_tasks_function_opens_import_tokens(
+    template_json: dict[str, Any],
+) -> None:
+    """Gated imports' access tokens (functions/adapters/token_sealer.py): one rotating key, Encrypt
+    for the API alone, Decrypt for the tasks function alone, no other KMS action on it."""
+    keys = {
+        logical: key
+        for logical, key in _resources(template_json, "AWS::KMS::Key").items()
+        if logical.startswith("FunctionsImportTokenKey")
+    }
+    ((key_id, key),) = keys.items()
+    assert key["Properties"]["EnableKeyRotation"] is True
+    granted: dict[str, set[str]] = {}
+    for handler in SERVICE_ENVIRONMENT:
+        for statement in _policy_statements_of(template_json, handler):
+            if key_id in json.dumps(statement["Resource"]):
+                granted.setdefault(handler, set()).update(_as_list(statement["Action"]))
+    assert granted == {
+        "functions.api.handler.lambda_handler": {"kms:Encrypt"},
+        "functions.tasks.handler.lambda_handler": {"kms:Decrypt"},
+    }
