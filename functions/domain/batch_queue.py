@@ -35,6 +35,18 @@ DEFAULT_PRIORITY = 0
 # shareDecaySeconds): an owner who just ran a job waits behind one who has not, for about an hour.
 SHARE_DECAY_SECONDS = 3600
 WAITING_REASON = "waiting in the training queue for a free GPU in the deployment's budget"
+# Batch creates the SageMaker training job under a name of its own, not the payload's
+# TrainingJobName: DescribeServiceJob gives it as ``latestAttempt.serviceResourceId`` (name
+# TrainingJobArn; botocore batch service-2.json, ServiceResourceId), the SageMaker Python SDK reads
+# "the new training job name" from there (sagemaker/aws_batch/training_queued_job.py), and Batch's
+# service-linked role may only create ``training-job/AWSBatch*`` (AWS managed policy
+# AWSBatchServiceRolePolicyForSageMaker). The payload's tags do reach the job (that policy grants
+# sagemaker:AddTags on CreateTrainingJob), and SageMaker's state-change events carry the job's
+# tags (``detail.Tags``), so this tag holds the service's own job name: the events rule and
+# handler find a renamed job by it (functions.events.handler).
+JOB_NAME_TAG = "lora:job-name"
+# How Batch's training-job names begin (the service-linked role's policy above).
+BATCH_TRAINING_JOB_PREFIX = "AWSBatch"
 
 
 def share_identifier(owner: str) -> str:
