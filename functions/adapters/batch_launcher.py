@@ -176,7 +176,9 @@ class BatchLauncher:
         if job is None:
             return None
         arn_name = training_job_name(job)
-        if arn_name is None:
+        if arn_name is None or str(job.get("status")) in WAITING_STATUSES:
+            # Not handed over yet, or back in the queue after a capacity failure (whose training
+            # job latestAttempt may still name): Batch's view.
             return state_of_service_job(job)
         training = self._sagemaker.describe(arn_name)
         if training is None:

@@ -47,6 +47,11 @@ WAITING_REASON = "waiting in the training queue for a free GPU in the deployment
 JOB_NAME_TAG = "lora:job-name"
 # How Batch's training-job names begin (the service-linked role's policy above).
 BATCH_TRAINING_JOB_PREFIX = "AWSBatch"
+# SageMaker end states that do not end a job Batch runs: a training job that failed with a
+# CapacityError, or stopped after waiting for capacity, puts the service job back in RUNNABLE
+# under CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY until maxTimeSeconds (the user guide, "Jobs stuck
+# in RUNNABLE due to capacity"). Batch's own FAILED event says when such a job has really ended.
+SAGEMAKER_ENDS_BATCH_DECIDES: frozenset[str] = frozenset({"Failed", "Stopped"})
 
 
 def share_identifier(owner: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger
 
 from functions.adapters.training_launcher import TrainingJobState
+from functions.domain.batch_queue import SAGEMAKER_ENDS_BATCH_DECIDES
 from functions.domain.catalog import ModelKind, ResourceStatus
 from functions.domain.epoch_outputs import (
     MAX_SAMPLE_IMAGES,
@@ -98,6 +99,10 @@ def apply_state(ctx: ServiceContext, state: TrainingJobState, cause: str) -> Job
     job = job_for_sagemaker_name(ctx, state.name)
     if job is None:
         logger.info("ignoring state of an unknown job", extra={"sagemaker_job_name": state.name})
+        return None
+    if state.found_by_tag and state.status in SAGEMAKER_ENDS_BATCH_DECIDES:
+        # Batch may run the job again (capacity): its own event ends the job (see batch_queue).
+        logger.info("a training job Batch runs ended; Batch's event decides", extra={"job_id": job.id})
         return None
     if not confirmed_by_batch(ctx, job, state):
         logger.warning(

@@ -337,3 +337,45 @@ def test_a_batch_event_naming_the_training_job_records_it_and_logs_are_read_unde
     )
     status, page = api("GET", f"/trainings/{job['id']}/logs")
     assert status == 200 and [line["message"] for line in page["lines"]] == ["epoch 1/2"]
+
+
+def test_a_capacity_failure_of_batchs_training_job_does_not_end_the_job(
+    api: ApiCaller, batch_stub: Stubber, sagemaker_stub: Any
+) -> None:
+    """Batch puts a job whose training job failed with a CapacityError back in RUNNABLE (the user
+    guide, "Jobs stuck in RUNNABLE due to capacity"): SageMaker's Failed is not the job's end;
+    Batch's FAILED, once it gives up, is."""
+    job = queue_a_job(api, batch_stub)
+    name = job["sagemaker_job_name"]
+    failed = renamed_event(job, "Failed", "Failed")
+    failed["detail"]["FailureReason"] = "CapacityError: Unable to provision requested ML compute capacity"
+    assert send_event(failed) == {"applied": None}  # no lookup, no change
+    _, waiting = api("GET", f"/trainings/{job['id']}")
+    assert waiting["status"] == "QUEUED"
+
+    # Back in the queue: Batch's view wins over the failed attempt latestAttempt still names.
+    retrying = started_service_job(name, "RUNNABLE")
+    retrying["statusReason"] = (
+        "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Unable to provision requested compute resources"
+    )
+    expect_batch_lookup(batch_stub, name, retrying)
+    state = BatchLauncher(QUEUE).describe(name)
+    assert state is not None and state.status == "Queued" and "CAPACITY" in str(state.queue_reason)
+
+
+def test_the_owner_cap_counts_queued_and_running_jobs_together(
+    api: ApiCaller, batch_stub: Stubber, queued_ctx: ServiceContext
+) -> None:
+    from functions.domain.records import TrainingJobRecord
+    from functions.domain.statuses import JobStatus
+    from functions.services.job_transitions import move_job
+
+    queued_ctx.settings = dataclasses.replace(queued_ctx.settings, max_concurrent_jobs_per_owner=2)
+    first = queue_a_job(api, batch_stub)
+    record = queued_ctx.repository.get(TrainingJobRecord, first["id"], api.owner)
+    assert move_job(queued_ctx, record, JobStatus.TRAINING, cause="test", detail="running") is not None
+    second = queue_a_job(api, batch_stub)
+    assert second["status"] == "QUEUED"  # one running + one queued = the cap of 2
+    model_id, dataset_id = ready_inputs(api)
+    status, body = api("POST", "/trainings", training_body(model_id, dataset_id))
+    assert status == 429, body
