@@ -5,9 +5,9 @@ moto does not implement Batch service jobs (no SubmitServiceJob in ``moto.batch`
 runtime keeps this small stand-in beside its SageMaker. It follows the AWS Batch user guide
 ("Submit a service job"): a job enters SUBMITTED and waits RUNNABLE until the service environment
 has capacity, then becomes SCHEDULED and is handed to SageMaker (CreateTrainingJob with the
-``serviceRequestPayload``), then STARTING / RUNNING while SageMaker runs it, then SUCCEEDED or
-FAILED. Capacity is counted in instances (``capacityUnit`` NUM_INSTANCES): one per job, since
-this service launches one instance per training job.
+``serviceRequestPayload``, under a name of its own, as AWS does), then STARTING / RUNNING while
+SageMaker runs it, then SUCCEEDED or FAILED. Capacity is counted in instances (``capacityUnit``
+NUM_INSTANCES): one per job, since this service launches one instance per training job.
 
 Fair share (a fair-share scheduling policy, as the deployment's queue has): when a slot frees,
 the next job is taken from the share (``shareIdentifier``) that has used the least capacity
@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.domain.batch_queue import (
+    BATCH_TRAINING_JOB_PREFIX,
     ENDED_STATUSES,
     MAX_PRIORITY,
     MIN_PRIORITY,
@@ -88,7 +89,11 @@ class ServiceJob:
 
     @property
     def training_job_name(self) -> str:
-        return str(json.loads(self.payload)["TrainingJobName"])
+        """The name Batch creates the training job under: its own, not the payload's (see
+        functions.domain.batch_queue.JOB_NAME_TAG), and always the same for this job, so a
+        restarted runtime hands the job over under the same name. AWS does not document the
+        format beyond its ``AWSBatch`` prefix; here it is that prefix and the job's id."""
+        return f"{BATCH_TRAINING_JOB_PREFIX}{self.job_id.replace('-', '')}"
 
     def describe(self) -> dict[str, Any]:
         """DescribeServiceJobResponse (timestamps in epoch milliseconds, as Batch sends them)."""
@@ -359,7 +364,7 @@ class ServiceJobQueue:
         self._create_training(job)
 
     def _create_training(self, job: ServiceJob) -> None:
-        payload = json.loads(job.payload)
+        payload = {**json.loads(job.payload), "TrainingJobName": job.training_job_name}
         try:
             arn = self._start_training(payload)
         except BatchError as refused:

@@ -106,6 +106,8 @@ def training_sections(job: dict[str, Any]) -> list[Section]:
                 ("name", job.get("name")),
                 ("status", status),
                 ("waiting", job.get("queue_reason")),  # QUEUED: why it waits (README "Training queue")
+                ("priority", job.get("priority") if status.startswith("QUEUED") else None),
+                ("sagemaker job", job.get("training_job_name")),  # Batch's name for it, when queued
                 ("reason", stop_reason(job)),
                 ("family", job.get("fm_type")),
                 ("base model", job.get("base_model_id")),

@@ -74,6 +74,18 @@ def training_job_arn(job: Mapping[str, Any]) -> str | None:
     return str(value) if resource.get("name") == "TrainingJobArn" and value else None
 
 
+def training_job_name(job: Mapping[str, Any]) -> str | None:
+    """The name Batch gave the training job (not the payload's TrainingJobName; see
+    functions.domain.batch_queue.JOB_NAME_TAG), as its TrainingJobArn spells it.
+
+    SageMaker's ARNs spell names in lower case while S3 keys and log streams keep the name's own
+    case, so this is for DescribeTrainingJob and comparisons only; the name itself is
+    DescribeTrainingJob's ``TrainingJobName`` (``BatchLauncher.describe``).
+    """
+    arn = training_job_arn(job)
+    return arn.rsplit("/", 1)[-1] if arn else None
+
+
 def state_of_service_job(job: Mapping[str, Any]) -> TrainingJobState:
     """A DescribeServiceJob answer (or a "Batch Service Job State Change" event's detail, which
     "resembles" it, per the AWS Batch user guide) in the service's terms.
@@ -97,13 +109,19 @@ def state_of_service_job(job: Mapping[str, Any]) -> TrainingJobState:
         )
     if status == "SUCCEEDED":
         return TrainingJobState(
-            name=name, status="Completed", secondary_status="Completed", failure_reason=None
+            name=name,
+            status="Completed",
+            secondary_status="Completed",
+            failure_reason=None,
         )
     if status == "FAILED":
         timed_out = str(reason or "").startswith(TIME_LIMIT_REASON)
         if job.get("isTerminated") and not timed_out:
             return TrainingJobState(
-                name=name, status="Stopped", secondary_status="Stopped", failure_reason=None
+                name=name,
+                status="Stopped",
+                secondary_status="Stopped",
+                failure_reason=None,
             )
         return TrainingJobState(
             name=name,
@@ -150,17 +168,24 @@ class BatchLauncher:
     def describe(self, name: str) -> TrainingJobState | None:
         """The job as the service sees it: Queued while Batch holds it, SageMaker's state after.
 
-        ``name`` stays the job's own name in the answer: it is what the job record is found by.
+        ``name`` stays the job's own name in the answer: it is what the job record is found by;
+        ``training_job_name`` is the name Batch gave the training job, as DescribeTrainingJob
+        spells it, once Batch has created it.
         """
         job = self._job(name)
         if job is None:
             return None
-        arn = training_job_arn(job)
-        if arn is None:
+        arn_name = training_job_name(job)
+        if arn_name is None or str(job.get("status")) in WAITING_STATUSES:
+            # Not handed over yet, or back in the queue after a capacity failure (whose training
+            # job latestAttempt may still name): Batch's view.
             return state_of_service_job(job)
-        # The training job Batch created: its name is the last part of the TrainingJobArn.
-        training = self._sagemaker.describe(arn.rsplit("/", 1)[-1])
-        return state_of_service_job(job) if training is None else replace(training, name=name)
+        training = self._sagemaker.describe(arn_name)
+        if training is None:
+            # Not found under the ARN's lower-case spelling: Batch's coarser view, and the name as
+            # the ARN spells it (a SageMaker event's exact spelling replaces it: job_events).
+            return replace(state_of_service_job(job), training_job_name=arn_name)
+        return replace(training, name=name, training_job_name=training.name)
 
     def stop(self, name: str) -> bool:
         """TerminateServiceJob; True when the job never reached SageMaker (it ends here)."""

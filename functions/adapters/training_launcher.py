@@ -34,6 +34,13 @@ class TrainingJobState:
     secondary_status: str | None
     failure_reason: str | None
     queue_reason: str | None = None  # why a Queued job waits
+    # The name SageMaker runs the job under when Batch named it (``name`` stays the service's own
+    # job name, which the record is found by); None when it is ``name`` or not known yet.
+    training_job_name: str | None = None
+    # True when the state comes from a SageMaker event found through its JOB_NAME_TAG rather than
+    # from Batch: anyone allowed to create training jobs could set that tag, so the name must be
+    # confirmed with Batch before it is trusted (functions.services.job_events.confirmed_by_batch).
+    found_by_tag: bool = False
 
 
 class TrainingLauncher(Protocol):
@@ -149,7 +156,8 @@ class SageMakerLauncher:
                 return None
             raise
         return TrainingJobState(
-            name=name,
+            # SageMaker's own spelling (names are found case-insensitively; see BatchLauncher)
+            name=str(response.get("TrainingJobName") or name),
             status=str(response["TrainingJobStatus"]),
             secondary_status=response.get("SecondaryStatus"),
             failure_reason=response.get("FailureReason"),

@@ -21,6 +21,7 @@ SERVICE_JOB_TYPE = "SAGEMAKER_TRAINING"
 # EventBridge detail-type of Batch's service-job events (source "aws.batch"); the user guide's
 # "Service job state change events". Events are not sent for the initial submission.
 SERVICE_JOB_STATE_CHANGE = "Batch Service Job State Change"
+SERVICE_JOB_EVENT_SOURCE = "aws.batch"
 # Not a SageMaker status: the Batch launcher reports a job still in its queue with this status
 # (see functions.domain.sagemaker_states.job_status_for, which maps it to JobStatus.QUEUED).
 QUEUED_STATE = "Queued"
@@ -35,6 +36,23 @@ DEFAULT_PRIORITY = 0
 # shareDecaySeconds): an owner who just ran a job waits behind one who has not, for about an hour.
 SHARE_DECAY_SECONDS = 3600
 WAITING_REASON = "waiting in the training queue for a free GPU in the deployment's budget"
+# Batch creates the SageMaker training job under a name of its own, not the payload's
+# TrainingJobName: DescribeServiceJob gives it as ``latestAttempt.serviceResourceId`` (name
+# TrainingJobArn; botocore batch service-2.json, ServiceResourceId), the SageMaker Python SDK reads
+# "the new training job name" from there (sagemaker/aws_batch/training_queued_job.py), and Batch's
+# service-linked role may only create ``training-job/AWSBatch*`` (AWS managed policy
+# AWSBatchServiceRolePolicyForSageMaker). The payload's tags do reach the job (that policy grants
+# sagemaker:AddTags on CreateTrainingJob), and SageMaker's state-change events carry the job's
+# tags (``detail.Tags``), so this tag holds the service's own job name: the events rule and
+# handler find a renamed job by it (functions.events.handler).
+JOB_NAME_TAG = "lora:job-name"
+# How Batch's training-job names begin (the service-linked role's policy above).
+BATCH_TRAINING_JOB_PREFIX = "AWSBatch"
+# SageMaker end states that do not end a job Batch runs: a training job that failed with a
+# CapacityError, or stopped after waiting for capacity, puts the service job back in RUNNABLE
+# under CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY until maxTimeSeconds (the user guide, "Jobs stuck
+# in RUNNABLE due to capacity"). Batch's own FAILED event says when such a job has really ended.
+SAGEMAKER_ENDS_BATCH_DECIDES: frozenset[str] = frozenset({"Failed", "Stopped"})
 
 
 def share_identifier(owner: str) -> str:

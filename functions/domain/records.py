@@ -145,6 +145,10 @@ class TrainingJobRecord(BaseModel):
     # Why a QUEUED job waits, in AWS Batch's words (budget full, capacity, quota); None otherwise.
     queue_reason: str | None = None
     sagemaker_job_name: str
+    # The name SageMaker runs the job under when it is not ``sagemaker_job_name``: AWS Batch names
+    # the training jobs it creates itself (functions.domain.batch_queue.JOB_NAME_TAG). Set once
+    # Batch reports the job's TrainingJobArn; None on a direct launch and while the job is queued.
+    training_job_name: str | None = None
     progress: TrainingProgress | None = None
     output: TrainingOutput | None = None
     history: list[StatusChange] = Field(default_factory=list)
@@ -154,3 +158,10 @@ class TrainingJobRecord(BaseModel):
     webhook_url: str | None = None
     priority: int = 0  # schedulingPriority within the owner's share (queued deployments)
     trigger_word: str | None = None
+
+    @property
+    def sagemaker_name(self) -> str:
+        """The name SageMaker knows the training job by: its log streams and its output prefix
+        (``S3OutputPath/<name>/output/model/``) carry it. The files in that prefix are still named
+        after ``sagemaker_job_name`` (the container's ``output_name``)."""
+        return self.training_job_name or self.sagemaker_job_name

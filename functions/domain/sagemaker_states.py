@@ -6,9 +6,11 @@ can never break the service — the original tool's list endpoint broke on them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.domain.batch_queue import QUEUED_STATE
+from functions.domain.batch_queue import JOB_NAME_TAG, QUEUED_STATE
 from functions.domain.statuses import JobStatus
 
 # EventBridge source and detail-type of SageMaker's training-job events (SageMaker developer
@@ -30,6 +32,15 @@ class TrainingJobStateDetail(BaseModel):
     status: str = Field(alias="TrainingJobStatus")
     secondary_status: str | None = Field(default=None, alias="SecondaryStatus")
     failure_reason: str | None = Field(default=None, alias="FailureReason")
+    # The job's tags, a map in the events (the SageMaker developer guide's example "Training job
+    # state change" event; ``tags`` in CDK's SageMakerTrainingJobStateChange pattern). Any shape
+    # is accepted here: a malformed tag must not make the whole event unreadable.
+    tags: Any = Field(default=None, alias="Tags")
+
+    def service_job_name(self) -> str | None:
+        """The service's own name for a job Batch renamed (its JOB_NAME_TAG), else None."""
+        value = self.tags.get(JOB_NAME_TAG) if isinstance(self.tags, dict) else None
+        return value if isinstance(value, str) and value and value != self.name else None
 
 
 _IN_PROGRESS_SECONDARY: dict[str, JobStatus] = {

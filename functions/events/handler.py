@@ -2,7 +2,9 @@
 queued deployment, AWS Batch's "Batch Service Job State Change" events (the AWS Batch user guide,
 "Service job state change events": source aws.batch, a detail that resembles DescribeServiceJob).
 
-The rule only forwards this stack's job-name prefix; names that are not ours are ignored anyway.
+The rules only forward this stack's job-name prefix (in the job's name, or, for a training job AWS
+Batch created under a name of its own, in its ``lora:job-name`` tag: functions.domain.batch_queue.
+JOB_NAME_TAG); names that are not ours are ignored anyway.
 Retries and a dead-letter queue are configured on the rule target: an exception here is retried.
 
 The event is read with Powertools' parser (https://docs.aws.amazon.com/powertools/python/latest/
@@ -23,9 +25,9 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.adapters.batch_launcher import state_of_service_job
+from functions.adapters.batch_launcher import state_of_service_job, training_job_arn
 from functions.adapters.training_launcher import TrainingJobState
-from functions.domain.batch_queue import SERVICE_JOB_STATE_CHANGE, SERVICE_JOB_TYPE
+from functions.domain.batch_queue import SERVICE_JOB_EVENT_SOURCE, SERVICE_JOB_STATE_CHANGE, SERVICE_JOB_TYPE
 from functions.domain.sagemaker_states import (
     STATE_CHANGE_DETAIL_TYPE,
     STATE_CHANGE_SOURCE,
@@ -51,7 +53,10 @@ class TrainingJobStateChange(EventBridgeModel):
 def state_from_event(event: dict[str, Any]) -> TrainingJobState | None:
     """The job state a SageMaker training-job or Batch service-job state change carries; None
     for any other event."""
-    if event.get("source") == "aws.batch" and event.get("detail-type") == SERVICE_JOB_STATE_CHANGE:
+    if (
+        event.get("source") == SERVICE_JOB_EVENT_SOURCE
+        and event.get("detail-type") == SERVICE_JOB_STATE_CHANGE
+    ):
         detail = event.get("detail") or {}
         if detail.get("serviceJobType") != SERVICE_JOB_TYPE or not isinstance(detail.get("jobName"), str):
             return None
@@ -63,11 +68,15 @@ def state_from_event(event: dict[str, Any]) -> TrainingJobState | None:
     if change.source != STATE_CHANGE_SOURCE or change.detail_type != STATE_CHANGE_DETAIL_TYPE:
         return None
     detail = change.detail
+    # A job Batch created carries Batch's name; the service's own is in its tag (JOB_NAME_TAG).
+    own_name = detail.service_job_name()
     return TrainingJobState(
-        name=detail.name,
+        name=own_name or detail.name,
         status=detail.status,
         secondary_status=detail.secondary_status,
         failure_reason=detail.failure_reason,
+        training_job_name=detail.name if own_name else None,
+        found_by_tag=own_name is not None,
     )
 
 
@@ -86,6 +95,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if state is None:
         logger.warning("ignoring an event that is not a training or service job state change")
         return {"applied": None}
-    new_status = apply_state(service_context(), state, cause=f"event {event.get('id', '')}".strip())
+    ctx = service_context()
+    if event.get("source") == SERVICE_JOB_EVENT_SOURCE and training_job_arn(event.get("detail") or {}):
+        # SageMaker has the job: Batch's event maps its state coarsely and names the training job
+        # only by ARN (lower-cased), so SageMaker's own view, with the name in its own spelling
+        # (where the job's outputs and logs are), comes from DescribeServiceJob/DescribeTrainingJob.
+        state = ctx.launcher.describe(state.name) or state
+    new_status = apply_state(ctx, state, cause=f"event {event.get('id', '')}".strip())
     record_outcome(new_status)
     return {"applied": new_status.value if new_status else None}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger
 
 from functions.adapters.training_launcher import TrainingJobState
+from functions.domain.batch_queue import SAGEMAKER_ENDS_BATCH_DECIDES
 from functions.domain.catalog import ModelKind, ResourceStatus
 from functions.domain.epoch_outputs import (
     MAX_SAMPLE_IMAGES,
@@ -64,23 +65,70 @@ def job_for_sagemaker_name(ctx: ServiceContext, name: str) -> TrainingJobRecord 
         return None
 
 
+def newer_training_job_name(stored: str | None, reported: str | None) -> str | None:
+    """The training job name to store, or None to keep the stored one.
+
+    Names reach the service in two spellings: SageMaker's own (its events, DescribeTrainingJob),
+    which its S3 keys and log streams use, and a TrainingJobArn's lower-case one (the fallback of
+    ``BatchLauncher.describe``). For the same job, a spelling with capitals is SageMaker's and wins.
+    """
+    if not reported or reported == stored:
+        return None
+    if stored is None or stored.casefold() != reported.casefold():
+        return reported
+    return reported if reported != reported.lower() else None
+
+
+def confirmed_by_batch(ctx: ServiceContext, job: TrainingJobRecord, state: TrainingJobState) -> bool:
+    """Whether the training job a state names is the job's own.
+
+    A state from Batch (its events, DescribeServiceJob) is Batch's word. A SageMaker event found
+    through its JOB_NAME_TAG is only a tag anyone allowed to create training jobs could set: it is
+    trusted when the record already holds that name (Batch said so before), else when Batch says
+    now that this service job's training job is the one the event is about.
+    """
+    if not state.found_by_tag or state.training_job_name == job.training_job_name:
+        return True
+    described = ctx.launcher.describe(job.sagemaker_job_name)
+    named = described.training_job_name if described else None
+    return named is not None and named.casefold() == str(state.training_job_name).casefold()
+
+
 def apply_state(ctx: ServiceContext, state: TrainingJobState, cause: str) -> JobStatus | None:
     """Move the job forward to what SageMaker reports; returns the new status, or None if no change."""
     job = job_for_sagemaker_name(ctx, state.name)
     if job is None:
         logger.info("ignoring state of an unknown job", extra={"sagemaker_job_name": state.name})
         return None
+    if state.found_by_tag and state.status in SAGEMAKER_ENDS_BATCH_DECIDES:
+        # Batch may run the job again (capacity): its own event ends the job (see batch_queue).
+        logger.info("a training job Batch runs ended; Batch's event decides", extra={"job_id": job.id})
+        return None
+    if not confirmed_by_batch(ctx, job, state):
+        logger.warning(
+            "ignoring a training job tagged as this job that Batch did not create for it",
+            extra={"job_id": job.id, "training_job_name": state.training_job_name},
+        )
+        return None
+    renamed: dict[str, object] = {}
+    name = newer_training_job_name(job.training_job_name, state.training_job_name)
+    if name is not None:
+        # Batch's name for the training job: from now on its logs and outputs are found by it.
+        renamed = {"training_job_name": name}
+        job = job.model_copy(update=renamed)
     target = job_status_for(state.status, state.secondary_status)
     if target is None:
         logger.warning("unknown SageMaker status", extra={"job_id": job.id, "status": state.status})
         return None
     if target == job.status or not can_transition(job.status, target):
+        if renamed:  # even once ended: its logs stay under that name
+            ctx.repository.update_job_fields(job.id, job.status, renamed)
         if target == job.status and state.secondary_status and state.secondary_status != job.secondary_status:
             ctx.repository.update_job_fields(job.id, job.status, {"secondary_status": state.secondary_status})
         if target is JobStatus.QUEUED is job.status and state.queue_reason != job.queue_reason:
             ctx.repository.update_job_fields(job.id, job.status, {"queue_reason": state.queue_reason})
         return None
-    fields: dict[str, object] = {"secondary_status": state.secondary_status}
+    fields: dict[str, object] = {"secondary_status": state.secondary_status, **renamed}
     if target is JobStatus.QUEUED:
         fields["queue_reason"] = state.queue_reason
     elif job.queue_reason is not None:
@@ -116,13 +164,15 @@ def completion_fields(ctx: ServiceContext, job: TrainingJobRecord) -> dict[str, 
     Returns the job fields to set: ``output`` and final ``progress``, or a ``failure_reason`` when
     the final output is missing or not a valid safetensors file.
     """
-    name = job.sagemaker_job_name
-    lora_key = training_published_key(job.owner, job.id, name, f"{name}{LORA_FILENAME_SUFFIX}")
+    name = job.sagemaker_job_name  # the LoRA's file stem (output_name); the folder is SageMaker's name
+    lora_key = training_published_key(job.owner, job.id, job.sagemaker_name, f"{name}{LORA_FILENAME_SUFFIX}")
     try:
         size = verify_safetensors(ctx, lora_key, None)
     except ValueError as problem:
         return {"failure_reason": f"the training finished but its LoRA is unusable: {problem}"}
-    summary_data = ctx.storage.read_json(training_published_key(job.owner, job.id, name, SUMMARY_FILENAME))
+    summary_data = ctx.storage.read_json(
+        training_published_key(job.owner, job.id, job.sagemaker_name, SUMMARY_FILENAME)
+    )
     try:
         summary: TrainingSummary | None = TrainingSummary.model_validate(summary_data or {})
     except ValueError:
@@ -210,7 +260,7 @@ def register_epoch_loras(
             rejected.append(RejectedEpoch(epoch=entry.epoch, reason="not an epoch this job saves"))
             continue
         relative = published_epoch_lora_path(job.sagemaker_job_name, entry.epoch)
-        source = training_published_key(job.owner, job.id, job.sagemaker_job_name, relative)
+        source = training_published_key(job.owner, job.id, job.sagemaker_name, relative)
         try:
             size = verify_safetensors(ctx, source, entry.size_bytes)
         except ValueError as problem:
@@ -234,7 +284,7 @@ def verified_samples(
     """Sample images that are really there and really PNGs, for prompts the job really had."""
     if not listed or not job.sample_prompts:
         return []
-    prefix = training_published_key(job.owner, job.id, job.sagemaker_job_name, "")
+    prefix = training_published_key(job.owner, job.id, job.sagemaker_name, "")
     present = ctx.storage.list_objects(prefix)  # one listing instead of a HEAD per image
     refs: list[SampleRef] = []
     for sample in sorted({(s.epoch, s.prompt_index) for s in listed})[:MAX_SAMPLE_IMAGES]:

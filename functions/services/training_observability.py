@@ -59,7 +59,7 @@ def read_training_log(
     """One page of the job's log: the tail (or head) without a token, else the token's side of it."""
     check_log_limit(limit)
     job = ctx.repository.get(TrainingJobRecord, job_id, owner)
-    prefix = training_log_stream_prefix(job.sagemaker_job_name)
+    prefix = training_log_stream_prefix(job.sagemaker_name)
     query = log_query(job_id)
     if next_token:
         cursor = LogCursor.from_token(decode_token(ctx.page_secret, owner, query, next_token), prefix)

@@ -21,7 +21,7 @@ from functions.api.schemas.trainings import (
     TrainingJobView,
     TrainingSampleView,
 )
-from functions.domain.batch_queue import WAITING_REASON, share_identifier
+from functions.domain.batch_queue import JOB_NAME_TAG, WAITING_REASON, share_identifier
 from functions.domain.catalog import INSTANCE_TYPES, FmType
 from functions.domain.epoch_outputs import epoch_output_problems, sample_prompt_problems
 from functions.domain.errors import Conflict, LimitExceeded, NotFound, invalid_all
@@ -187,6 +187,7 @@ def launch_spec(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord)
         tags={
             "lora:job-id": job.id,
             "lora:owner-key": training_output_prefix(job.owner, job.id).split("/")[1],
+            JOB_NAME_TAG: job.sagemaker_job_name,  # finds the job under Batch's name
         },
         subnet_ids=s.subnet_ids,
         security_group_ids=s.security_group_ids,
@@ -320,7 +321,7 @@ def sample_views(ctx: ServiceContext, job: TrainingJobRecord) -> list[TrainingSa
         if ref.prompt_index >= len(job.sample_prompts):
             continue  # a record older than its prompts cannot be labelled; never guess
         relative = published_sample_path(job.sagemaker_job_name, ref.epoch, ref.prompt_index)
-        key = training_published_key(job.owner, job.id, job.sagemaker_job_name, relative)
+        key = training_published_key(job.owner, job.id, job.sagemaker_name, relative)
         views.append(
             TrainingSampleView(
                 epoch=ref.epoch,

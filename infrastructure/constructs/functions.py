@@ -27,6 +27,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.domain.background_tasks import TASK_TIMEOUT_SECONDS
+from functions.domain.batch_queue import BATCH_TRAINING_JOB_PREFIX
 from functions.domain.storage_layout import DATASETS_PREFIX, MODELS_PREFIX, TRAININGS_PREFIX
 from functions.settings import DEFAULTS, METRICS_NAMESPACE, EnvVar
 from infrastructure.config import DeploymentConfig
@@ -149,6 +150,9 @@ class ServiceFunctions(Construct):
         self._records(events)
         self._objects(events, ["s3:GetObject", "s3:PutObject"], (MODELS_PREFIX, TRAININGS_PREFIX))
         self._give(events, {EnvVar.JOB_NAME_PREFIX: self._r.job_name_prefix})
+        # A SageMaker event of a job Batch renamed is checked with Batch before it is applied
+        # (functions.services.job_events.confirmed_by_batch).
+        self._follow_queue(events)
         self._notifications(events)
         return events
 
@@ -370,14 +374,17 @@ class ServiceFunctions(Construct):
             iam.PolicyStatement(sid="FindQueuedTrainings", actions=["batch:ListServiceJobs"], resources=["*"])
         )
         # Batch names the training jobs it creates AWSBatch<...> (its service-linked role's policy,
-        # AWSBatchServiceRolePolicyForSageMaker, is scoped to training-job/AWSBatch*).
+        # AWSBatchServiceRolePolicyForSageMaker, is scoped to training-job/AWSBatch*). The name is
+        # known first from the TrainingJobArn Batch reports, which SageMaker spells in lower case
+        # (BatchLauncher.describe asks by that spelling), so both spellings are granted.
         stack = self._stack
-        batch_jobs = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:training-job/AWSBatch*"
+        jobs = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:training-job/"
+        lower_prefix = BATCH_TRAINING_JOB_PREFIX.lower()
         function.add_to_role_policy(
             iam.PolicyStatement(
                 sid="DescribeBatchTrainingJobs",
                 actions=["sagemaker:DescribeTrainingJob"],
-                resources=[batch_jobs],
+                resources=[f"{jobs}{prefix}*" for prefix in (BATCH_TRAINING_JOB_PREFIX, lower_prefix)],
             )
         )
         acknowledge_wildcards(
@@ -385,7 +392,8 @@ class ServiceFunctions(Construct):
             [
                 nag_arn(stack, "batch", "service-job/*"),
                 "*",
-                nag_arn(stack, "sagemaker", "training-job/AWSBatch*"),
+                nag_arn(stack, "sagemaker", f"training-job/{BATCH_TRAINING_JOB_PREFIX}*"),
+                nag_arn(stack, "sagemaker", f"training-job/{lower_prefix}*"),
             ],
             "Service-job ids are assigned by Batch at submit (no prefix of ours); ListServiceJobs has no "
             "resource type; Batch names its SageMaker jobs AWSBatch<...>, the narrowest pattern it allows.",

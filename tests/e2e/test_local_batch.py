@@ -136,8 +136,14 @@ def stacks(emulator: AwsEmulator, tmp_path: Path) -> Iterator[list[LocalBatchSta
         stack.stop()
 
 
+def training_name(stack: LocalBatchStack, job_name: str) -> str:
+    """The name the queue gave the training job it created for this service job (not ours)."""
+    (job,) = [j for j in stack.queue.all() if j.job_name == job_name]
+    return job.training_job_name
+
+
 def training_interval(stack: LocalBatchStack, name: str) -> tuple[float, float]:
-    record = stack.sagemaker.store.get(name)
+    record = stack.sagemaker.store.get(training_name(stack, name))
     assert record.training_end_time is not None
     return record.creation_time, record.training_end_time
 
@@ -202,7 +208,7 @@ def test_a_queued_job_can_be_stopped_and_never_starts(
     time.sleep(1)  # several scheduler ticks with a free slot
     assert stack.describe(queued)["status"] == "FAILED"
     with pytest.raises(SageMakerError):
-        stack.sagemaker.store.get("wait-1")  # SageMaker never heard of it
+        stack.sagemaker.store.get(training_name(stack, "wait-1"))  # SageMaker never heard of it
     assert [e["detail"]["status"] for e in stack.events if e["detail"].get("jobId") == queued] == ["FAILED"]
 
 
@@ -256,6 +262,45 @@ def test_a_restart_with_jobs_queued_loses_none_and_starts_none_twice(
         for e in first.events + second.events
         if e.get("source") == "aws.sagemaker" and e["detail"].get("SecondaryStatus") == "Starting"
     ]
-    assert sorted(created) == ["q-1", "q-2", "r-1"], "each job reaches SageMaker exactly once"
+    expected = sorted(training_name(second, name) for name in ("q-1", "q-2", "r-1"))
+    assert sorted(created) == expected, "each job reaches SageMaker exactly once"
     listed = second.client.list_service_jobs(jobQueue=QUEUE, jobStatus="SUCCEEDED")["jobSummaryList"]
     assert sorted(j["jobName"] for j in listed) == ["q-1", "q-2"]
+
+
+def test_batch_creates_the_training_job_under_its_own_name_and_reports_it(
+    emulator: AwsEmulator,  # noqa: F811
+    tmp_path: Path,
+    stacks: list[LocalBatchStack],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As on AWS: the training job is not named after the payload's TrainingJobName; Batch gives
+    its ARN (lower-cased, as SageMaker's ARNs are) and the launcher reports that name."""
+    stack = start_stack(emulator, tmp_path, capacity=1)
+    stacks.append(stack)
+    job_id = stack.submit("named-1", "alice")
+    assert stack.wait(job_id, ENDED)["status"] == "SUCCEEDED"
+    real = training_name(stack, "named-1")
+    assert real.startswith("AWSBatch") and real != "named-1"
+    with pytest.raises(SageMakerError):
+        stack.sagemaker.store.get("named-1")
+    arn = stack.describe(job_id)["latestAttempt"]["serviceResourceId"]["value"]
+    assert arn.endswith(f"training-job/{real.lower()}")
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", stack.server.endpoint_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", stack.sagemaker_server.endpoint_url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET_ACCESS_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    aws_clients.batch_client.cache_clear()
+    aws_clients.sagemaker_client.cache_clear()
+    try:
+        state = BatchLauncher(QUEUE).describe("named-1")
+    finally:
+        aws_clients.batch_client.cache_clear()
+        aws_clients.sagemaker_client.cache_clear()
+    assert state is not None and state.status == "Completed"
+    # The name the record is found by stays ours; Batch's comes as SageMaker spells it, or as the
+    # ARN does where SageMaker does not find it by that spelling (the local one does not).
+    assert state.name == "named-1"
+    assert str(state.training_job_name).casefold() == real.casefold()

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from functions.domain.batch_queue import JOB_NAME_TAG
 from infrastructure.constructs.training_queue import MISCONFIGURED_WAIT_SECONDS
 from tests.infrastructure.conftest import NO_BUNDLING
 
@@ -125,6 +126,28 @@ def test_the_functions_are_told_to_queue_and_batch_events_reach_the_events_funct
             "detail": {"jobQueue": [{"Fn::GetAtt": [queue_id, "JobQueueArn"]}]},
         }
     ]
+
+
+def test_training_jobs_batch_renamed_reach_the_events_function_by_their_tag(queued: dict[str, Any]) -> None:
+    """Batch creates each training job under a name of its own (AWSBatch...): the job-name-prefix
+    rule never sees it, so a second rule forwards SageMaker's events by the job-name tag, and the
+    events function may ask Batch (and SageMaker) which training job is really ours."""
+    patterns = [
+        r["Properties"].get("EventPattern", {}) for r in of_type(queued, "AWS::Events::Rule").values()
+    ]
+    tagged = [p for p in patterns if "Tags" in p.get("detail", {})]
+    assert len(tagged) == 1
+    assert tagged[0]["source"] == ["aws.sagemaker"]
+    (name_rule,) = [p for p in patterns if "TrainingJobName" in p.get("detail", {})]
+    # the same prefix as the rule on job names: this stack's jobs only
+    assert tagged[0]["detail"]["Tags"] == {JOB_NAME_TAG: name_rule["detail"]["TrainingJobName"]}
+    events = statements(queued, "functions.events.handler.lambda_handler")
+    assert by_sid(events, "DescribeQueuedTrainings")["Action"] == "batch:DescribeServiceJob"
+    described = by_sid(events, "DescribeBatchTrainingJobs")
+    assert described["Action"] == "sagemaker:DescribeTrainingJob"
+    # Batch's spelling and the TrainingJobArn's lower-case one, nothing wider
+    ends = [r["Fn::Join"][1][-1] for r in described["Resource"]]
+    assert ends == [":training-job/AWSBatch*", ":training-job/awsbatch*"]
 
 
 def test_the_default_deployment_launches_directly(template_json: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from functions.domain.batch_queue import JOB_NAME_TAG
 from functions.domain.catalog import FmType
 from functions.domain.kohya_params import MAX_CONFIG_KEYS, validate_config
 from functions.domain.storage_layout import dataset_prefix, owner_key, training_input_prefix
@@ -60,6 +61,8 @@ def test_create_training_job_request(api: ApiCaller, sagemaker_stub: Any, spot_i
     assert {t["Key"]: t["Value"] for t in request["Tags"]} == {
         "lora:job-id": job["id"],
         "lora:owner-key": owner_key(api.owner),
+        # the job's own name, by which a training job Batch names itself is found (batch_queue)
+        JOB_NAME_TAG: job["sagemaker_job_name"],
     }
     assert channels["job"]["S3Uri"] == prefix + training_input_prefix(api.owner, job["id"])
     spec = job_spec_of(channels["job"]["S3Uri"])

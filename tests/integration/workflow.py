@@ -200,10 +200,14 @@ def training_body(model_id: str, dataset_id: str, **extra: Any) -> dict[str, Any
     }
 
 
-def put_lora_output(job: dict[str, Any], content: bytes, owner_prefix_key: str) -> str:
-    """Write what SageMaker uploads at the end of a job (CompressionType NONE layout)."""
+def put_lora_output(
+    job: dict[str, Any], content: bytes, owner_prefix_key: str, training_job_name: str | None = None
+) -> str:
+    """Write what SageMaker uploads at the end of a job (CompressionType NONE layout): under the
+    training job's name (Batch's own for a queued job), files named after the service's."""
     name = job["sagemaker_job_name"]
-    key = f"{owner_prefix_key}{name}/output/model/{name}.safetensors"
+    folder = training_job_name or name
+    key = f"{owner_prefix_key}{folder}/output/model/{name}.safetensors"
     s3 = boto3.client("s3")
     s3.put_object(Bucket=BUCKET, Key=key, Body=content)
     summary = {
@@ -220,7 +224,7 @@ def put_lora_output(job: dict[str, Any], content: bytes, owner_prefix_key: str) 
         "training_seconds": 20.0,
     }
     s3.put_object(
-        Bucket=BUCKET, Key=f"{owner_prefix_key}{name}/output/model/summary.json", Body=json.dumps(summary)
+        Bucket=BUCKET, Key=f"{owner_prefix_key}{folder}/output/model/summary.json", Body=json.dumps(summary)
     )
     return key
 

@@ -67,3 +67,51 @@ def test_the_launcher_setting_is_checked_and_named() -> None:
         Settings.from_env({EnvVar.TRAINING_LAUNCHER: "batch"})
     with pytest.raises(RuntimeError, match="TRAINING_JOB_QUEUE"):
         Settings.from_env({EnvVar.TRAINING_LAUNCHER: "queue"}).require("training_job_queue")
+
+
+def test_a_batch_renamed_training_jobs_event_is_read_under_the_services_own_name() -> None:
+    from functions.domain.batch_queue import JOB_NAME_TAG
+    from functions.events.handler import state_from_event
+
+    def event(name: str, tags: Any) -> dict[str, Any]:
+        return {
+            "version": "0",
+            "id": "e",
+            "detail-type": "SageMaker Training Job State Change",
+            "source": "aws.sagemaker",
+            "account": "123456789012",
+            "time": "2026-11-25T00:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": {"TrainingJobName": name, "TrainingJobStatus": "InProgress", "Tags": tags},
+        }
+
+    renamed = state_from_event(event("AWSBatchX1", {JOB_NAME_TAG: "lora-01J"}))
+    assert renamed is not None
+    assert (renamed.name, renamed.training_job_name, renamed.found_by_tag) == ("lora-01J", "AWSBatchX1", True)
+    direct = state_from_event(event("lora-01J", {JOB_NAME_TAG: "lora-01J"}))  # a direct launch's own tag
+    assert direct is not None and (direct.name, direct.training_job_name, direct.found_by_tag) == (
+        "lora-01J",
+        None,
+        False,
+    )
+    for odd in (None, [], {JOB_NAME_TAG: 7}, "x"):  # a malformed tag never makes an event unreadable
+        state = state_from_event(event("AWSBatchX1", odd))
+        assert state is not None and state.name == "AWSBatchX1" and not state.found_by_tag
+
+
+def test_a_training_job_name_from_sagemaker_wins_over_an_arns_lower_case_spelling() -> None:
+    from functions.services.job_events import newer_training_job_name
+
+    assert newer_training_job_name(None, "awsbatchx1") == "awsbatchx1"  # only the ARN known yet
+    assert newer_training_job_name("awsbatchx1", "AWSBatchX1") == "AWSBatchX1"  # SageMaker's spelling
+    assert newer_training_job_name("AWSBatchX1", "awsbatchx1") is None  # never back to the ARN's
+    assert newer_training_job_name("AWSBatchX1", "AWSBatchX1") is None
+    assert newer_training_job_name("AWSBatchX1", None) is None
+    assert newer_training_job_name("AWSBatchX1", "AWSBatchY2") == "AWSBatchY2"  # a new attempt's job
+
+
+def test_batchs_own_view_never_names_the_training_job_by_its_arn() -> None:
+    """A TrainingJobArn spells the name in lower case; S3 keys and log streams do not."""
+    attempt = {"serviceResourceId": {"name": "TrainingJobArn", "value": ARN}}
+    assert state_of_service_job(job("RUNNING", latestAttempt=attempt)).training_job_name is None

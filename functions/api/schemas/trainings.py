@@ -81,6 +81,10 @@ class TrainingJobView(BaseModel):
     # Why a QUEUED job waits, in AWS Batch's words (budget full, capacity, quota); None otherwise.
     queue_reason: str | None = None
     sagemaker_job_name: str
+    training_job_name: str | None = Field(
+        default=None,
+        description="the name SageMaker runs the job under when AWS Batch named it (queued deployments)",
+    )
     progress: TrainingProgress | None = None
     output: TrainingOutput | None = None
     history: list[StatusChange] = Field(default_factory=list)

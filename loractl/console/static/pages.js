@@ -188,6 +188,7 @@ async function training(view, jobId) {
       h("div", {}, "Instance", h("b", {}, job.instance_type), job.use_spot ? "spot" : "on demand"),
       h("div", {}, "Plan", h("b", {}, `${plan.total_steps ?? "?"} steps`), `${duration(plan.estimated_seconds)} · ${dollars(job.use_spot ? plan.estimated_spot_cost_usd : plan.estimated_cost_usd)}`)),
       job.failure_reason && h("p", { class: "error" }, job.failure_reason),
+      job.status === "QUEUED" && h("p", { id: "queue-reason" }, `Waiting: ${job.queue_reason || "in the training queue"} (priority ${job.priority ?? 0})`),
       h("p", { class: "muted mono" }, `id ${job.id} · base model ${job.base_model_id} · dataset ${job.dataset_id} · ${job.fm_type}`));
     fill(history, ...(job.history || []).map((c) => h("tr", {}, h("td", {}, statusBadge(c.status)), h("td", {}, when(c.at)), h("td", {}, c.cause))));
     const metrics = await get(`/trainings/${jobId}/metrics`);
