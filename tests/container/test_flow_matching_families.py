@@ -441,3 +441,35 @@ def test_export_matches_the_original_layout_reference(family: str) -> None:
         }
     with torch.no_grad():
         torch.testing.assert_close(base(**inputs)[0], pipe.transformer(**inputs)[0], atol=2e-4, rtol=1e-3)
+
+
+# --- noise, target and the sampling options
+@pytest.mark.parametrize("family", ["flux1", "sd35"])
+def test_rectified_flow_input_and_target(family: str) -> None:
+    """x_t = (1 - s) x_0 + s * noise and target = noise - x_0, so x_t = x_0 + s * target."""
+    pipe = build_tiny_flux_pipeline() if family == "flux1" else build_tiny_sd35_pipeline()
+    adapter = TinyFlux(pipe) if family == "flux1" else TinySD35(pipe)
+    latents = torch.randn(8, 16, 8, 8)
+    batch = adapter.noisy_input(latents, 0.0)
+    sigmas = batch.timesteps / 1000
+    assert bool(((sigmas >= 0) & (sigmas <= 1)).all()) and len(set(sigmas.tolist())) > 1
+    expected = latents + sigmas.view(-1, 1, 1, 1) * batch.target
+    torch.testing.assert_close(batch.noisy, expected)
+    assert adapter.loss_weights(batch, 5.0) is None
+
+
+def test_flux_shift_follows_sd_scripts_linear_function() -> None:
+    """flux_train_utils.get_lin_function(x1=256, y1=0.5, x2=4096, y2=1.15) of the packed length."""
+    from training_container.engines.families.flux1 import flux_shift_mu
+
+    assert flux_shift_mu(32, 32) == pytest.approx(0.5)  # 16 x 16 = 256 patches
+    assert flux_shift_mu(128, 128) == pytest.approx(1.15)  # 1024 px: 4096 patches
+
+
+def test_unsupported_sampling_options_are_refused() -> None:
+    from training_container.errors import JobFailure
+
+    with pytest.raises(JobFailure, match="timestep_sampling"):
+        FluxTraining(timestep_sampling="sigma")  # type: ignore[arg-type]
+    with pytest.raises(JobFailure, match="weighting_scheme"):
+        SD35Training(weighting_scheme="cosmap")  # type: ignore[arg-type]

@@ -54,9 +54,12 @@ from training_container.engines.families.flow_matching import (
     lora_part_from_rules,
 )
 from training_container.engines.families.fused_lora import LoraPart
+from training_container.errors import JobFailure
 from training_container.model_loading import BasePipeline
 
 WeightingScheme = Literal["uniform", "logit_normal", "mode"]
+# sd-scripts' other schemes ("sigma_sqrt", "cosmap") weight the loss instead of the sampling.
+WEIGHTING_SCHEMES: tuple[str, ...] = ("uniform", "logit_normal", "mode")
 
 SD35_RULES: LoraRules = {
     "transformer_blocks.attn.to_q": ("joint_blocks.{i}.x_block.attn.qkv", 0, 3),
@@ -91,6 +94,13 @@ class SD35Training:
     mode_scale: float = 1.29
     training_shift: float = 1.0
     t5xxl_max_token_length: int = 256
+
+    def __post_init__(self) -> None:
+        if self.weighting_scheme not in WEIGHTING_SCHEMES:
+            raise JobFailure(
+                f"weighting_scheme {self.weighting_scheme!r} is not supported by the diffusers engine; "
+                f"use one of {', '.join(WEIGHTING_SCHEMES)}"
+            )
 
 
 class SD35Adapter(FlowMatchingAdapter):
