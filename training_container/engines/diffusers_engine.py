@@ -229,7 +229,7 @@ class DiffusersTrainer:
         if self.train_denoiser:
             denoiser: Any = family.denoiser
             self.denoiser_params = self._inject_lora(
-                denoiser, self._lora_config(family.denoiser_lora_targets)
+                denoiser, self._lora_config(tuple(family.denoiser_lora_target_modules()))
             )
             denoiser.train()
             if self.settings.gradient_checkpointing:
@@ -618,11 +618,7 @@ class DiffusersTrainer:
         return kohya.stringify_metadata(values)
 
     def lora_tensors(self) -> dict[str, torch.Tensor]:
-        dtype = _SAVE_DTYPES[self.settings.save_precision or "float"]
-        tensors: dict[str, torch.Tensor] = {}
-        for model, name_of in self.family.lora_namers():
-            tensors.update(kohya.kohya_tensors(model, name_of, dtype))
-        return tensors
+        return self.family.kohya_lora_tensors(_SAVE_DTYPES[self.settings.save_precision or "float"])
 
     def write_lora(self, state: TrainingState) -> Path:
         self.request.progress.update(phase=TrainingPhase.SAVING, force=True)

@@ -79,6 +79,11 @@ class FamilyAdapter(ABC):
         vae: torch.nn.Module = self.pipe.vae
         return vae
 
+    def denoiser_lora_target_modules(self) -> list[str]:
+        """The denoiser's PEFT ``target_modules``: the suffixes, unless a family needs exact module
+        paths (a suffix that also names a layer sd-scripts leaves alone, like FLUX's final ``proj_out``)."""
+        return list(self.denoiser_lora_targets)
+
     def model_parts(self) -> dict[str, torch.nn.Module]:
         """The networks LoRA can train, by their key in the saved resume state."""
         encoders = {f"te{index}": encoder for index, encoder in enumerate(self.text_encoders)}
@@ -127,6 +132,14 @@ class FamilyAdapter(ABC):
         for prefix, encoder in zip(self.spec.lora_text_encoder_prefixes, self.text_encoders, strict=True):
             namers.append((encoder, partial(kohya.text_encoder_lora_name, prefix=prefix)))
         return namers
+
+    def kohya_lora_tensors(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """The trained LoRA weights under sd-scripts' key names, one module per PEFT layer; a family
+        whose sd-scripts layers fuse several diffusers layers overrides this."""
+        tensors: dict[str, torch.Tensor] = {}
+        for model, name_of in self.lora_namers():
+            tensors.update(kohya.kohya_tensors(model, name_of, dtype))
+        return tensors
 
     # --- sampling
     def render_sample(

@@ -1,0 +1,168 @@
+"""Tiny FLUX.1 and SD 3.5 pipelines with random weights, built offline on a CPU.
+
+They keep what the flow-matching adapters rely on: FLUX's double and single stream blocks, its
+guidance embedding and 2x2 latent packing, a 16-channel AutoencoderKL with the real 8x downscale,
+shift and scaling factors; SD 3.5's joint blocks with a dual-attention (MMDiT-X) block, QK RMS
+norms and the pre-only context block last; CLIP-L (and CLIP-G) with the real vocabulary, and a T5
+encoder with a small Unigram vocabulary (T5's tokenizer class, no sentencepiece model needed).
+
+Public API::
+
+    build_tiny_flux_pipeline(seed=0) -> FluxPipeline
+    build_tiny_sd35_pipeline(seed=0) -> StableDiffusion3Pipeline
+    tiny_flux_transformer(head_dim, heads, ...) -> FluxTransformer2DModel
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    SD3Transformer2DModel,
+    StableDiffusion3Pipeline,
+)
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel, T5Tokenizer
+
+from training_container.clip_tokenizers import (
+    CLIP_L_TOKENIZER_REPO,
+    OPEN_CLIP_BIGG_TOKENIZER_REPO,
+    load_clip_tokenizer,
+)
+from training_container.testing.tiny_models import (
+    TEXT_2_HIDDEN_SIZE,
+    TEXT_HIDDEN_SIZE,
+    TINY_RESOLUTION,
+    _text_config,
+)
+
+T5_MAX_LENGTH = 16  # the tiny models' T5 token length (512 / 256 in the real ones)
+FLUX_T5_WIDTH = 32
+# SD 3's joint attention takes CLIP-L + CLIP-G side by side, zero-padded to T5's width.
+SD35_T5_WIDTH = 96
+
+
+def tiny_t5_tokenizer() -> T5Tokenizer:
+    """A T5 tokenizer over letters, digits and a few word pieces (T5's special tokens first)."""
+    pieces = ["▁" + letter for letter in string.ascii_lowercase] + list(
+        string.ascii_lowercase + string.digits
+    )
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0), *[(piece, -3.0) for piece in pieces]]
+    vocab += [(",", -3.0), (".", -3.0)]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=T5_MAX_LENGTH)
+
+
+def tiny_t5_encoder(width: int, vocab_size: int) -> T5EncoderModel:
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=width,
+        d_kv=8,
+        d_ff=2 * width,
+        num_layers=1,
+        num_heads=4,
+        feed_forward_proj="gated-gelu",  # T5 v1.1 (T5-XXL): T5DenseGatedActDense
+    )
+    return T5EncoderModel(config)
+
+
+def tiny_flow_vae(scaling_factor: float, shift_factor: float) -> AutoencoderKL:
+    """FLUX / SD 3's 16-channel VAE geometry (no quant convs), 8x downscale."""
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=8,
+        sample_size=TINY_RESOLUTION,
+        scaling_factor=scaling_factor,
+        shift_factor=shift_factor,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+
+
+def tiny_flux_transformer(
+    head_dim: int = 16,
+    heads: int = 2,
+    num_layers: int = 1,
+    num_single_layers: int = 1,
+    axes_dims_rope: tuple[int, int, int] = (4, 6, 6),  # sums to head_dim; FLUX.1: (16, 56, 56)
+) -> FluxTransformer2DModel:
+    """A FLUX.1 dev transformer (guidance-distilled) of ``heads * head_dim`` channels."""
+    return FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=64,  # 16 latent channels in 2x2 patches
+        num_layers=num_layers,
+        num_single_layers=num_single_layers,
+        attention_head_dim=head_dim,
+        num_attention_heads=heads,
+        joint_attention_dim=FLUX_T5_WIDTH,
+        pooled_projection_dim=TEXT_HIDDEN_SIZE,
+        guidance_embeds=True,
+        axes_dims_rope=axes_dims_rope,
+    )
+
+
+def flux_scheduler() -> FlowMatchEulerDiscreteScheduler:
+    # FLUX.1 dev's scheduler_config.json values
+    return FlowMatchEulerDiscreteScheduler(
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
+    )
+
+
+def build_tiny_flux_pipeline(seed: int = 0) -> Any:
+    torch.manual_seed(seed)
+    tokenizer_2 = tiny_t5_tokenizer()
+    return FluxPipeline(
+        scheduler=flux_scheduler(),
+        vae=tiny_flow_vae(0.3611, 0.1159),  # FLUX.1's ae: flux_models.AutoEncoderParams
+        text_encoder=CLIPTextModel(_text_config(with_projection=False)),
+        tokenizer=load_clip_tokenizer(CLIP_L_TOKENIZER_REPO),
+        text_encoder_2=tiny_t5_encoder(FLUX_T5_WIDTH, len(tokenizer_2)),
+        tokenizer_2=tokenizer_2,
+        transformer=tiny_flux_transformer(),
+    )
+
+
+def build_tiny_sd35_pipeline(seed: int = 0) -> Any:
+    torch.manual_seed(seed)
+    tokenizer_3 = tiny_t5_tokenizer()
+    transformer = SD3Transformer2DModel(
+        sample_size=TINY_RESOLUTION // 8,
+        patch_size=2,
+        in_channels=16,
+        num_layers=2,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        joint_attention_dim=SD35_T5_WIDTH,
+        caption_projection_dim=32,
+        pooled_projection_dim=TEXT_HIDDEN_SIZE + TEXT_2_HIDDEN_SIZE,
+        out_channels=16,
+        pos_embed_max_size=TINY_RESOLUTION // 8,
+        dual_attention_layers=(0,),  # SD 3.5 medium's MMDiT-X blocks
+        qk_norm="rms_norm",
+    )
+    return StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),  # SD 3.5's scheduler_config.json
+        vae=tiny_flow_vae(1.5305, 0.0609),  # SD 3's VAE: sd3_models.SDVAE
+        text_encoder=CLIPTextModelWithProjection(_text_config(with_projection=False)),
+        tokenizer=load_clip_tokenizer(CLIP_L_TOKENIZER_REPO),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(with_projection=True)),
+        tokenizer_2=load_clip_tokenizer(OPEN_CLIP_BIGG_TOKENIZER_REPO),
+        text_encoder_3=tiny_t5_encoder(SD35_T5_WIDTH, len(tokenizer_3)),
+        tokenizer_3=tokenizer_3,
+    )
