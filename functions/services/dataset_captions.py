@@ -272,8 +272,7 @@ def finish_captions(ctx: ServiceContext, record: DatasetRecord) -> None:
             declared,
             file_count=len(declared),
             total_bytes=total,
-            captions=finished_job,
-            file_errors=[f"{f.path}: {f.reason}" for f in summary.failures],
+            captions=finished_job,  # its summary lists the images it could not caption
         )
     except Conflict:  # deleted (or failed) meanwhile: leave nothing behind
         ctx.storage.delete_prefix(dataset_prefix(owner, record.id))

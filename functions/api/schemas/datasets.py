@@ -120,8 +120,7 @@ class DatasetView(BaseModel):
     )
     failure_reason: str | None = Field(None, description="why its background task failed (status failed)")
     file_errors: list[str] = Field(
-        default_factory=list,
-        description="files a crop could not process (left out), or images a captions job could not caption",
+        default_factory=list, description="files a crop could not process (left out, with the reason)"
     )
     created_at: str
     updated_at: str
