@@ -143,10 +143,10 @@ def request_captions(
     ctx: ServiceContext, owner: str, source_id: str, request: CaptionDatasetRequest
 ) -> DatasetView:
     """Validate, record the new dataset with its job, launch the job. Idempotency: the caller's."""
+    source = ctx.repository.get(DatasetRecord, source_id, owner)  # 404 first, as for trainings
     problems = request_problems(request)
     if problems:
         raise invalid_all(problems)
-    source = ctx.repository.get(DatasetRecord, source_id, owner)
     if source.status is not ResourceStatus.READY or source.manifest is None:
         raise Conflict(f"dataset {source_id} is {source.status.value}; only a ready dataset can be captioned")
     instance = INSTANCE_TYPES[CAPTIONING_INSTANCE_TYPE]

@@ -212,6 +212,7 @@ def test_a_captions_job_that_never_reached_sagemaker_is_failed_by_the_reconciler
         ({"name": "x", "tagger": {"general_threshold": 0}}, "tagger.general_threshold"),
         ({"name": "x", "max_caption_tokens": 500}, "max_caption_tokens"),
         ({"name": "x", "colour": "red"}, "colour"),
+        ({"name": "x", "tagger": {"treshold": 0.5}}, "tagger.treshold"),
     ],
 )
 def test_bad_requests_are_refused_naming_the_field(api: ApiCaller, body: dict[str, Any], field: str) -> None:

@@ -6,6 +6,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from functions.api.schemas.captions import CaptionDatasetRequest
 from functions.domain.captioning import CAPTIONING_INSTANCE_TYPE, CaptionMode, plan_captioning
 from functions.domain.catalog import ResourceStatus
@@ -55,8 +58,11 @@ def _record(**job: Any) -> DatasetRecord:
 def test_a_request_needs_a_model_and_a_one_part_trigger_word() -> None:
     none = CaptionDatasetRequest(name="x", use_tagger=False, use_captioner=False)
     assert [p.field for p in request_problems(none)] == ["use_tagger"]
-    bad = CaptionDatasetRequest(name="x", trigger_word="a, b")
-    assert [p.field for p in request_problems(bad)] == ["trigger_word"]
+    with pytest.raises(ValidationError, match="trigger_word"):  # the request model's own check
+        CaptionDatasetRequest(name="x", trigger_word="a, b")
+    with pytest.raises(ValidationError, match="treshold"):
+        CaptionDatasetRequest.model_validate({"name": "x", "tagger": {"treshold": 0.5}})
+    assert CaptionDatasetRequest(name="x", trigger_word=" sks ").trigger_word == "sks"
     assert request_problems(CaptionDatasetRequest(name="x", use_tagger=False, use_captioner=True)) == []
 
 
