@@ -301,6 +301,10 @@ def delete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> None:
         )
     # the record and its bytes go in one transaction: a crash after it loses no bytes
     ctx.repository.delete(DatasetRecord, dataset_id, release_bytes=(owner, record.total_bytes))
+    if record.captions is not None and record.status in WAITING_STATUSES:
+        # its captions job would go on billing for a dataset that is gone; its end event then
+        # finds no record and is ignored
+        ctx.launcher.stop(record.captions.sagemaker_job_name)
     ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))
     ctx.storage.delete_prefix(dataset_upload_prefix(owner, dataset_id))
     ctx.storage.delete_prefix(dataset_thumbnail_prefix(owner, dataset_id))

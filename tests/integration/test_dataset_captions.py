@@ -231,3 +231,17 @@ def test_only_a_ready_dataset_of_yours_can_be_captioned(api: ApiCaller, other_ap
     assert source["status"] == "invalid"
     assert api("POST", f"/datasets/{source['id']}/captions", {"name": "x"})[0] == 409
     assert other_api("POST", f"/datasets/{source['id']}/captions", {"name": "x"})[0] == 404
+
+
+def test_deleting_a_dataset_being_captioned_stops_its_job(api: ApiCaller, sagemaker_stub: Any) -> None:
+    source = upload_dataset(api, uncaptioned())
+    _capture_creates(sagemaker_stub)
+    made = api("POST", f"/datasets/{source['id']}/captions", {"name": "x"})[1]
+    name = made["captions"]["sagemaker_job_name"]
+    sagemaker_stub.add_response("stop_training_job", {}, {"TrainingJobName": name})
+
+    assert api("DELETE", f"/datasets/{made['id']}")[0] == 204
+
+    sagemaker_stub.assert_no_pending_responses()
+    assert send_event(sagemaker_event(name, "Stopped"))["applied"] is None  # ignored: nothing left
+    assert api("GET", f"/datasets/{source['id']}")[1]["status"] == "ready"
