@@ -540,6 +540,52 @@ def datasets_crop(args: argparse.Namespace) -> int:
     return 3 if dataset.get("status") in ("failed", "invalid") else EXIT_OK
 
 
+def caption_request(args: argparse.Namespace) -> dict[str, Any]:
+    """The fields of ``datasets caption``, shaped like ``POST /datasets/{id}/captions`` (only what
+    was given: the service's defaults are the defaults)."""
+    body: dict[str, Any] = {
+        "mode": args.mode,
+        "use_tagger": not args.no_tagger,
+        "use_captioner": args.captioner,
+    }
+    if args.trigger_word is not None:
+        body["trigger_word"] = args.trigger_word
+    tagger: dict[str, Any] = {}
+    if args.general_threshold is not None:
+        tagger["general_threshold"] = args.general_threshold
+    if args.character_threshold is not None:
+        tagger["character_threshold"] = args.character_threshold
+    if args.exclude_tags:
+        tagger["excluded_tags"] = [t.strip() for t in args.exclude_tags.split(",") if t.strip()]
+    if args.character_tags_first:
+        tagger["character_tags_first"] = True
+    if args.rating != "none":
+        tagger["rating"] = args.rating
+    if tagger:
+        body["tagger"] = tagger
+    if args.max_caption_tokens is not None:
+        body["max_caption_tokens"] = args.max_caption_tokens
+    return body
+
+
+def datasets_caption(args: argparse.Namespace) -> int:
+    """Caption a dataset's images server side (a small SageMaker job) into a new dataset."""
+    with api(args) as client:
+        body = caption_request(args)
+        args.id = resolve_id(client, "dataset", args.id)
+        if args.name:
+            body["name"] = args.name
+        else:
+            source = client.get(f"/datasets/{args.id}")
+            body["name"] = f"{source.get('name', args.id)} captioned"[:100]
+        dataset = client.post(f"/datasets/{args.id}/captions", body)
+        while args.wait and dataset.get("status") in ("processing", "validating"):
+            time.sleep(POLL_SECONDS)
+            dataset = client.get(f"/datasets/{dataset['id']}")
+    emit(dataset, args.output, sections=views.dataset_sections(dataset))
+    return 3 if dataset.get("status") in ("failed", "invalid") else EXIT_OK
+
+
 def datasets_delete(args: argparse.Namespace) -> int:
     with api(args) as client:
         dataset_id = resolve_id(client, "dataset", args.id)

@@ -2,9 +2,10 @@
 
 Operating-system litter (``.DS_Store``, ``Thumbs.db``, AppleDouble ``._*`` files) is skipped
 and said so: nobody means to train on it, and refusing the whole upload for it only annoys.
-Pairing problems (a caption without its image, an image without its caption, an empty
-caption) are found by the server's own manifest rules (``build_manifest``) run on the local
-files, so ``datasets upload`` reports them before anything is sent.
+Pairing problems (a caption without its image, an empty caption) are found by the server's own
+manifest rules (``build_manifest``) run on the local files, so ``datasets upload`` reports them
+before anything is sent. An image without a caption is no problem: the dataset can be captioned
+by the service (``datasets caption``) before training on it.
 """
 
 from __future__ import annotations

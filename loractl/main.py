@@ -232,6 +232,40 @@ def _datasets(root: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="also draw the images' previews with their captions into one image (e.g. sheet.jpg)",
     )
+    caption = _command(
+        group,
+        "caption",
+        commands.datasets_caption,
+        "caption an uploaded dataset's images into a new dataset (WD14 tags and/or a BLIP sentence)",
+    )
+    _id_argument(caption, "dataset")
+    caption.add_argument("--name", help="the new dataset's name (default: '<source name> captioned')")
+    caption.add_argument(
+        "--mode",
+        choices=["missing", "overwrite", "prepend", "append"],
+        default="missing",
+        help="missing: only images without a caption (default); overwrite; prepend/append to existing ones",
+    )
+    caption.add_argument("--trigger-word", help="put first in every caption (one part: no comma)")
+    caption.add_argument("--no-tagger", action="store_true", help="do not use the WD14 tagger")
+    caption.add_argument("--captioner", action="store_true", help="also write a BLIP sentence")
+    caption.add_argument("--general-threshold", type=float, help="WD14 general tag threshold (default 0.35)")
+    caption.add_argument(
+        "--character-threshold", type=float, help="WD14 character tag threshold (default 0.35)"
+    )
+    caption.add_argument("--exclude-tags", metavar="TAGS", help="comma-separated tags never to write")
+    caption.add_argument(
+        "--character-tags-first", action="store_true", help="character tags before the others"
+    )
+    caption.add_argument(
+        "--rating", choices=["none", "first", "last"], default="none", help="where the rating tag goes"
+    )
+    caption.add_argument(
+        "--max-caption-tokens", type=int, help="the captioner's longest sentence (default 40)"
+    )
+    caption.add_argument(
+        "--wait", action="store_true", help="wait until the new dataset is ready (or failed)"
+    )
     prepare = _command(
         group,
         "prepare",

@@ -237,6 +237,7 @@ def dataset_sections(dataset: dict[str, Any]) -> list[Section]:
                 ("images", manifest.get("image_count")),
                 ("captioned", manifest.get("captioned_count")),
                 ("cropped to", _dict(dataset.get("crop")) or None),
+                ("missing captions", manifest.get("missing_captions") or None),
                 ("created", when(dataset.get("created_at"))),
             ],
         ),
@@ -253,4 +254,37 @@ def dataset_sections(dataset: dict[str, Any]) -> list[Section]:
         ),
         ("problems", [("-", problem) for problem in manifest.get("problems") or []]),
         ("left out by the crop", [("-", line) for line in dataset.get("file_errors") or []]),
+        *_captions_sections(_dict(dataset.get("captions"))),
+    ]
+
+
+def _captions_sections(job: dict[str, Any]) -> list[Section]:
+    """The captions job of a dataset made by ``datasets caption``: plan, progress, summary."""
+    if not job:
+        return []
+    plan, progress, summary = _dict(job.get("plan")), _dict(job.get("progress")), _dict(job.get("summary"))
+    rows: list[tuple[str, Any]] = [
+        ("source", job.get("source_dataset_id")),
+        ("state", job.get("state")),
+        ("mode", job.get("mode")),
+        ("trigger word", job.get("trigger_word")),
+        ("instance", plan.get("instance_type")),
+        (
+            "estimate",
+            f"{plan.get('estimated_seconds')} s, ${plan.get('estimated_cost_usd')}" if plan else None,
+        ),
+    ]
+    if progress:
+        rows.append(("progress", f"{progress.get('step')}/{progress.get('total_steps')} images"))
+    if summary:
+        rows += [
+            ("captioned", summary.get("captioned")),
+            ("kept", summary.get("kept")),
+            ("cache hits", summary.get("cache_hits")),
+            ("model runs", summary.get("model_runs")),
+        ]
+    failures = [f for f in summary.get("failures") or [] if isinstance(f, dict)]
+    return [
+        ("captions job", rows),
+        ("images not captioned", [(str(f.get("path")), f.get("reason")) for f in failures]),
     ]

@@ -4,6 +4,7 @@
     gsi1          gsi1pk = "OWNER#<owner>#<TYPE>",            gsi1sk = "<created_at>#<id>"  (newest first)
     gsi2          gsi2pk = "OWNER#<owner>#<TYPE>#<status>",   gsi2sk = same                 (by status)
     gsi3 (jobs)   gsi3pk = "ACTIVE_JOB", gsi3sk = "<owner>#<created_at>#<id>"   only while active
+                  gsi3pk = "ACTIVE_CAPTIONS" (same sk) for a dataset waiting for its captions job
     usage         pk = "USAGE#<owner>", sk = "META", bytes                   per-owner stored bytes
     job slots     pk = "USAGE#<owner>", sk = "JOBS", active_jobs             per-owner active jobs
     in_use        on MODEL/DATASET items: how many active jobs use the record
@@ -54,6 +55,8 @@ R = TypeVar("R", bound=BaseModel)
 T = TypeVar("T")
 META = "META"
 ACTIVE_JOB = "ACTIVE_JOB"
+ACTIVE_CAPTIONS = "ACTIVE_CAPTIONS"  # gsi3pk of a dataset whose captions job is still running
+_CAPTIONS_WAITING = (ResourceStatus.PROCESSING, ResourceStatus.VALIDATING)
 _TYPES: dict[type[BaseModel], str] = {
     ModelRecord: "MODEL",
     DatasetRecord: "DATASET",
@@ -180,6 +183,8 @@ class Repository:
         }
         if isinstance(record, TrainingJobRecord) and not is_terminal(record.status):
             keys |= {"gsi3pk": ACTIVE_JOB, "gsi3sk": f"{record.owner}#{sort}"}
+        if isinstance(record, DatasetRecord) and record.captions and record.status in _CAPTIONS_WAITING:
+            keys |= {"gsi3pk": ACTIVE_CAPTIONS, "gsi3sk": f"{record.owner}#{sort}"}
         return keys
 
     def create(self, record: BaseModel) -> None:
@@ -340,6 +345,29 @@ class Repository:
         return items[:limit], (_from_dynamo(last) if last else None)
 
     # ------------------------------------------------------------ jobs
+    def active_captions(self) -> list[DatasetRecord]:
+        """Datasets (all owners) still waiting for their captions job: the reconciler's worklist.
+
+        They share gsi3 with active jobs under their own partition key; a save that ends the
+        wait rewrites the item without the gsi3 keys, so it leaves the index.
+        """
+        kwargs: dict[str, Any] = {
+            "IndexName": "gsi3",
+            "KeyConditionExpression": Key("gsi3pk").eq(ACTIVE_CAPTIONS),
+        }
+        found: list[DatasetRecord] = []
+        while True:
+            response = self._table.query(**kwargs)
+            found.extend(
+                DatasetRecord.model_validate(
+                    _from_dynamo({k: v for k, v in item.items() if k not in _KEY_ATTRIBUTES})
+                )
+                for item in response.get("Items", [])
+            )
+            if "LastEvaluatedKey" not in response:
+                return found
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def active_jobs(self, owner: str | None = None) -> list[TrainingJobRecord]:
         """Non-terminal jobs (all owners for the reconciler, or one owner's for the cap)."""
         key: Any = Key("gsi3pk").eq(ACTIVE_JOB)

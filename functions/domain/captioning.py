@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from functions.domain.catalog import ESTIMATED_STARTUP_SECONDS, INSTANCE_TYPES, InstanceType
 from functions.domain.kohya_params import FieldProblem
@@ -57,6 +57,8 @@ class CaptionMode(StrEnum):
 
 class TaggerSettings(BaseModel):
     """The WD14 options the API accepts (sd-scripts' names and defaults, see the module doc)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt option is refused, not silently ignored
 
     general_threshold: float = Field(default=DEFAULT_TAG_THRESHOLD, gt=0, le=1)
     character_threshold: float = Field(default=DEFAULT_TAG_THRESHOLD, gt=0, le=1)

@@ -127,6 +127,9 @@ class DatasetManifest(BaseModel):
     concepts: list[ConceptSummary] = Field(default_factory=list)
     image_count: int = 0
     captioned_count: int = 0
+    missing_captions: int = Field(
+        0, description="images without a .txt caption: the dataset can be captioned, not trained on"
+    )
     total_bytes: int = 0
     problems: list[str] = Field(default_factory=list)
 
@@ -175,8 +178,9 @@ def build_manifest(declared: Sequence[DeclaredFile], arrived: Mapping[str, Arriv
         assert match is not None  # paths were checked when declared
         for orphan in sorted(captions - images):
             problems.append(f"{folder}/{orphan}.txt: caption has no image")
-        for missing in sorted(images - captions):
-            problems.append(f"{folder}/{missing}: image has no .txt caption")
+        # An image without a caption is not a problem: the dataset is ready for a captions job
+        # (POST /datasets/{id}/captions) and counted in ``missing_captions``; training refuses it
+        # (functions.domain.job_rules.dataset_problems).
         if images:
             concepts.append(
                 ConceptSummary(
@@ -193,6 +197,7 @@ def build_manifest(declared: Sequence[DeclaredFile], arrived: Mapping[str, Arriv
         concepts=concepts,
         image_count=sum(c.image_count for c in concepts),
         captioned_count=sum(c.captioned_count for c in concepts),
+        missing_captions=sum(c.image_count - c.captioned_count for c in concepts),
         total_bytes=total,
         problems=problems,
     )

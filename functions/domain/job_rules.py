@@ -60,6 +60,14 @@ def dataset_problems(dataset: DatasetRecord | None, owner: str) -> list[FieldPro
         return [FieldProblem("dataset_id", "does not name one of your datasets")]
     if dataset.status is not ResourceStatus.READY or dataset.manifest is None:
         return [FieldProblem("dataset_id", f"dataset is {dataset.status.value}, not ready")]
+    if dataset.manifest.missing_captions:
+        return [
+            FieldProblem(
+                "dataset_id",
+                f"dataset {dataset.id} has {dataset.manifest.missing_captions} image(s) without a caption; "
+                f"upload their .txt files or caption them with POST /datasets/{dataset.id}/captions",
+            )
+        ]
     return []
 
 

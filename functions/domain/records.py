@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from functions.domain.captioning import CaptioningPlan, CaptioningSummary, CaptionMode, TaggerSettings
 from functions.domain.catalog import FmType, ModelKind, ResourceStatus
 from functions.domain.dataset_preparation import CropMode
 from functions.domain.dataset_rules import DatasetManifest
@@ -64,6 +65,29 @@ class CropParameters(BaseModel):
     upscale: bool
 
 
+class CaptionsJob(BaseModel):
+    """The captions job that makes a dataset from another one (POST /datasets/{id}/captions).
+
+    Kept on the new dataset's record, not in a record of its own: the job exists only to fill
+    that dataset, so one conditional write moves both, and GET /datasets/{id} shows the job.
+    """
+
+    source_dataset_id: str
+    sagemaker_job_name: str
+    mode: CaptionMode
+    trigger_word: str | None = None
+    use_tagger: bool
+    use_captioner: bool
+    tagger: TaggerSettings | None = Field(None, description="the WD14 settings, when the tagger is used")
+    max_caption_tokens: int
+    plan: CaptioningPlan
+    state: str = Field("Starting", description="SageMaker's status of the job, as last reported")
+    progress: TrainingProgress | None = Field(None, description="live: images done of total")
+    summary: CaptioningSummary | None = Field(
+        None, description="what the job did (cache hits, model runs, failures), once it completed"
+    )
+
+
 class DatasetRecord(BaseModel):
     id: str
     owner: str
@@ -73,6 +97,7 @@ class DatasetRecord(BaseModel):
     total_bytes: int
     manifest: DatasetManifest | None = None
     crop: CropParameters | None = None
+    captions: CaptionsJob | None = None
     failure_reason: str | None = None
     file_errors: list[str] = Field(default_factory=list)
     created_at: str
@@ -94,6 +119,10 @@ class TrainingProgress(BaseModel):
     loss: float | None = None
     eta_seconds: float | None = None
     updated_at: str | None = None
+
+
+CaptionsJob.model_rebuild()
+DatasetRecord.model_rebuild()
 
 
 class RejectedEpoch(BaseModel):

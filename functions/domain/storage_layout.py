@@ -91,6 +91,13 @@ def dataset_file_key(owner: str, dataset_id: str, relative_path: str) -> str:
     return dataset_prefix(owner, dataset_id) + relative_path
 
 
+def caption_cache_prefix(owner: str) -> str:
+    """The owner's caption cache (``captioning.caption_cache_key`` below it), read by captions jobs
+    through their ``cache`` channel. Beside the owner's datasets, so it has their lifetime, not the
+    trainings' checkpoint expiry; ``caption-cache`` cannot collide with a dataset id."""
+    return f"{DATASETS_PREFIX}{owner_key(owner)}/caption-cache/"
+
+
 def training_prefix(owner: str, job_id: str) -> str:
     return f"{TRAININGS_PREFIX}{owner_key(owner)}/{job_id}/"
 

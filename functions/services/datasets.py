@@ -37,13 +37,14 @@ from functions.domain.dataset_rules import (
 from functions.domain.errors import Conflict, invalid, invalid_all
 from functions.domain.file_checks import looks_like_image, looks_like_text
 from functions.domain.ids import new_id, utc_now
-from functions.domain.records import DatasetRecord
+from functions.domain.records import DatasetRecord, TrainingProgress
 from functions.domain.storage_layout import (
     dataset_declared_key,
     dataset_prefix,
     dataset_thumbnail_prefix,
     dataset_upload_key,
     dataset_upload_prefix,
+    training_progress_key,
 )
 from functions.services.background import OVERDUE_REASON, WAITING_STATUSES, is_overdue, mark_failed
 from functions.services.context import ServiceContext
@@ -231,12 +232,34 @@ def record_arrival(
 
 
 def get_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> DatasetView:
-    return view_of(settled(ctx, ctx.repository.get(DatasetRecord, dataset_id, owner)), DatasetView)
+    record = settled(ctx, ctx.repository.get(DatasetRecord, dataset_id, owner))
+    return view_of(with_live_progress(ctx, record), DatasetView)
+
+
+def with_live_progress(ctx: ServiceContext, record: DatasetRecord) -> DatasetRecord:
+    """A dataset waiting for its captions job, with the container's latest progress report
+    (images done of total; synced from the job's checkpoint folder)."""
+    if record.captions is None or record.status not in WAITING_STATUSES:
+        return record
+    data = ctx.storage.read_json(training_progress_key(record.owner, record.id))
+    if data is None:
+        return record
+    try:
+        progress = TrainingProgress.model_validate(data)
+    except ValueError:
+        return record
+    return record.model_copy(update={"captions": record.captions.model_copy(update={"progress": progress})})
 
 
 def settled(ctx: ServiceContext, record: DatasetRecord) -> DatasetRecord:
-    """The record, failed first if its background task has outlived any possible run of it."""
-    if record.status not in WAITING_STATUSES or not is_overdue(record.updated_at):
+    """The record, failed first if its background task has outlived any possible run of it.
+
+    A captions job is no background task: SageMaker's events (and the reconciler) settle it."""
+    if (
+        record.status not in WAITING_STATUSES
+        or record.captions is not None
+        or not is_overdue(record.updated_at)
+    ):
         return record
     # None: it finished meanwhile, so read what it became
     return fail_waiting_dataset(ctx, record, OVERDUE_REASON) or ctx.repository.get(
@@ -278,6 +301,10 @@ def delete_dataset(ctx: ServiceContext, owner: str, dataset_id: str) -> None:
         )
     # the record and its bytes go in one transaction: a crash after it loses no bytes
     ctx.repository.delete(DatasetRecord, dataset_id, release_bytes=(owner, record.total_bytes))
+    if record.captions is not None and record.status in WAITING_STATUSES:
+        # its captions job would go on billing for a dataset that is gone; its end event then
+        # finds no record and is ignored
+        ctx.launcher.stop(record.captions.sagemaker_job_name)
     ctx.storage.delete_prefix(dataset_prefix(owner, dataset_id))
     ctx.storage.delete_prefix(dataset_upload_prefix(owner, dataset_id))
     ctx.storage.delete_prefix(dataset_thumbnail_prefix(owner, dataset_id))

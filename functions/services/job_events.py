@@ -48,6 +48,7 @@ from functions.domain.training_contract import (
     published_sample_path,
 )
 from functions.services.context import ServiceContext
+from functions.services.dataset_captions import apply_captions_state
 from functions.services.job_transitions import move_job
 from functions.services.models import verify_safetensors
 from functions.services.trainings import live_progress
@@ -98,6 +99,9 @@ def apply_state(ctx: ServiceContext, state: TrainingJobState, cause: str) -> Job
     """Move the job forward to what SageMaker reports; returns the new status, or None if no change."""
     job = job_for_sagemaker_name(ctx, state.name)
     if job is None:
+        # A captions job (the same image in its captioning mode) fills a dataset, not a job record.
+        if apply_captions_state(ctx, state):
+            return None
         logger.info("ignoring state of an unknown job", extra={"sagemaker_job_name": state.name})
         return None
     if state.found_by_tag and state.status in SAGEMAKER_ENDS_BATCH_DECIDES:

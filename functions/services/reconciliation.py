@@ -6,7 +6,8 @@ than the grace period, is a launch that crashed before CreateTrainingJob: it is 
 reason. A STOPPING job SageMaker never heard of (stopped while PENDING, after such a crash) is
 STOPPED: no event will ever come for it, and only an end releases its active-job slot and its
 model's and dataset's in-use counts. A PENDING job SageMaker does know (the Lambda died after
-CreateTrainingJob succeeded) is tracked.
+CreateTrainingJob succeeded) is tracked. Datasets waiting for a captions job are repaired the
+same way (``functions.services.dataset_captions.reconcile_captions``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aws_lambda_powertools import Logger
 from functions.domain.records import TrainingJobRecord
 from functions.domain.statuses import JobStatus
 from functions.services.context import ServiceContext
+from functions.services.dataset_captions import reconcile_captions
 from functions.services.job_events import apply_state
 from functions.services.job_transitions import move_job
 
@@ -71,4 +73,4 @@ def reconcile(ctx: ServiceContext, now: datetime | None = None) -> dict[str, int
         except Exception:  # one bad job must not stop the others from being repaired
             logger.exception("could not reconcile job", extra={"job_id": job.id})
             counts["errors"] += 1
-    return counts
+    return counts | reconcile_captions(ctx, now)

@@ -149,6 +149,7 @@ class ServiceFunctions(Construct):
         )  # fmt: skip
         self._records(events)
         self._objects(events, ["s3:GetObject", "s3:PutObject"], (MODELS_PREFIX, TRAININGS_PREFIX))
+        self._captions_datasets(events)
         self._give(events, {EnvVar.JOB_NAME_PREFIX: self._r.job_name_prefix})
         # A SageMaker event of a job Batch renamed is checked with Batch before it is applied
         # (functions.services.job_events.confirmed_by_batch).
@@ -164,6 +165,7 @@ class ServiceFunctions(Construct):
         )  # fmt: skip
         self._records(reconciler)
         self._objects(reconciler, ["s3:GetObject", "s3:PutObject"], (MODELS_PREFIX, TRAININGS_PREFIX))
+        self._captions_datasets(reconciler)
         self._give(reconciler, {EnvVar.JOB_NAME_PREFIX: self._r.job_name_prefix})
         reconciler.add_to_role_policy(
             iam.PolicyStatement(
@@ -258,6 +260,13 @@ class ServiceFunctions(Construct):
         acknowledge_wildcards(
             function, [f"{arn_token(self._r.table)}/index/*"], "The table's own indexes (gsi1-3)."
         )
+
+    def _captions_datasets(self, function: lambda_.Function) -> None:
+        """A captions job's end (functions.services.dataset_captions): its output becomes a
+        dataset's files (CopyObject: GetObject on trainings/, PutObject on datasets/), undeclared
+        objects are deleted as for an upload, a failed dataset's files are removed, and the new
+        captions join the owner's cache (datasets/<owner>/caption-cache/)."""
+        self._objects(function, ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], (DATASETS_PREFIX,))
 
     def _objects(self, function: lambda_.Function, actions: list[str], prefixes: tuple[str, ...]) -> None:
         bucket = self._r.bucket

@@ -99,12 +99,15 @@ def test_manifest_lists_every_problem() -> None:
     arrived = _arrived(declared, **{"1_c/fake.png": ArrivedFile("1_c/fake.png", 5, False)})
     del arrived["1_c/gone.png"]
     arrived["1_c/b.txt"] = ArrivedFile("1_c/b.txt", 4, True)
-    problems = "\n".join(build_manifest(declared, arrived).problems)
+    manifest = build_manifest(declared, arrived)
+    problems = "\n".join(manifest.problems)
     assert "1_c/gone.png: was declared but never uploaded" in problems
     assert "1_c/fake.png: is not a PNG image" in problems
     assert "1_c/b.txt: is 4 bytes, declared 5" in problems
     assert "1_c/orphan.txt: caption has no image" in problems
-    assert "1_c/a: image has no .txt caption" in problems
+    # images without a caption are counted, not refused: a captions job can start from them
+    assert "no .txt caption" not in problems
+    assert manifest.missing_captions == 2  # a (none) and b (its caption was refused)
 
 
 def test_a_dataset_without_usable_images_is_invalid() -> None:

@@ -122,6 +122,13 @@ class TestDataset:
     def test_a_dataset_without_manifest_is_not_ready(self) -> None:
         assert _fields(dataset_problems(_dataset(manifest=None), OWNER)) == ["dataset_id"]
 
+    def test_a_dataset_with_uncaptioned_images_is_refused_naming_it(self) -> None:
+        manifest = DatasetManifest(image_count=4, captioned_count=1, missing_captions=3)
+        (problem,) = dataset_problems(_dataset(manifest=manifest), OWNER)
+        assert problem.field == "dataset_id"
+        assert "d1 has 3 image(s) without a caption" in problem.problem
+        assert "POST /datasets/d1/captions" in problem.problem
+
 
 class TestLimits:
     def test_runtime_is_bounded_by_the_deployment(self) -> None:

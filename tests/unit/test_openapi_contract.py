@@ -22,6 +22,7 @@ EXPECTED_OPERATIONS = {
     ("post", "/datasets/{dataset_id}/complete"),
     ("post", "/datasets/{dataset_id}/uploads"),
     ("post", "/datasets/{dataset_id}/crop"),
+    ("post", "/datasets/{dataset_id}/captions"),
     ("get", "/datasets/{dataset_id}/files"),
     ("get", "/configs/defaults"),
     ("post", "/configs/validate"),

@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from functions.api.errors import error_responses
 from functions.api.routes.common import accepted, created, ctx, no_content, owner_of, success
+from functions.api.schemas.captions import CaptionDatasetRequest
 from functions.api.schemas.datasets import (
     CreateDatasetRequest,
     CropDatasetRequest,
@@ -22,7 +23,7 @@ from functions.api.schemas.datasets import (
 from functions.domain.catalog import ResourceStatus
 from functions.domain.dataset_files import DEFAULT_FILES_PAGE, MAX_FILES_PAGE, DatasetFilePage
 from functions.domain.page_tokens import PAGE_TOKEN_PATTERN
-from functions.services import dataset_crop, dataset_files, dataset_import, datasets
+from functions.services import dataset_captions, dataset_crop, dataset_files, dataset_import, datasets
 
 router = Router()
 DatasetId = Annotated[str, Path(pattern=r"^[0-9a-z]{26}$", description="dataset id")]
@@ -73,6 +74,20 @@ def complete_dataset(dataset_id: DatasetId) -> DatasetView:
 )
 def crop_dataset(dataset_id: DatasetId, request: CropDatasetRequest) -> Response[Any]:
     return accepted(dataset_crop.request_crop(ctx(), owner_of(router), dataset_id, request))
+
+
+@router.post(
+    "/datasets/<dataset_id>/captions",
+    summary="Make a new dataset with every image captioned (WD14 tags and/or a BLIP sentence) by a small "
+    "SageMaker job; the source dataset never changes",
+    responses=success(
+        202, DatasetView, "The new dataset, processing, with its job's plan; poll GET /datasets/{id}"
+    )
+    | error_responses(400, 401, 404, 409, 413, 415, 429),
+    tags=["datasets"],
+)
+def caption_dataset(dataset_id: DatasetId, request: CaptionDatasetRequest) -> Response[Any]:
+    return accepted(dataset_captions.request_captions(ctx(), owner_of(router), dataset_id, request))
 
 
 @router.get(

@@ -19,7 +19,7 @@ from functions.domain.dataset_rules import (
 from functions.domain.families import FAMILIES
 from functions.domain.json_types import JsonBool, JsonRequestModel
 from functions.domain.outbound_urls import MAX_URL_LENGTH
-from functions.domain.records import CropParameters
+from functions.domain.records import CaptionsJob, CropParameters
 
 # What dataset_rules accepts as a path, as a schema pattern (ASCII names; the service also takes
 # other Unicode letters): <repeats 1-10000>_<concept>/<file>.<image or txt extension>.
@@ -116,6 +116,9 @@ class DatasetView(BaseModel):
     total_bytes: int
     manifest: DatasetManifest | None = None
     crop: CropParameters | None = Field(None, description="set on a dataset made by POST /datasets/{id}/crop")
+    captions: CaptionsJob | None = Field(
+        None, description="set on a dataset made by POST /datasets/{id}/captions: its job, progress, summary"
+    )
     failure_reason: str | None = Field(None, description="why its background task failed (status failed)")
     file_errors: list[str] = Field(
         default_factory=list, description="files a crop could not process (left out, with the reason)"
