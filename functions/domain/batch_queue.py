@@ -69,3 +69,17 @@ def waiting_reason(status_reason: str | None) -> str:
     if status_reason:
         return f"{WAITING_REASON} (AWS Batch: {status_reason})"
     return WAITING_REASON
+
+
+def newer_training_job_name(stored: str | None, reported: str | None) -> str | None:
+    """The training job name to store, or None to keep the stored one.
+
+    Names reach the service in two spellings: SageMaker's own (its events, DescribeTrainingJob),
+    which its S3 keys and log streams use, and a TrainingJobArn's lower-case one (the fallback of
+    ``BatchLauncher.describe``). For the same job, a spelling with capitals is SageMaker's and wins.
+    """
+    if not reported or reported == stored:
+        return None
+    if stored is None or stored.casefold() != reported.casefold():
+        return reported
+    return reported if reported != reported.lower() else None

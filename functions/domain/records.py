@@ -74,6 +74,9 @@ class CaptionsJob(BaseModel):
 
     source_dataset_id: str
     sagemaker_job_name: str
+    # The name SageMaker runs the job under when AWS Batch named it (queued deployments: see
+    # TrainingJobRecord.training_job_name); its output is under that name.
+    training_job_name: str | None = None
     mode: CaptionMode
     trigger_word: str | None = None
     use_tagger: bool

@@ -24,7 +24,11 @@ from functions.adapters.training_launcher import LaunchRefused, TrainingJobState
 from functions.api.schemas.captions import CaptionDatasetRequest
 from functions.api.schemas.common import view_of
 from functions.api.schemas.datasets import DatasetView
-from functions.domain.batch_queue import share_identifier
+from functions.domain.batch_queue import (
+    SAGEMAKER_ENDS_BATCH_DECIDES,
+    newer_training_job_name,
+    share_identifier,
+)
 from functions.domain.captioning import (
     CACHE_CHANNEL,
     CAPTIONED_DATASET_FOLDER,
@@ -218,7 +222,9 @@ def apply_captions_state(ctx: ServiceContext, state: TrainingJobState) -> bool:
     """Act on SageMaker's state of a captions job; False when the name is no captions job's.
 
     Safe to repeat (events are retried and duplicated, the reconciler replays them): every write
-    is conditional on the dataset still waiting.
+    is conditional on the dataset still waiting. On a queued deployment the job's states follow
+    the trainings' rules (functions.services.job_events): Batch's word ends it, and a SageMaker
+    event found by its tag counts only once Batch confirms the training job is this one.
     """
     record = captions_dataset_for_name(ctx, state.name)
     if record is None:
@@ -227,13 +233,22 @@ def apply_captions_state(ctx: ServiceContext, state: TrainingJobState) -> bool:
     assert job is not None
     if record.status not in WAITING_STATUSES:
         return True  # already settled: a duplicate or late event
+    if state.found_by_tag and state.status in SAGEMAKER_ENDS_BATCH_DECIDES:
+        return True  # Batch may run it again (capacity): its own event ends the job
+    if state.found_by_tag and not _confirmed_by_batch(ctx, job, state):
+        logger.warning("ignoring a training job tagged as a captions job that Batch did not create for it")
+        return True
+    renamed = newer_training_job_name(job.training_job_name, state.training_job_name)
+    if renamed is not None:
+        job = job.model_copy(update={"training_job_name": renamed})
+        record = record.model_copy(update={"captions": job})
     if state.status == "Completed":
         finish_captions(ctx, record)
     elif state.status in ("Failed", "Stopped"):
         reason = state.failure_reason or f"SageMaker reported the job {state.status.lower()}"
         ended = record.model_copy(update={"captions": job.model_copy(update={"state": state.status})})
         fail_waiting_dataset(ctx, ended, f"the captions job {state.status.lower()}: {reason}")
-    elif state.status != job.state:
+    elif state.status != job.state or renamed is not None:
         moved = record.model_copy(
             update={"captions": job.model_copy(update={"state": state.status}), "updated_at": utc_now()}
         )
@@ -241,12 +256,35 @@ def apply_captions_state(ctx: ServiceContext, state: TrainingJobState) -> bool:
     return True
 
 
+def _confirmed_by_batch(ctx: ServiceContext, job: CaptionsJob, state: TrainingJobState) -> bool:
+    if state.training_job_name == job.training_job_name:
+        return True
+    described = ctx.launcher.describe(job.sagemaker_job_name)
+    named = described.training_job_name if described else None
+    return named is not None and named.casefold() == str(state.training_job_name).casefold()
+
+
+def _output_folder(ctx: ServiceContext, record: DatasetRecord, job: CaptionsJob) -> str:
+    """The folder SageMaker wrote the job's output to: its training job name as SageMaker spells it.
+
+    On a queued deployment the job may end before any SageMaker event has given that spelling
+    (Batch names the training job only in its TrainingJobArn, in lower case), while S3 keys keep
+    SageMaker's own; the stored object keys are the truth, matched without regard to case.
+    """
+    name = job.training_job_name or job.sagemaker_job_name
+    for path in ctx.storage.list_objects(training_output_prefix(record.owner, record.id)):
+        folder = path.split("/", 1)[0]
+        if folder.casefold() == name.casefold():
+            return folder
+    return name
+
+
 def finish_captions(ctx: ServiceContext, record: DatasetRecord) -> None:
     """Copy the job's new dataset into the dataset's files and check it as an upload; add the
     captions it computed to the owner's cache; keep its summary on the job."""
     job, owner = record.captions, record.owner
     assert job is not None
-    output = training_model_output_prefix(owner, record.id, job.sagemaker_job_name)
+    output = training_model_output_prefix(owner, record.id, _output_folder(ctx, record, job))
     raw = ctx.storage.read_json(output + CAPTIONING_SUMMARY_FILENAME)
     if raw is None:
         fail_waiting_dataset(ctx, record, "the captions job completed without its summary")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger
 
 from functions.adapters.training_launcher import TrainingJobState
-from functions.domain.batch_queue import SAGEMAKER_ENDS_BATCH_DECIDES
+from functions.domain.batch_queue import SAGEMAKER_ENDS_BATCH_DECIDES, newer_training_job_name
 from functions.domain.catalog import ModelKind, ResourceStatus
 from functions.domain.epoch_outputs import (
     MAX_SAMPLE_IMAGES,
@@ -64,20 +64,6 @@ def job_for_sagemaker_name(ctx: ServiceContext, name: str) -> TrainingJobRecord 
         return ctx.repository.get(TrainingJobRecord, job_id, None)
     except NotFound:  # a job deleted meanwhile, or a name that merely looks like ours
         return None
-
-
-def newer_training_job_name(stored: str | None, reported: str | None) -> str | None:
-    """The training job name to store, or None to keep the stored one.
-
-    Names reach the service in two spellings: SageMaker's own (its events, DescribeTrainingJob),
-    which its S3 keys and log streams use, and a TrainingJobArn's lower-case one (the fallback of
-    ``BatchLauncher.describe``). For the same job, a spelling with capitals is SageMaker's and wins.
-    """
-    if not reported or reported == stored:
-        return None
-    if stored is None or stored.casefold() != reported.casefold():
-        return reported
-    return reported if reported != reported.lower() else None
 
 
 def confirmed_by_batch(ctx: ServiceContext, job: TrainingJobRecord, state: TrainingJobState) -> bool:

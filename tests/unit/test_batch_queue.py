@@ -101,7 +101,7 @@ def test_a_batch_renamed_training_jobs_event_is_read_under_the_services_own_name
 
 
 def test_a_training_job_name_from_sagemaker_wins_over_an_arns_lower_case_spelling() -> None:
-    from functions.services.job_events import newer_training_job_name
+    from functions.domain.batch_queue import newer_training_job_name
 
     assert newer_training_job_name(None, "awsbatchx1") == "awsbatchx1"  # only the ARN known yet
     assert newer_training_job_name("awsbatchx1", "AWSBatchX1") == "AWSBatchX1"  # SageMaker's spelling
