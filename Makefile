@@ -24,7 +24,7 @@ venv: $(STAMP)
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy functions training_container local_runtime loractl infrastructure app.py
+	$(VENV)/bin/mypy functions training_container local_runtime loractl infrastructure scripts app.py
 
 format: venv
 	$(VENV)/bin/ruff format .

@@ -33,7 +33,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install needed
 
 from functions.domain.catalog import INSTANCE_TYPES, FmType, instance_supports
-from functions.domain.checkpoint_family import LATENT_CHANNELS, SD15_TEXT_PART, UNET, VAE
+from functions.domain.checkpoint_family import LATENT_CHANNELS
+from functions.domain.checkpoint_layout import SD15_TEXT_PART, UNET, VAE
 from functions.domain.statuses import JobStatus, is_terminal
 from loractl.client import ApiClient, ApiError
 from loractl.config import Connection
