@@ -18,6 +18,7 @@ import boto3
 import pytest
 
 from functions.domain.model_import import SEALED_TOKEN_PARAM
+from functions.services import model_import as import_service
 from functions.services.context import service_context
 from functions.services.model_import import run_import_task
 from tests.conftest import EVENTS_CAPTURE_QUEUE
@@ -109,6 +110,18 @@ def test_the_token_opens_the_gate_and_is_never_stored_logged_or_announced(
     dispatched_tasks: list[Any],
     gated: GatedServer,
     capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Every log line the import writes, whatever level the suite runs at (the check below must see them).
+    level = import_service.logger.log_level
+    import_service.logger.setLevel("DEBUG")
+    try:
+        _import_and_check_for_leaks(api, dispatched_tasks, gated, capfd)
+    finally:
+        import_service.logger.setLevel(level)
+
+
+def _import_and_check_for_leaks(
+    api: ApiCaller, dispatched_tasks: list[Any], gated: GatedServer, capfd: pytest.CaptureFixture[str]
 ) -> None:
     status, created = _import(api, gated.url("/gated.safetensors"), access_token=TOKEN)
     assert status == 202, created
