@@ -50,7 +50,7 @@ class LocalSageMakerFixture:
     runner: LocalTrainingJobRunner
 
     def wait_terminal(
-        self, name: str, timeout: float = 60
+        self, name: str, timeout: float = 300
     ) -> dict[str, Any]:  # generous: CI machines are busy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

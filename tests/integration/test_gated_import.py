@@ -8,14 +8,18 @@ a response.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from functions.domain.model_import import SEALED_TOKEN_PARAM
 from functions.services import model_import as import_service
@@ -105,35 +109,44 @@ def _events_on_the_bus() -> str:
     return json.dumps(bodies)
 
 
-def test_the_token_opens_the_gate_and_is_never_stored_logged_or_announced(
-    api: ApiCaller,
-    dispatched_tasks: list[Any],
-    gated: GatedServer,
-    capfd: pytest.CaptureFixture[str],
-) -> None:
-    # Every log line the import writes, whatever level the suite runs at (the check below must see them).
-    level = import_service.logger.log_level
-    import_service.logger.setLevel("DEBUG")
+@contextmanager
+def service_log_lines() -> Iterator[io.StringIO]:
+    """Every line the service's Powertools loggers write while the block runs, as they format it.
+
+    A handler of its own on the service's parent logger (every function's module logger is its
+    child), at DEBUG whatever level the suite runs at: capturing stdout would depend on which
+    stream each logger bound when it was created.
+    """
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(LambdaPowertoolsFormatter())
+    parent = logging.getLogger(import_service.logger.name.split(".", 1)[0])
+    levels = (parent.level, import_service.logger.log_level)
+    parent.addHandler(handler)
+    parent.setLevel(logging.DEBUG)
+    import_service.logger.setLevel(logging.DEBUG)
     try:
-        _import_and_check_for_leaks(api, dispatched_tasks, gated, capfd)
+        yield lines
     finally:
-        import_service.logger.setLevel(level)
+        parent.removeHandler(handler)
+        parent.setLevel(levels[0])
+        import_service.logger.setLevel(levels[1])
 
 
-def _import_and_check_for_leaks(
-    api: ApiCaller, dispatched_tasks: list[Any], gated: GatedServer, capfd: pytest.CaptureFixture[str]
+def test_the_token_opens_the_gate_and_is_never_stored_logged_or_announced(
+    api: ApiCaller, dispatched_tasks: list[Any], gated: GatedServer
 ) -> None:
-    status, created = _import(api, gated.url("/gated.safetensors"), access_token=TOKEN)
-    assert status == 202, created
-    task = dispatched_tasks[-1]
-    assert SEALED_TOKEN_PARAM in task.params
-    _run_as_tasks_function(task)
+    with service_log_lines() as lines:
+        status, created = _import(api, gated.url("/gated.safetensors"), access_token=TOKEN)
+        assert status == 202, created
+        task = dispatched_tasks[-1]
+        assert SEALED_TOKEN_PARAM in task.params
+        _run_as_tasks_function(task)
 
     status, model = api("GET", f"/models/{created['model']['id']}")
     assert status == 200 and model["status"] == "ready", model
     assert gated.authorizations == [f"Bearer {TOKEN}"]  # the host the user named got it, once
-    out = capfd.readouterr()
-    logs = out.out + out.err
+    logs = lines.getvalue()
     assert "model imported" in logs  # the functions' log lines were captured: the check below is real
     leaks = {
         "the API's answers": json.dumps([created, model]),
