@@ -29,6 +29,13 @@ class TrainingEvents(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.dead_letters = dead_letter_queue(self, "DeadLetters", "the state-change rule")
+        # Every state-change rule hands its events to the events function the same way.
+        deliver = targets.LambdaFunction(
+            events_function,
+            dead_letter_queue=self.dead_letters,
+            retry_attempts=8,
+            max_event_age=Duration.hours(6),
+        )
         self.rule = events.Rule(
             self,
             "TrainingStateChanges",
@@ -38,14 +45,7 @@ class TrainingEvents(Construct):
                 detail_type=[STATE_CHANGE_DETAIL_TYPE],
                 detail={"TrainingJobName": events.Match.prefix(f"{job_name_prefix}-")},
             ),
-            targets=[
-                targets.LambdaFunction(
-                    events_function,
-                    dead_letter_queue=self.dead_letters,
-                    retry_attempts=8,
-                    max_event_age=Duration.hours(6),
-                )
-            ],
+            targets=[deliver],
         )
         if job_queue_arn is not None:
             # Batch creates each training job under a name of its own (AWSBatch...), so the rule
@@ -60,14 +60,7 @@ class TrainingEvents(Construct):
                     detail_type=[STATE_CHANGE_DETAIL_TYPE],
                     detail={"Tags": {JOB_NAME_TAG: events.Match.prefix(f"{job_name_prefix}-")}},
                 ),
-                targets=[
-                    targets.LambdaFunction(
-                        events_function,
-                        dead_letter_queue=self.dead_letters,
-                        retry_attempts=8,
-                        max_event_age=Duration.hours(6),
-                    )
-                ],
+                targets=[deliver],
             )
             # Batch's service-job events of this stack's queue: queued, reasons, ended in the queue.
             self.queue_rule = events.Rule(
@@ -79,14 +72,7 @@ class TrainingEvents(Construct):
                     detail_type=[SERVICE_JOB_STATE_CHANGE],
                     detail={"jobQueue": [job_queue_arn]},
                 ),
-                targets=[
-                    targets.LambdaFunction(
-                        events_function,
-                        dead_letter_queue=self.dead_letters,
-                        retry_attempts=8,
-                        max_event_age=Duration.hours(6),
-                    )
-                ],
+                targets=[deliver],
             )
         self.schedule = events.Rule(
             self,
