@@ -18,6 +18,12 @@ SD15_TEXT = "cond_stage_model.transformer."
 SD2_TEXT = "cond_stage_model.model."  # SD 2.x: OpenCLIP ViT-H (not a supported family)
 SDXL_TEXT_1 = "conditioner.embedders.0.transformer."
 SDXL_TEXT_2 = "conditioner.embedders.1.model."
+# FLUX.1's transformer as Black Forest Labs ship it (flux1-dev.safetensors: no prefix; files saved
+# by ComfyUI carry UNET's prefix), sd-scripts library/flux_utils.py load_flow_model.
+FLUX_TRANSFORMER = ""
+# SD 3.5's MMDiT inside an SAI single file (sd3.5_large.safetensors), sd-scripts
+# library/sd3_utils.py load_mmdit (state dict prefix "model.diffusion_model.").
+SD3_MMDIT = UNET
 
 
 @dataclass(frozen=True)
@@ -64,4 +70,20 @@ SDXL_TEXT_2_PART = CheckpointPart(
 )
 SDXL_CONDITIONING_PART = CheckpointPart(
     "the UNet's size conditioning (label_emb)", (f"{UNET}label_emb.0.0.weight",)
+)
+FLUX_TRANSFORMER_PART = CheckpointPart(
+    "the FLUX.1 transformer",
+    (
+        f"{FLUX_TRANSFORMER}double_blocks.0.img_attn.qkv.weight",
+        f"{FLUX_TRANSFORMER}single_blocks.0.linear1.weight",
+        f"{FLUX_TRANSFORMER}img_in.weight",
+    ),
+)
+SD3_MMDIT_PART = CheckpointPart(
+    "the SD 3.5 MMDiT",
+    (
+        f"{SD3_MMDIT}joint_blocks.0.context_block.adaLN_modulation.1.bias",
+        f"{SD3_MMDIT}x_embedder.proj.weight",
+        f"{SD3_MMDIT}final_layer.linear.weight",
+    ),
 )

@@ -14,6 +14,10 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from functions.domain.checkpoint_layout import (
+    FLUX_TRANSFORMER,
+    FLUX_TRANSFORMER_PART,
+    SD3_MMDIT,
+    SD3_MMDIT_PART,
     SD15_TEXT_PART,
     SDXL_CONDITIONING_PART,
     SDXL_TEXT_1_PART,
@@ -33,6 +37,38 @@ class FmType(StrEnum):
 
     SD15 = "sd15"
     SDXL = "sdxl"
+    FLUX1 = "flux1"  # FLUX.1 dev (and schnell): sd-scripts flux_train_network.py
+    SD35 = "sd35"  # Stable Diffusion 3.5 Medium and Large: sd-scripts sd3_train_network.py
+
+
+class ComponentRole(StrEnum):
+    """A file a family loads besides its main checkpoint, uploaded once as its own model.
+
+    The values are sd-scripts' own option names (``--ae``, ``--clip_l``, ``--clip_g``,
+    ``--t5xxl``: flux_train_network.py / library/sd3_train_utils.py add_sd3_training_arguments),
+    the SageMaker input channel the file arrives in, and the key of ``components`` in
+    ``POST /trainings``. CLIP-L and T5-XXL are the same files for FLUX.1 and SD 3.5, so one
+    upload serves every job of either family.
+    """
+
+    AE = "ae"
+    CLIP_L = "clip_l"
+    CLIP_G = "clip_g"
+    T5XXL = "t5xxl"
+
+
+@dataclass(frozen=True)
+class ComponentSlot:
+    """A component a family's jobs take (``FamilySpec.components``).
+
+    ``required``: the job cannot run without it. When False, the main checkpoint may carry the
+    component itself (SD 3.5 files with text encoders included); a job whose checkpoint lacks it
+    must name one.
+    """
+
+    role: ComponentRole
+    description: str  # in messages and docs: "the T5-XXL text encoder (t5xxl_fp16.safetensors)"
+    required: bool
 
 
 @dataclass(frozen=True)
@@ -78,6 +114,12 @@ class FamilySpec:
     checkpoint_parts: tuple[CheckpointPart, ...]
     checkpoint_text_parts: tuple[CheckpointPart, ...]
     checkpoint_foreign_prefixes: tuple[str, ...]
+    # Separate component files its jobs load (empty: everything is in the one checkpoint).
+    components: tuple[ComponentSlot, ...] = ()
+    # Host (CPU) memory the instance needs: sd-scripts loads each file into host memory before
+    # moving it to the GPU, so FLUX.1 plus T5-XXL need more than the 16 GiB some GPU instances
+    # have. The API also checks the actual file sizes (see functions.domain.catalog).
+    min_host_memory_gb: int = 16
 
     @property
     def native_pixels(self) -> int:
@@ -86,6 +128,46 @@ class FamilySpec:
     @property
     def default_sample_side(self) -> int:
         return self.native_side
+
+
+_T5XXL = ComponentSlot(
+    ComponentRole.T5XXL,
+    "the T5-XXL text encoder (t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors)",
+    True,
+)
+_CLIP_L = ComponentSlot(ComponentRole.CLIP_L, "the CLIP-L text encoder (clip_l.safetensors)", True)
+
+# Per-instance throughputs for the flow-matching families are estimates, not measurements: no
+# GPU was available to measure them (benchmarks/RESULTS.md). FLUX.1 at 1024 px with fp8 base on
+# a 24 GB card runs at about a fifth of SDXL's speed; T4s (16 GB) cannot hold it.
+_FLUX_STEPS_PER_SECOND = MappingProxyType(
+    {
+        "ml.g4dn.xlarge": 0.0,
+        "ml.g4dn.2xlarge": 0.0,
+        "ml.g5.xlarge": 0.16,
+        "ml.g5.2xlarge": 0.17,
+        "ml.g5.4xlarge": 0.17,
+        "ml.g6.xlarge": 0.13,
+        "ml.g6.2xlarge": 0.14,
+        "ml.g6e.xlarge": 0.45,
+        "ml.g6e.2xlarge": 0.45,
+        "ml.p4d.24xlarge": 0.6,
+    }
+)
+_SD35_STEPS_PER_SECOND = MappingProxyType(
+    {
+        "ml.g4dn.xlarge": 0.0,
+        "ml.g4dn.2xlarge": 0.0,
+        "ml.g5.xlarge": 0.22,
+        "ml.g5.2xlarge": 0.23,
+        "ml.g5.4xlarge": 0.23,
+        "ml.g6.xlarge": 0.18,
+        "ml.g6.2xlarge": 0.19,
+        "ml.g6e.xlarge": 0.6,
+        "ml.g6e.2xlarge": 0.6,
+        "ml.p4d.24xlarge": 0.8,
+    }
+)
 
 
 FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
@@ -196,6 +278,130 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                 ),
                 checkpoint_text_parts=(SDXL_TEXT_1_PART, SDXL_TEXT_2_PART),
                 checkpoint_foreign_prefixes=(),
+            ),
+            # FLUX.1 from sd-scripts' docs/flux_train_network.md (v0.10.1): its example command
+            # (lines 124-150) and recommendations: guidance 1.0 (dev is guidance-distilled),
+            # flux_shift sampling, raw prediction, fp8 base, cached latents and text-encoder
+            # outputs, U-Net-only LoRA (training CLIP-L is optional, T5-XXL is not trained).
+            FamilySpec(
+                fm_type=FmType.FLUX1,
+                display_name="FLUX.1",
+                native_side=1024,
+                kohya_script="flux_train_network.py",
+                network_module="networks.lora_flux",
+                # flux_train_network.py assert_extra_args: train_dataset_group.verify_bucket_reso_steps(32)
+                bucket_step_multiple=32,
+                kohya_defaults=MappingProxyType(
+                    {
+                        "resolution": "1024,1024",
+                        "min_bucket_reso": 256,
+                        "max_bucket_reso": 2048,
+                        "mixed_precision": "bf16",
+                        "gradient_checkpointing": True,
+                        "network_train_unet_only": True,
+                        "cache_text_encoder_outputs": True,
+                        "network_dim": 16,
+                        "network_alpha": 1.0,
+                        "learning_rate": 1e-4,
+                        "unet_lr": 1e-4,
+                        "lr_scheduler": "constant",
+                        "fp8_base": True,
+                        "guidance_scale": 1.0,
+                        "timestep_sampling": "flux_shift",
+                        "sigmoid_scale": 1.0,
+                        "model_prediction_type": "raw",
+                        "discrete_flow_shift": 3.0,
+                    }
+                ),
+                refused_kohya_params=frozenset({"clip_skip"}),
+                # networks/lora_flux.py: LORA_PREFIX_TEXT_ENCODER_CLIP "lora_te1" (T5-XXL's "lora_te3"
+                # only with train_t5xxl, which the service does not offer).
+                lora_text_encoder_prefixes=("lora_te1",),
+                lora_unet_ldm_names=False,
+                # networks/lora_flux.py / library/sai_model_spec.py: ARCH_FLUX_1_DEV + "/lora".
+                base_model_version="flux1",
+                modelspec_architecture="flux-1-dev/lora",
+                modelspec_implementation="https://github.com/black-forest-labs/flux",
+                # docs/flux_train_network.md: 24 GB with --fp8_base; less only with block swapping.
+                min_gpu_memory_gb=24,
+                steps_per_second=_FLUX_STEPS_PER_SECOND,
+                sample_side_limits=(256, 2048),
+                diffusers_pipeline="FluxPipeline",
+                checkpoint_marker=f"{FLUX_TRANSFORMER}double_blocks.",
+                tokenizer_repos=("openai/clip-vit-large-patch14", "google/t5-v1_1-xxl"),
+                checkpoint_parts=(FLUX_TRANSFORMER_PART,),
+                checkpoint_text_parts=(),
+                checkpoint_foreign_prefixes=(),
+                components=(
+                    ComponentSlot(ComponentRole.AE, "the FLUX.1 autoencoder (ae.safetensors)", True),
+                    _CLIP_L,
+                    _T5XXL,
+                ),
+                # flux1-dev (23.8 GB) + t5xxl_fp16 (9.8 GB) are loaded into host memory first.
+                min_host_memory_gb=32,
+            ),
+            # SD 3.5 from sd-scripts' docs/sd3_train_network.md (v0.10.1).
+            FamilySpec(
+                fm_type=FmType.SD35,
+                display_name="SD 3.5",
+                native_side=1024,
+                kohya_script="sd3_train_network.py",
+                network_module="networks.lora_sd3",
+                # sd3_train_network.py assert_extra_args: verify_bucket_reso_steps(32)
+                bucket_step_multiple=32,
+                kohya_defaults=MappingProxyType(
+                    {
+                        "resolution": "1024,1024",
+                        "min_bucket_reso": 256,
+                        "max_bucket_reso": 2048,
+                        "mixed_precision": "bf16",
+                        "gradient_checkpointing": True,
+                        "network_train_unet_only": True,
+                        "cache_text_encoder_outputs": True,
+                        "network_dim": 16,
+                        "network_alpha": 1.0,
+                        "learning_rate": 1e-4,
+                        "unet_lr": 1e-4,
+                        "lr_scheduler": "constant",
+                        "weighting_scheme": "uniform",
+                        "training_shift": 1.0,
+                    }
+                ),
+                refused_kohya_params=frozenset({"clip_skip"}),
+                # networks/lora_sd3.py: LORA_PREFIX_TEXT_ENCODER_CLIP_L "lora_te1", CLIP_G "lora_te2".
+                lora_text_encoder_prefixes=("lora_te1", "lora_te2"),
+                lora_unet_ldm_names=False,
+                # library/sai_model_spec.py: ARCH_SD3_M + "-" + the model type ("5-large" or "5-medium",
+                # library/sd3_utils.py analyze_state_dict_state); sd3_train_network.py
+                # writes the model's version as ss_base_model_version ("5-large", "5-medium").
+                base_model_version="5-large",
+                modelspec_architecture="stable-diffusion-3-5-large/lora",
+                modelspec_implementation="https://github.com/Stability-AI/generative-models",
+                min_gpu_memory_gb=24,
+                steps_per_second=_SD35_STEPS_PER_SECOND,
+                sample_side_limits=(256, 2048),
+                diffusers_pipeline="StableDiffusion3Pipeline",
+                checkpoint_marker=f"{SD3_MMDIT}joint_blocks.",
+                tokenizer_repos=(
+                    "openai/clip-vit-large-patch14",
+                    "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
+                    "google/t5-v1_1-xxl",
+                ),
+                checkpoint_parts=(SD3_MMDIT_PART, VAE_PART),
+                checkpoint_text_parts=(),
+                checkpoint_foreign_prefixes=(),
+                # sd3.5_large.safetensors ships without text encoders; some SD3 files include them
+                # under text_encoders.{clip_l,clip_g,t5xxl}.transformer. (library/sd3_utils.py).
+                components=(
+                    ComponentSlot(
+                        ComponentRole.CLIP_L, "the CLIP-L text encoder (clip_l.safetensors)", False
+                    ),
+                    ComponentSlot(
+                        ComponentRole.CLIP_G, "the CLIP-G text encoder (clip_g.safetensors)", False
+                    ),
+                    ComponentSlot(ComponentRole.T5XXL, _T5XXL.description, False),
+                ),
+                min_host_memory_gb=32,
             ),
         )
     }

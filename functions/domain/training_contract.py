@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.domain.catalog import FmType
 from functions.domain.epoch_outputs import SamplePrompt, epoch_lora_filename, sample_filename
+from functions.domain.families import ComponentRole
 
 # SageMaker's channel names and container folders (BYOC convention).
 MODEL_CHANNEL = "model"
@@ -77,6 +78,11 @@ class TrainingJobSpec(BaseModel):
     engine: Engine = Engine.AUTO
     output_name: str = Field(description="LoRA file stem, e.g. the job name")
     base_model_filename: str = Field(description="file name inside the model channel")
+    component_filenames: dict[ComponentRole, str] = Field(
+        default_factory=dict,
+        description="the family's separate component files (FamilySpec.components): role -> file "
+        "name inside the input channel named after the role (/opt/ml/input/data/<role>/<file>)",
+    )
     config: dict[str, bool | int | float | str | list[str]] = Field(
         description="validated, normalised Kohya parameters (defaults already merged)"
     )

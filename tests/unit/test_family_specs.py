@@ -16,7 +16,8 @@ from functions.domain.kohya_params import BUCKET_STEP_MULTIPLE, DEFAULTS, USER_P
 from functions.domain.planning import NATIVE_PIXELS
 
 # SDXL checkpoints contain every other family's parts they could be confused with: nothing rules it out.
-MAY_BE_EMPTY = {"refused_kohya_params", "checkpoint_foreign_prefixes"}
+# FLUX.1 and SD 3.5 checkpoints hold no text encoder of their own: theirs are components.
+MAY_BE_EMPTY = {"refused_kohya_params", "checkpoint_foreign_prefixes", "checkpoint_text_parts", "components"}
 
 
 @pytest.mark.parametrize("family", list(FmType))
