@@ -72,6 +72,26 @@ class ComponentSlot:
 
 
 @dataclass(frozen=True)
+class BlockSwap:
+    """sd-scripts' ``--blocks_to_swap`` for a DiT family: its limit and the value that fits a GPU.
+
+    ``maximum``: the most blocks the model's ``enable_block_swap`` accepts. ``by_gpu_memory``:
+    (least GPU memory in GB, blocks to swap) rows, largest memory first, from the family's guide;
+    a GPU smaller than every row gets the last row's value.
+    """
+
+    maximum: int
+    by_gpu_memory: tuple[tuple[int, int], ...]
+
+    def fitting(self, gpu_memory_gb: int) -> int:
+        """The blocks to swap so training fits ``gpu_memory_gb`` (0: no swapping needed)."""
+        for least_memory, blocks in self.by_gpu_memory:
+            if gpu_memory_gb >= least_memory:
+                return blocks
+        return self.by_gpu_memory[-1][1]
+
+
+@dataclass(frozen=True)
 class FamilySpec:
     """What differs between families; nothing here may be computed by branching on the family."""
 
@@ -85,7 +105,9 @@ class FamilySpec:
     # sdxl_train_network.py assert_extra_args -> verify_bucket_reso_steps(32).
     bucket_step_multiple: int
     kohya_defaults: Mapping[str, FamilyDefault]  # this family's part of the service's defaults
-    refused_kohya_params: frozenset[str]  # catalogue parameters this family's script does not take
+    # Catalogue parameters this family's script does not take, or takes and ignores: the reason
+    # (with the sd-scripts source that shows it) is the message the API answers with.
+    refused_kohya_params: Mapping[str, str]
     # LoRA key format (sd-scripts networks/lora.py): text-encoder prefixes, and whether UNet keys
     # use the original (LDM) module names (SDXL) rather than diffusers' (SD 1.5).
     lora_text_encoder_prefixes: tuple[str, ...]
@@ -120,6 +142,16 @@ class FamilySpec:
     # moving it to the GPU, so FLUX.1 plus T5-XXL need more than the 16 GiB some GPU instances
     # have. The API also checks the actual file sizes (see functions.domain.catalog).
     min_host_memory_gb: int = 16
+    # --blocks_to_swap (train_util.add_dit_training_arguments): None where the script has no blocks.
+    block_swap: BlockSwap | None = None
+    # sdxl_train_network.py assert_extra_args refuses cached text-encoder outputs unless only the
+    # U-Net is trained; flux_train_network.py and sd3_train_network.py cache them partially and
+    # train CLIP on top (their get_text_encoder_outputs_caching_strategy: is_partial).
+    text_encoder_cache_needs_unet_only: bool = False
+    # The sample prompt's guidance is FLUX.1 dev's distilled guidance (sd-scripts' prompt option
+    # --g, library/flux_train_utils.py sample_image_inference "guidance_scale", default 3.5),
+    # not classifier-free guidance (--l, "scale", which FLUX samples at 1.0: no negative pass).
+    sample_guidance_embedded: bool = False
 
     @property
     def native_pixels(self) -> int:
@@ -136,6 +168,31 @@ _T5XXL = ComponentSlot(
     True,
 )
 _CLIP_L = ComponentSlot(ComponentRole.CLIP_L, "the CLIP-L text encoder (clip_l.safetensors)", True)
+
+# sd-scripts v0.10.1: the SD 1.x and SDXL U-Nets' enable_gradient_checkpointing takes no cpu_offload
+# (library/original_unet.py, library/sdxl_original_unet.py), which train_network.py passes with it.
+_NO_CPU_OFFLOAD_UNET = (
+    "the U-Net cannot offload checkpoints (sd-scripts library/original_unet.py and "
+    "sdxl_original_unet.py enable_gradient_checkpointing take no cpu_offload; train_network.py "
+    "passes it and crashes)"
+)
+# What flux_train_network.py and sd3_train_network.py (v0.10.1) ignore of train_network.py's options.
+_DIT_REFUSED = MappingProxyType(
+    {
+        "clip_skip": "the script ignores it: its CLIP and T5 encoding strategies (library/strategy_flux.py, "
+        "strategy_sd3.py) always use the last layer (docs/sd3_train_network.md: not used)",
+        "max_token_length": "the script ignores it (assert_extra_args warns 'max_token_length is not "
+        "used'); set t5xxl_max_token_length",
+        "noise_offset": "the script ignores it: get_noise_pred_and_target draws plain noise "
+        "(flux_train_network.py line 327, sd3_train_network.py line 329)",
+        "multires_noise_iterations": "the script ignores it: get_noise_pred_and_target draws plain noise "
+        "(flux_train_network.py line 327, sd3_train_network.py line 329)",
+        "multires_noise_discount": "the script ignores it: get_noise_pred_and_target draws plain noise "
+        "(flux_train_network.py line 327, sd3_train_network.py line 329)",
+        "min_snr_gamma": "the script ignores it: its post_process_loss returns the loss unweighted "
+        "(flux_train_network.py line 436, sd3_train_network.py line 395); see weighting_scheme",
+    }
+)
 
 # Per-instance throughputs for the flow-matching families are estimates, not measurements: no
 # GPU was available to measure them (benchmarks/RESULTS.md). FLUX.1 at 1024 px with fp8 base on
@@ -191,8 +248,13 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                         "gradient_checkpointing": False,
                     }
                 ),
-                # --cache_text_encoder_outputs exists only in sdxl_train_network.py's arguments.
-                refused_kohya_params=frozenset({"cache_text_encoder_outputs"}),
+                refused_kohya_params=MappingProxyType(
+                    {
+                        "cache_text_encoder_outputs": "train_network.py has no --cache_text_encoder_outputs "
+                        "(only the SDXL, FLUX.1 and SD 3.5 scripts add it)",
+                        "cpu_offload_checkpointing": _NO_CPU_OFFLOAD_UNET,
+                    }
+                ),
                 lora_text_encoder_prefixes=("lora_te",),
                 lora_unet_ldm_names=False,
                 base_model_version="sd_v1",
@@ -243,8 +305,14 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                         "no_half_vae": True,
                     }
                 ),
-                # sdxl_train_util.verify_sdxl_training_args warns "clip_skip will be unexpected".
-                refused_kohya_params=frozenset({"clip_skip"}),
+                refused_kohya_params=MappingProxyType(
+                    {
+                        "clip_skip": "SDXL ignores it (sd-scripts library/sdxl_train_util.py "
+                        "verify_sdxl_training_args: 'clip_skip will be unexpected')",
+                        "cpu_offload_checkpointing": _NO_CPU_OFFLOAD_UNET,
+                    }
+                ),
+                text_encoder_cache_needs_unet_only=True,
                 lora_text_encoder_prefixes=("lora_te1", "lora_te2"),
                 lora_unet_ldm_names=True,
                 base_model_version="sdxl_base_v1-0",
@@ -306,14 +374,17 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                         "unet_lr": 1e-4,
                         "lr_scheduler": "constant",
                         "fp8_base": True,
+                        # "Recommended Settings" (lines 350-353): "--timestep_sampling shift
+                        # --discrete_flow_shift 3.1582 --model_prediction_type raw --guidance_scale 1.0";
+                        # discrete_flow_shift "only applies when --timestep_sampling is set to shift" (338).
                         "guidance_scale": 1.0,
-                        "timestep_sampling": "flux_shift",
+                        "timestep_sampling": "shift",
                         "sigmoid_scale": 1.0,
                         "model_prediction_type": "raw",
-                        "discrete_flow_shift": 3.0,
+                        "discrete_flow_shift": 3.1582,
                     }
                 ),
-                refused_kohya_params=frozenset({"clip_skip"}),
+                refused_kohya_params=MappingProxyType({**_DIT_REFUSED}),
                 # networks/lora_flux.py: LORA_PREFIX_TEXT_ENCODER_CLIP "lora_te1" (T5-XXL's "lora_te3"
                 # only with train_t5xxl, which the service does not offer).
                 lora_text_encoder_prefixes=("lora_te1",),
@@ -339,6 +410,13 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                 ),
                 # flux1-dev (23.8 GB) + t5xxl_fp16 (9.8 GB) are loaded into host memory first.
                 min_host_memory_gb=32,
+                # library/flux_models.py Flux.enable_block_swap: n // 2 of the 19 double blocks and
+                # (n - n // 2) * 2 of the 38 single blocks, each at most 2 short of all: 35 at most
+                # (docs/flux_train_network.md line 296). Its VRAM table (lines 285-291, with fp8_base):
+                # 24 GB needs no swapping; 16 GB "use --blocks_to_swap" (no number given: the 12 GB
+                # row's 16, which fits 12 GB, fits 16 GB too); 12 GB: 16; 10 GB: 22; 8 GB: 28.
+                block_swap=BlockSwap(maximum=35, by_gpu_memory=((24, 0), (12, 16), (10, 22), (8, 28))),
+                sample_guidance_embedded=True,
             ),
             # SD 3.5 from sd-scripts' docs/sd3_train_network.md (v0.10.1).
             FamilySpec(
@@ -367,7 +445,14 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                         "training_shift": 1.0,
                     }
                 ),
-                refused_kohya_params=frozenset({"clip_skip"}),
+                refused_kohya_params=MappingProxyType(
+                    {
+                        **_DIT_REFUSED,
+                        "cpu_offload_checkpointing": "SD 3.5's MMDiT cannot offload checkpoints "
+                        "(sd-scripts library/sd3_models.py MMDiT.enable_gradient_checkpointing takes no "
+                        "cpu_offload; train_network.py passes it and crashes); use blocks_to_swap",
+                    }
+                ),
                 # networks/lora_sd3.py: LORA_PREFIX_TEXT_ENCODER_CLIP_L "lora_te1", CLIP_G "lora_te2".
                 lora_text_encoder_prefixes=("lora_te1", "lora_te2"),
                 lora_unet_ldm_names=False,
@@ -402,6 +487,13 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                     ComponentSlot(ComponentRole.T5XXL, _T5XXL.description, False),
                 ),
                 min_host_memory_gb=32,
+                # library/sd3_models.py MMDiT.enable_block_swap asserts blocks_to_swap <= depth - 2:
+                # 36 for 3.5 Large (38 joint blocks), 22 for 3.5 Medium (24; depth from
+                # sd3_utils.analyze_state_dict_state). docs/sd3_train_network.md has no VRAM table; its
+                # example swaps 32 (Large only). The service's choice must suit both sizes: no
+                # swapping from 40 GB (Large's 16 GB of bf16 weights fit with room for activations),
+                # else 22, the most Medium allows (leaves 16 of Large's 38 blocks on the GPU).
+                block_swap=BlockSwap(maximum=36, by_gpu_memory=((40, 0), (24, 22))),
             ),
         )
     }

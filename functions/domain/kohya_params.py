@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from functions.domain.catalog import FmType
+from functions.domain.catalog import INSTANCE_TYPES, FmType
 from functions.domain.families import FAMILIES
 
 ParamValue = bool | int | float | str | list[str]
@@ -60,10 +60,24 @@ class Param:
     allowed_keys: tuple[str, ...] = ()  # kv_list only
 
 
-def _p(name: str, kind: str, help_: str, **kw: Any) -> Param:
-    """A parameter, accepted by every family whose spec does not refuse it."""
-    families = frozenset(f for f, spec in FAMILIES.items() if name not in spec.refused_kohya_params)
+def _p(name: str, kind: str, help_: str, only: frozenset[FmType] | None = None, **kw: Any) -> Param:
+    """A parameter, accepted by every family whose spec does not refuse it (of ``only``, when given:
+    the families whose script's parser has it)."""
+    families = frozenset(
+        f
+        for f, spec in FAMILIES.items()
+        if name not in spec.refused_kohya_params and (only is None or f in only)
+    )
     return Param(name=name, kind=kind, help=help_, families=families, **kw)
+
+
+# The scripts with sd-scripts' DiT options (train_util.add_dit_training_arguments): FLUX.1 and SD 3.5.
+DIT_FAMILIES = frozenset(f for f, spec in FAMILIES.items() if spec.block_swap is not None)
+FLUX_FAMILIES = frozenset(f for f, spec in FAMILIES.items() if spec.kohya_script == "flux_train_network.py")
+SD3_FAMILIES = frozenset(f for f, spec in FAMILIES.items() if spec.kohya_script == "sd3_train_network.py")
+TIMESTEP_SAMPLINGS = ("sigma", "uniform", "sigmoid", "shift", "flux_shift")
+MODEL_PREDICTION_TYPES = ("raw", "additive", "sigma_scaled")
+WEIGHTING_SCHEMES = ("sigma_sqrt", "logit_normal", "mode", "cosmap", "none", "uniform")
 
 
 OPTIMIZERS = (
@@ -87,7 +101,8 @@ LR_SCHEDULERS = (
 )
 PRECISIONS = ("no", "fp16", "bf16")
 SAVE_PRECISIONS = ("float", "fp16", "bf16")
-ALLOWED_NETWORK_MODULES = ("networks.lora",)
+# The one --network_module each family trains (FamilySpec.network_module): a user may name it.
+ALLOWED_NETWORK_MODULES = {f: spec.network_module for f, spec in FAMILIES.items()}
 TOKEN_LENGTH_UNSET = 75  # sd-scripts' max_token_length None: one 75-token CLIP chunk
 
 # networks/lora.py create_network reads these from --network_args (train_network.py splits each
@@ -213,7 +228,8 @@ USER_PARAMETERS: dict[str, Param] = {
         _p(
             "cache_text_encoder_outputs",
             "bool",
-            "SDXL: cache text-encoder outputs (UNet-only).",
+            "Encode captions once, before training (SDXL: U-Net-only; FLUX.1 and SD 3.5 may still "
+            "train CLIP on top).",
         ),
         _p("no_half_vae", "bool", "Run the VAE in fp32 (SDXL's VAE overflows in fp16)."),
         _p("sdpa", "bool", "Use PyTorch scaled-dot-product attention."),
@@ -273,6 +289,141 @@ USER_PARAMETERS: dict[str, Param] = {
             "Caption token budget: 75 (sd-scripts' default), 150 or 225.",
             choices=("75", "150", "225"),
         ),
+        # --- FLUX.1 and SD 3.5 (flux_train_network.py, sd3_train_network.py; sd-scripts v0.10.1).
+        # argparse gives types and choices but no bounds: the bounds here are the service's,
+        # wide around the guides' values, except where noted.
+        # library/flux_train_utils.py add_flux_train_arguments (lines 617-690):
+        _p(
+            "guidance_scale",
+            "float",
+            "FLUX.1 dev's distilled guidance during training; the guide recommends 1.0 (sd-scripts: 3.5).",
+            only=FLUX_FAMILIES,
+            minimum=0,
+            maximum=30,
+        ),
+        _p(
+            "timestep_sampling",
+            "enum",
+            "How training timesteps are drawn (docs/flux_train_network.md 6.2).",
+            only=FLUX_FAMILIES,
+            choices=TIMESTEP_SAMPLINGS,
+        ),
+        _p(
+            "sigmoid_scale",
+            "float",
+            "Scale of the sigmoid, shift and flux_shift timestep sampling.",
+            only=FLUX_FAMILIES,
+            minimum=0,
+            maximum=20,
+            exclusive_minimum=True,
+        ),
+        _p(
+            "model_prediction_type",
+            "enum",
+            "How the model's prediction is read: raw (the guide's recommendation), additive, sigma_scaled.",
+            only=FLUX_FAMILIES,
+            choices=MODEL_PREDICTION_TYPES,
+        ),
+        _p(
+            "discrete_flow_shift",
+            "float",
+            "Flow shift of the shift (and sigma) timestep sampling; the guide recommends 3.1582.",
+            only=FLUX_FAMILIES,
+            minimum=0,
+            maximum=20,
+            exclusive_minimum=True,
+        ),
+        # flux_train_utils.py line 635 (None: 512 for dev) and sd3_train_utils.py line 187 (256).
+        _p(
+            "t5xxl_max_token_length",
+            "int",
+            "T5-XXL caption token budget (sd-scripts: 512 for FLUX.1 dev, 256 for SD 3.5).",
+            only=DIT_FAMILIES,
+            minimum=1,
+            maximum=512,
+        ),
+        _p(
+            "apply_t5_attn_mask", "bool", "Mask T5-XXL padding in the encoder and the DiT.", only=DIT_FAMILIES
+        ),
+        # library/sd3_train_utils.py add_sd3_training_arguments (lines 143-242):
+        _p(
+            "training_shift",
+            "float",
+            "Shift of SD 3.5's training timestep distribution (sd-scripts: 1.0).",
+            only=SD3_FAMILIES,
+            minimum=0,
+            maximum=20,
+            exclusive_minimum=True,
+        ),
+        _p("apply_lg_attn_mask", "bool", "Mask CLIP-L/CLIP-G padding (zero embeddings).", only=SD3_FAMILIES),
+        # library/train_util.py add_dit_training_arguments (lines 4251-4315):
+        _p(
+            "weighting_scheme",
+            "enum",
+            "Timestep density / loss weighting (sd-scripts: uniform).",
+            only=DIT_FAMILIES,
+            choices=WEIGHTING_SCHEMES,
+        ),
+        _p(
+            "logit_mean",
+            "float",
+            "Mean of the logit_normal weighting.",
+            only=DIT_FAMILIES,
+            minimum=-10,
+            maximum=10,
+        ),
+        _p(
+            "logit_std",
+            "float",
+            "Standard deviation of the logit_normal weighting.",
+            only=DIT_FAMILIES,
+            minimum=0,
+            maximum=10,
+            exclusive_minimum=True,
+        ),
+        # sd3_train_utils.compute_density_for_timestep_sampling "mode": u' = 1 - u - s*(cos^2(pi*u/2) - 1 + u)
+        # stays in [0, 1] for every u only with -1 <= s <= 7.2; outside it FLUX's sigma sampling
+        # indexes past its 1000 timesteps (flux_train_utils.py line 510-511).
+        _p(
+            "mode_scale",
+            "float",
+            "Scale of the mode weighting (sd-scripts: 1.29).",
+            only=DIT_FAMILIES,
+            minimum=-1,
+            maximum=7,
+        ),
+        # The per-family limit (FamilySpec.block_swap.maximum) is checked in _memory_problems.
+        _p(
+            "blocks_to_swap",
+            "int",
+            "Transformer blocks kept in host memory and swapped in per step: less GPU memory, slower. "
+            "Unset: chosen for the instance type's GPU. At most 35 for FLUX.1, 36 for SD 3.5 Large "
+            "(22 for 3.5 Medium).",
+            only=DIT_FAMILIES,
+            minimum=0,
+            maximum=max(spec.block_swap.maximum for spec in FAMILIES.values() if spec.block_swap),
+        ),
+        # train_util.py add_training_arguments line 3998 and train_network.py line 1772: every script's
+        # parser has them; the service offers them where the guides use them (FLUX.1, SD 3.5).
+        _p(
+            "fp8_base",
+            "bool",
+            "Keep the base model in fp8 (needs mixed_precision fp16 or bf16).",
+            only=DIT_FAMILIES,
+        ),
+        _p(
+            "fp8_base_unet",
+            "bool",
+            "fp8 for the DiT only; text encoders in fp16/bf16 (sd-scripts then sets fp8_base too).",
+            only=DIT_FAMILIES,
+        ),
+        # train_network.py line 1747; only FLUX.1's model takes it (FamilySpec.refused_kohya_params).
+        _p(
+            "cpu_offload_checkpointing",
+            "bool",
+            "Offload gradient checkpoints to host memory "
+            "(needs gradient_checkpointing; not with blocks_to_swap).",
+        ),
         # --- outputs
         _p(
             "save_every_n_epochs",
@@ -295,7 +446,16 @@ RESERVED_PARAMETERS: dict[str, str] = {
     "in_json": "the service builds the dataset TOML from the dataset manifest",
     "pretrained_model_name_or_path": "the base model comes from the job's base_model_id",
     "vae": "the VAE comes from the base model",
-    "network_module": "only networks.lora is supported",
+    # The component files (functions.domain.families.ComponentRole): --ae and --clip_l, --t5xxl of
+    # flux_train_utils.add_flux_train_arguments; --clip_g of sd3_train_utils.add_sd3_training_arguments.
+    "ae": "comes from the job's components",
+    "clip_l": "comes from the job's components",
+    "clip_g": "comes from the job's components",
+    "t5xxl": "comes from the job's components",
+    "model_type": "the family (fm_type) decides the model; Chroma is not offered",
+    "controlnet_model_name_or_path": "ControlNet training is not offered",
+    "split_mode": "deprecated in sd-scripts (flux_train_network.py); set blocks_to_swap",
+    "network_module": "the service sets the family's network module",
     "network_weights": "resuming from arbitrary weights is not supported",
     "base_weights": "merging arbitrary weights is not supported",
     "dim_from_weights": "resuming from arbitrary weights is not supported",
@@ -717,7 +877,129 @@ def _network_problems(config: dict[str, ParamValue]) -> list[FieldProblem]:
     return problems
 
 
-def _caching_problems(config: dict[str, ParamValue]) -> list[FieldProblem]:
+@dataclass(frozen=True)
+class OnlyReadWhen:
+    """``key`` is read by sd-scripts only when ``controller`` (unset: ``controller_default``, the
+    script's own default) is one of ``values``; otherwise setting it silently does nothing."""
+
+    key: str
+    controller: str
+    controller_default: str
+    values: tuple[str, ...]
+    source: str  # where sd-scripts reads it
+
+    def is_read(self, config: Mapping[str, Any]) -> bool:
+        return config.get(self.controller, self.controller_default) in self.values
+
+
+_ONLY_READ_WHEN = (
+    # library/flux_train_utils.py get_noisy_model_input_and_timesteps (lines 477-512) and
+    # flux_train_network.py get_noise_scheduler (FlowMatchEulerDiscreteScheduler shift, read by the
+    # sigma branch's noise_scheduler.timesteps); the guide: "only applies when ... shift" (line 338).
+    OnlyReadWhen(
+        "discrete_flow_shift",
+        "timestep_sampling",
+        "sigma",
+        ("shift", "sigma"),
+        "flux_train_utils.get_noisy_model_input_and_timesteps",
+    ),
+    OnlyReadWhen(
+        "sigmoid_scale",
+        "timestep_sampling",
+        "sigma",
+        ("sigmoid", "shift", "flux_shift"),
+        "flux_train_utils.get_noisy_model_input_and_timesteps",
+    ),
+    # library/sd3_train_utils.py compute_density_for_timestep_sampling: logit_mean/logit_std only
+    # for "logit_normal", mode_scale only for "mode".
+    OnlyReadWhen(
+        "logit_mean",
+        "weighting_scheme",
+        "uniform",
+        ("logit_normal",),
+        "sd3_train_utils.compute_density_for_timestep_sampling",
+    ),
+    OnlyReadWhen(
+        "logit_std",
+        "weighting_scheme",
+        "uniform",
+        ("logit_normal",),
+        "sd3_train_utils.compute_density_for_timestep_sampling",
+    ),
+    OnlyReadWhen(
+        "mode_scale",
+        "weighting_scheme",
+        "uniform",
+        ("mode",),
+        "sd3_train_utils.compute_density_for_timestep_sampling",
+    ),
+)
+
+
+def _unread_problems(config: dict[str, ParamValue], fm_type: FmType) -> list[FieldProblem]:
+    """A value sd-scripts would never read: refused, so the user learns it does nothing."""
+    problems = [
+        _problem(
+            rule.key,
+            f"has no effect unless {rule.controller} is {' or '.join(rule.values)} "
+            f"(sd-scripts reads it only then: {rule.source})",
+        )
+        for rule in _ONLY_READ_WHEN
+        if rule.key in config and not rule.is_read(config)
+    ]
+    # FLUX.1 reads weighting_scheme only to draw "sigma" timesteps (flux_train_utils.py lines
+    # 500-509) and to weight a "sigma_scaled" prediction's loss (lines 539-545).
+    flux_reads_weighting = config.get("timestep_sampling", "sigma") == "sigma" or (
+        config.get("model_prediction_type", "sigma_scaled") == "sigma_scaled"
+    )
+    if fm_type in FLUX_FAMILIES and "weighting_scheme" in config and not flux_reads_weighting:
+        problems.append(
+            _problem(
+                "weighting_scheme",
+                "has no effect on FLUX.1 unless timestep_sampling is sigma or model_prediction_type "
+                "is sigma_scaled (flux_train_utils.get_noisy_model_input_and_timesteps, "
+                "apply_model_prediction_type)",
+            )
+        )
+    return problems
+
+
+def _memory_problems(config: dict[str, ParamValue], fm_type: FmType) -> list[FieldProblem]:
+    """The DiT scripts' memory options, as flux_train_network.py / sd3_train_network.py check them."""
+    problems: list[FieldProblem] = []
+    blocks, block_swap = config.get("blocks_to_swap"), FAMILIES[fm_type].block_swap
+    if block_swap is not None and isinstance(blocks, int) and blocks > block_swap.maximum:
+        # library/flux_models.py Flux.enable_block_swap / sd3_models.py MMDiT.enable_block_swap assert it.
+        problems.append(
+            _problem(
+                "blocks_to_swap",
+                f"must be at most {block_swap.maximum} for {FAMILIES[fm_type].display_name} "
+                "(sd-scripts' enable_block_swap asserts it)",
+            )
+        )
+    offload = config.get("cpu_offload_checkpointing")
+    # flux_train_network.py assert_extra_args (lines 77-79), sd3_train_network.py (lines 60-62).
+    if offload and isinstance(blocks, int) and blocks > 0:
+        problems.append(
+            _problem(
+                "cpu_offload_checkpointing",
+                "cannot be combined with blocks_to_swap (sd-scripts asserts it); set blocks_to_swap to 0 "
+                "or null to offload checkpoints",
+            )
+        )
+    # train_network.py lines 716-718 read it only inside `if args.gradient_checkpointing`.
+    if offload and not config.get("gradient_checkpointing"):
+        problems.append(
+            _problem("cpu_offload_checkpointing", "has no effect without gradient_checkpointing (sd-scripts)")
+        )
+    # train_network.py lines 829-833: fp8 weights need autocast to fp16 or bf16.
+    for key in ("fp8_base", "fp8_base_unet"):
+        if config.get(key) and config.get("mixed_precision", "no") == "no":
+            problems.append(_problem(key, "requires mixed_precision fp16 or bf16 (sd-scripts asserts it)"))
+    return problems
+
+
+def _caching_problems(config: dict[str, ParamValue], fm_type: FmType) -> list[FieldProblem]:
     problems: list[FieldProblem] = []
     # train_util.verify_training_args turns cache_latents on with cache_latents_to_disk; then
     # train_network.py NetworkTrainer.train asserts dataset.is_latent_cacheable().
@@ -733,8 +1015,8 @@ def _caching_problems(config: dict[str, ParamValue]) -> list[FieldProblem]:
         )
     if not config.get("cache_text_encoder_outputs"):
         return problems
-    # sdxl_train_network.py assert_extra_args.
-    if not config.get("network_train_unet_only"):
+    # sdxl_train_network.py assert_extra_args (FLUX.1 and SD 3.5 cache partially instead).
+    if FAMILIES[fm_type].text_encoder_cache_needs_unet_only and not config.get("network_train_unet_only"):
         problems.append(
             _problem(
                 "cache_text_encoder_outputs",
@@ -742,7 +1024,8 @@ def _caching_problems(config: dict[str, ParamValue]) -> list[FieldProblem]:
                 "be trained (sd-scripts asserts it)",
             )
         )
-    # sdxl_train_network.py assert_extra_args -> DatasetGroup.is_text_encoder_output_cacheable.
+    # sdxl_train_network.py, flux_train_network.py (lines 65-68), sd3_train_network.py (lines 48-51)
+    # assert_extra_args -> DatasetGroup.is_text_encoder_output_cacheable.
     for key in ("shuffle_caption", "caption_dropout_rate", "caption_tag_dropout_rate"):
         value = config.get(key)
         if value is True or (_is_number(value) and float(value) > 0):
@@ -866,20 +1149,27 @@ def _check_combination(config: dict[str, ParamValue], fm_type: FmType) -> list[F
     """Rules that span several keys; each mirrors a check sd-scripts makes (cited in each)."""
     return [
         *_network_problems(config),
-        *_caching_problems(config),
+        *_caching_problems(config, fm_type),
+        *_memory_problems(config, fm_type),
+        *_unread_problems(config, fm_type),
         *_bucket_problems(config, fm_type),
         *_optimizer_problems(config),
     ]
 
 
 def validate_config(
-    user_config: Mapping[str, Any], fm_type: FmType, *, merge_defaults: bool = True
+    user_config: Mapping[str, Any],
+    fm_type: FmType,
+    *,
+    merge_defaults: bool = True,
+    instance_type: str | None = None,
 ) -> tuple[dict[str, ParamValue], list[FieldProblem]]:
     """Normalise a user's Kohya parameters, or list every problem with its field.
 
     Returns ``(normalised, problems)``; ``normalised`` is only meaningful when ``problems``
     is empty. With ``merge_defaults`` the family defaults fill in whatever the user left
-    out, so the result is exactly what the container will run with.
+    out, so the result is exactly what the container will run with; given the job's
+    ``instance_type`` too, that includes the ``blocks_to_swap`` its GPU needs (``fit_to_gpu``).
     """
     problems: list[FieldProblem] = []
     if len(user_config) > MAX_CONFIG_KEYS:
@@ -887,7 +1177,7 @@ def validate_config(
     normalised: dict[str, ParamValue] = defaults_for(fm_type) if merge_defaults else {}
     for key, value in user_config.items():
         field_name = f"config.{key}"
-        if key == "network_module" and value in ALLOWED_NETWORK_MODULES:
+        if key == "network_module" and value == ALLOWED_NETWORK_MODULES[fm_type]:
             continue  # harmless: the service sets exactly this
         if key in RESERVED_PARAMETERS:
             problems.append(FieldProblem(field_name, f"is set by the service ({RESERVED_PARAMETERS[key]})"))
@@ -899,7 +1189,7 @@ def validate_config(
             problems.append(FieldProblem(field_name, f"is not a known train_network parameter{suffix}"))
             continue
         if fm_type not in param.families:
-            problems.append(FieldProblem(field_name, f"does not apply to {fm_type.value} models"))
+            problems.append(FieldProblem(field_name, not_for_family(key, fm_type)))
             continue
         if value is None:
             normalised.pop(key, None)  # explicit null: fall back to sd-scripts' own default
@@ -913,8 +1203,10 @@ def validate_config(
     if normalised.get("max_token_length") == TOKEN_LENGTH_UNSET:
         del normalised["max_token_length"]  # sd-scripts' unset value; 75 itself is not a choice
     if merge_defaults:
-        _drop_defaults_overruled_by_user(normalised, user_config)
+        _drop_defaults_overruled_by_user(normalised, user_config, fm_type)
         _buckets_follow_resolution(normalised, user_config)
+        if instance_type is not None:
+            fit_to_gpu(normalised, user_config, fm_type, instance_type)
     if not problems:
         problems.extend(_check_combination(normalised, fm_type))
     return normalised, problems
@@ -929,7 +1221,37 @@ def _user_sets(user: Mapping[str, Any], key: str) -> bool:
     return value is True or (_is_number(value) and float(value) > 0)
 
 
-def _drop_defaults_overruled_by_user(normalised: dict[str, ParamValue], user: Mapping[str, Any]) -> None:
+def not_for_family(key: str, fm_type: FmType) -> str:
+    """Why ``key`` is refused for the family: its spec's reason, else its script lacks the option."""
+    spec = FAMILIES[fm_type]
+    reason = spec.refused_kohya_params.get(key)
+    if reason is None:
+        reason = f"{spec.kohya_script} has no --{key}"
+    return f"does not apply to {spec.display_name} models: {reason}"
+
+
+def fit_to_gpu(
+    normalised: dict[str, ParamValue], user: Mapping[str, Any], fm_type: FmType, instance_type: str
+) -> None:
+    """Unset ``blocks_to_swap`` becomes what the instance type's GPU needs (FamilySpec.block_swap).
+
+    Only a value the user left out is chosen (an explicit null keeps sd-scripts' "no swapping"),
+    and never next to cpu_offload_checkpointing, which sd-scripts refuses with block swapping.
+    An instance type outside the catalogue is left to the API's instance check.
+    """
+    block_swap, instance = FAMILIES[fm_type].block_swap, INSTANCE_TYPES.get(instance_type)
+    if block_swap is None or instance is None or "blocks_to_swap" in user:
+        return
+    if normalised.get("cpu_offload_checkpointing"):
+        return
+    blocks = block_swap.fitting(instance.gpu_memory_gb)
+    if blocks:
+        normalised["blocks_to_swap"] = blocks
+
+
+def _drop_defaults_overruled_by_user(
+    normalised: dict[str, ParamValue], user: Mapping[str, Any], fm_type: FmType
+) -> None:
     """A default must never silently defeat what the user asked for.
 
     sd-scripts lets ``max_train_epochs`` override ``max_train_steps``: a user who sets only
@@ -939,12 +1261,14 @@ def _drop_defaults_overruled_by_user(normalised: dict[str, ParamValue], user: Ma
     """
     if "max_train_steps" in user and "max_train_epochs" not in user:
         normalised.pop("max_train_epochs", None)
+    trains_text_encoder = user.get("network_train_unet_only") in (False, "false")
     if _user_sets(user, "network_train_text_encoder_only") and "network_train_unet_only" not in user:
         normalised.pop("network_train_unet_only", None)  # SDXL's default; text-encoder-only wins
-        if "cache_text_encoder_outputs" not in user:
-            normalised.pop("cache_text_encoder_outputs", None)
+        trains_text_encoder = True
+    # FLUX.1 and SD 3.5 cache text-encoder outputs partially while CLIP trains; SDXL cannot.
+    cache_blocks_training = FAMILIES[fm_type].text_encoder_cache_needs_unet_only and trains_text_encoder
     if "cache_text_encoder_outputs" not in user and (
-        user.get("network_train_unet_only") in (False, "false")
+        cache_blocks_training
         or any(
             _user_sets(user, key)
             for key in ("shuffle_caption", "caption_dropout_rate", "caption_tag_dropout_rate")
@@ -953,6 +1277,9 @@ def _drop_defaults_overruled_by_user(normalised: dict[str, ParamValue], user: Ma
         normalised.pop("cache_text_encoder_outputs", None)
     if (_user_sets(user, "random_crop") or _user_sets(user, "color_aug")) and "cache_latents" not in user:
         normalised["cache_latents"] = False
+    for rule in _ONLY_READ_WHEN:
+        if rule.key not in user and rule.key in normalised and not rule.is_read(normalised):
+            del normalised[rule.key]  # a default the user's choice of rule.controller makes moot
 
 
 def _buckets_follow_resolution(normalised: dict[str, ParamValue], user: Mapping[str, Any]) -> None:
@@ -987,8 +1314,24 @@ DIFFUSERS_ENGINE_PARAMETERS = frozenset(
         "enable_bucket", "min_bucket_reso", "max_bucket_reso", "bucket_reso_steps", "bucket_no_upscale",
         "random_crop", "flip_aug", "shuffle_caption", "keep_tokens", "caption_dropout_rate", "clip_skip",
         "save_every_n_epochs",
+        # FLUX.1 / SD 3.5 adapters (training_container/engines/families/flux1.py FluxTraining,
+        # sd35.py SD35Training)
+        "guidance_scale", "timestep_sampling", "sigmoid_scale", "discrete_flow_shift",
+        "model_prediction_type", "t5xxl_max_token_length", "weighting_scheme", "logit_mean", "logit_std",
+        "mode_scale", "training_shift",
     }
 )  # fmt: skip
+# Values of those parameters the diffusers engine does not implement (it trains raw predictions,
+# flow_matching.py, and refuses sd-scripts' "sigma" sampling, flux1.py TIMESTEP_SAMPLINGS).
+DIFFUSERS_ENGINE_VALUES: Mapping[str, tuple[str, ...]] = {
+    "model_prediction_type": ("raw",),
+    "timestep_sampling": ("uniform", "sigmoid", "shift", "flux_shift"),
+}
+# How sd-scripts fits FLUX.1 / SD 3.5 into GPU memory: they change memory and speed, not what is
+# learned; the diffusers engine (local runs, tiny models) has no use for them, so no warning.
+MEMORY_ONLY_PARAMETERS = frozenset(
+    {"fp8_base", "fp8_base_unet", "blocks_to_swap", "cpu_offload_checkpointing"}
+)
 
 
 def engine_warnings(config: Mapping[str, Any], engine: str) -> list[FieldWarning]:
@@ -1004,8 +1347,18 @@ def engine_warnings(config: Mapping[str, Any], engine: str) -> list[FieldWarning
         if engine == "diffusers"
         else "the diffusers engine (used when sd-scripts is absent)"
     )
-    return [
+    warnings = [
         FieldWarning(f"config.{key}", f"is ignored by {where}; sd-scripts would apply it")
         for key in sorted(config)
-        if key not in DIFFUSERS_ENGINE_PARAMETERS
+        if key not in DIFFUSERS_ENGINE_PARAMETERS and key not in MEMORY_ONLY_PARAMETERS
     ]
+    warnings += [
+        FieldWarning(
+            f"config.{key}",
+            f"{config[key]} is not implemented by {where} (it supports {', '.join(values)}); "
+            "sd-scripts would apply it",
+        )
+        for key, values in DIFFUSERS_ENGINE_VALUES.items()
+        if key in config and config[key] not in values
+    ]
+    return warnings

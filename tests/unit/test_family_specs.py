@@ -17,7 +17,14 @@ from functions.domain.planning import NATIVE_PIXELS
 
 # SDXL checkpoints contain every other family's parts they could be confused with: nothing rules it out.
 # FLUX.1 and SD 3.5 checkpoints hold no text encoder of their own: theirs are components.
-MAY_BE_EMPTY = {"refused_kohya_params", "checkpoint_foreign_prefixes", "checkpoint_text_parts", "components"}
+# SD 1.5 and SDXL have no transformer blocks to swap.
+MAY_BE_EMPTY = {
+    "refused_kohya_params",
+    "checkpoint_foreign_prefixes",
+    "checkpoint_text_parts",
+    "components",
+    "block_swap",
+}
 
 
 @pytest.mark.parametrize("family", list(FmType))
@@ -39,7 +46,8 @@ def test_every_family_has_a_complete_spec(family: FmType) -> None:
     assert spec.network_module.startswith("networks.") and spec.kohya_script.endswith(".py")
     for name in (*spec.kohya_defaults, *spec.refused_kohya_params):
         assert name in USER_PARAMETERS, f"{family}: {name} is not a catalogue parameter"
-    assert not set(spec.kohya_defaults) & spec.refused_kohya_params
+    assert not set(spec.kohya_defaults) & set(spec.refused_kohya_params)
+    assert all(reason.strip() for reason in spec.refused_kohya_params.values()), "a reason for each refusal"
     assert set(spec.checkpoint_text_parts) <= set(spec.checkpoint_parts)
     assert spec.checkpoint_marker in {
         part.keys[0][: len(spec.checkpoint_marker)] for part in spec.checkpoint_parts

@@ -2,9 +2,10 @@
 
 sd-scripts silently ignores unknown TOML keys, so the tests check every key the service emits
 against this list. It is extracted statically (sd-scripts' dependencies are not installed
-here): starting from ``setup_parser`` of ``train_network.py`` and ``sdxl_train_network.py``,
-follow the ``add_*_arguments`` calls and collect every ``add_argument("--name")``; the dataset
-TOML keys come from ``library/config_util.py``'s schema dictionaries.
+here): starting from ``setup_parser`` of each family's script (``SCRIPTS``: ``train_network.py``,
+``sdxl_train_network.py``, ``flux_train_network.py``, ``sd3_train_network.py``), follow the
+``setup_parser`` and ``add_*_arguments`` calls and collect every ``add_argument("--name")``; the
+dataset TOML keys come from ``library/config_util.py``'s schema dictionaries.
 
 Usage::
 
@@ -19,9 +20,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+# The family scripts (functions.domain.families FamilySpec.kohya_script), by module name.
+SCRIPTS = ("train_network", "sdxl_train_network", "flux_train_network", "sd3_train_network")
 SOURCE_FILES = (
     "train_network.py",
     "sdxl_train_network.py",
+    # Their setup_parser adds train_util.add_dit_training_arguments and, respectively,
+    # flux_train_utils.add_flux_train_arguments / sd3_train_utils.add_sd3_training_arguments.
+    "flux_train_network.py",
+    "sd3_train_network.py",
+    "library/flux_train_utils.py",
+    "library/sd3_train_utils.py",
     "library/train_util.py",
     "library/sdxl_train_util.py",
     "library/config_util.py",
@@ -45,8 +54,10 @@ DATASET_SCHEMAS = (
 
 
 def _called_name(node: ast.Call) -> str | None:
+    """``module.function`` for ``train_util.add_x(...)``, the bare name for ``add_x(...)``."""
     if isinstance(node.func, ast.Attribute):
-        return node.func.attr
+        owner = node.func.value
+        return f"{owner.id}.{node.func.attr}" if isinstance(owner, ast.Name) else node.func.attr
     return node.func.id if isinstance(node.func, ast.Name) else None
 
 
@@ -60,7 +71,7 @@ def _functions(tree: ast.Module, module: str) -> dict[str, tuple[set[str], set[s
         calls: set[str] = set()
         for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
             name = _called_name(call)
-            if name == "add_argument":
+            if name and name.rpartition(".")[2] == "add_argument":
                 options.update(
                     a.value[2:]
                     for a in call.args
@@ -72,14 +83,34 @@ def _functions(tree: ast.Module, module: str) -> dict[str, tuple[set[str], set[s
     return found
 
 
+def _callees(call: str, caller_module: str, functions: dict[str, tuple[set[str], set[str]]]) -> list[str]:
+    """The functions a parser-building call may reach.
+
+    ``train_network.setup_parser()`` (flux_train_network.py, sd3_train_network.py) names its module:
+    only that module's function is followed, so one script never collects another's options. A
+    bare ``add_x(parser)`` is the caller module's own, else any module's of that name; a call on a
+    local object (``parser.add_argument_group``) is followed by its bare name as before.
+    """
+    owner, _, bare = call.rpartition(".")
+    if not (bare == "setup_parser" or bare.startswith("add_")):
+        return []
+    if owner:
+        qualified = [
+            q for q in functions if q.split(":")[0].rpartition(".")[2] == owner and q.endswith(f":{bare}")
+        ]
+        if qualified:
+            return qualified
+    own = f"{caller_module}:{bare}"
+    if not owner and own in functions:
+        return [own]
+    return [q for q in functions if q.endswith(f":{bare}")]
+
+
 def parser_options(checkout: Path, entry_module: str) -> list[str]:
     functions: dict[str, tuple[set[str], set[str]]] = {}
     for relative in SOURCE_FILES:
         module = relative.removesuffix(".py").replace("/", ".")
         functions.update(_functions(ast.parse((checkout / relative).read_text(encoding="utf-8")), module))
-    by_bare_name: dict[str, list[str]] = {}
-    for qualified in functions:
-        by_bare_name.setdefault(qualified.split(":")[1], []).append(qualified)
     pending, seen, options = [f"{entry_module}:setup_parser"], set(), set()
     while pending:
         qualified = pending.pop()
@@ -89,8 +120,7 @@ def parser_options(checkout: Path, entry_module: str) -> list[str]:
         added, calls = functions[qualified]
         options |= added
         for call in calls:
-            if call == "setup_parser" or call.startswith("add_"):
-                pending.extend(by_bare_name.get(call, []))
+            pending.extend(_callees(call, qualified.split(":")[0], functions))
     return sorted(options)
 
 
@@ -123,8 +153,7 @@ def extract(checkout: Path, tag: str, commit: str | None = None) -> dict[str, ob
     return {
         "tag": tag,
         "commit": commit or None,
-        "train_network": parser_options(checkout, "train_network"),
-        "sdxl_train_network": parser_options(checkout, "sdxl_train_network"),
+        **{script: parser_options(checkout, script) for script in SCRIPTS},
         "dataset_config": dataset_schema_keys(checkout),
     }
 
