@@ -26,7 +26,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from safetensors import safe_open
 
 from functions.domain.captioning import CACHE_CHANNEL, CAPTIONING_JOB_KIND, CaptioningJobSpec
-from functions.domain.families import FAMILIES
+from functions.domain.families import FAMILIES, ComponentRole
 from functions.domain.kohya_params import ParamValue, validate_config
 from functions.domain.storage_layout import SUMMARY_FILENAME
 from functions.domain.training_contract import (
@@ -117,6 +117,33 @@ class JobInputs:
     config: dict[str, ParamValue]
     model_path: Path
     dataset_dir: Path
+    component_paths: dict[ComponentRole, Path] = field(default_factory=dict)
+
+
+def component_paths(spec: TrainingJobSpec, paths: JobPaths) -> dict[ComponentRole, Path]:
+    """Each component file of the job, in the input channel named after its role.
+
+    Every component the family requires must be named and present (the API checks the names
+    first; this is the container's own check, before anything is loaded).
+    """
+    slots = {slot.role: slot for slot in FAMILIES[spec.fm_type].components}
+    unknown = sorted(role.value for role in spec.component_filenames if role not in slots)
+    if unknown:
+        raise JobFailure(f"{FAMILIES[spec.fm_type].display_name} jobs take no component {', '.join(unknown)}")
+    missing = [
+        slot.description
+        for slot in slots.values()
+        if slot.required and slot.role not in spec.component_filenames
+    ]
+    if missing:
+        raise JobFailure(f"the job spec names no file for {'; '.join(missing)}")
+    found: dict[ComponentRole, Path] = {}
+    for role, filename in spec.component_filenames.items():
+        path = paths.channel(role.value) / filename
+        if not path.is_file():
+            raise JobFailure(f"component {role.value} file {filename} not found in the {role.value} channel")
+        found[role] = path
+    return found
 
 
 def _problems_text(problems: Sequence[object]) -> str:
@@ -145,7 +172,7 @@ def read_job_inputs(root: Path) -> JobInputs:
             f"base model {spec.base_model_filename} not found in the model channel "
             f"(found: {', '.join(present) or 'nothing'})"
         )
-    return JobInputs(spec, config, model_path, paths.channel(DATASET_CHANNEL))
+    return JobInputs(spec, config, model_path, paths.channel(DATASET_CHANNEL), component_paths(spec, paths))
 
 
 def stage_dataset(inputs: JobInputs, work_dir: Path) -> StagedDataset:
@@ -341,6 +368,7 @@ def run_job(root: Path, stop: threading.Event | None = None) -> int:
             sample_prompts=spec.sample_prompts,
             trigger_word=spec.trigger_word,
             epoch_dir=paths.checkpoints_dir / DIFFUSERS_EPOCH_FOLDER if engine == Engine.DIFFUSERS else None,
+            component_paths=inputs.component_paths,
         )
         result = run_engine(request, engine)
         if result.stopped:

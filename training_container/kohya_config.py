@@ -10,7 +10,7 @@ the option list extracted from the pinned sd-scripts release.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,10 @@ from functions.domain.epoch_outputs import (
     sample_cadence,
     sd_scripts_prompt_file,
 )
-from functions.domain.families import FAMILIES
+from functions.domain.families import FAMILIES, ComponentRole
 from functions.domain.kohya_params import ParamValue, resolution_sides
 from training_container.dataset_staging import CAPTION_EXTENSION, StagedDataset
+from training_container.errors import JobFailure
 
 # The pinned release (Dockerfile and the options fixture must agree).
 SD_SCRIPTS_TAG = "v0.10.1"
@@ -118,21 +119,45 @@ def latest_state(state_dir: Path) -> Path | None:
     return states[0] if states else None
 
 
+def component_parameters(fm_type: FmType, component_paths: Mapping[ComponentRole, Path]) -> dict[str, str]:
+    """``--ae``/``--clip_l``/``--clip_g``/``--t5xxl``: each component file the job was given.
+
+    The roles are the scripts' own option names (flux_train_utils.add_flux_train_arguments,
+    sd3_train_utils.add_sd3_training_arguments). Only the family's components are passed, and
+    for SD 3.5 only those given: an option left out makes sd3_train_network.py read that text
+    encoder from the checkpoint itself (its help: "if not specified, use ckpt's state_dict").
+    """
+    roles = [slot.role for slot in FAMILIES[fm_type].components]
+    missing = [role.value for role in roles if role not in component_paths and _required(fm_type, role)]
+    if missing:
+        raise JobFailure(
+            f"the job spec names no {', '.join(missing)} file, which {FAMILIES[fm_type].kohya_script} needs"
+        )
+    return {role.value: str(component_paths[role]) for role in roles if role in component_paths}
+
+
+def _required(fm_type: FmType, role: ComponentRole) -> bool:
+    return any(slot.role == role and slot.required for slot in FAMILIES[fm_type].components)
+
+
 def service_parameters(
     *,
     model_path: Path,
     output_dir: Path,
     output_name: str,
     tokenizer_cache_dir: Path | None,
+    fm_type: FmType,
     trigger_word: str | None = None,
+    component_paths: Mapping[ComponentRole, Path] | None = None,
 ) -> dict[str, Any]:
     """Keys the service owns; applied last so they always win."""
     parameters: dict[str, Any] = {
         "pretrained_model_name_or_path": str(model_path),
+        **component_parameters(fm_type, component_paths or {}),
         "output_dir": str(output_dir),
         "output_name": output_name,
         "save_model_as": "safetensors",
-        "network_module": "networks.lora",
+        "network_module": FAMILIES[fm_type].network_module,
         "caption_extension": CAPTION_EXTENSION,
         # Save resumable state each epoch into the synced folder; keep only the latest one.
         "save_state": True,
@@ -208,8 +233,13 @@ def build_kohya_configs(
     launcher: Sequence[str] = ACCELERATE_LAUNCH,
     sample_prompts: Sequence[SamplePrompt] = (),
     trigger_word: str | None = None,
+    component_paths: Mapping[ComponentRole, Path] | None = None,
 ) -> KohyaFiles:
-    """Write both TOML files into ``work_dir`` and return them with the command line."""
+    """Write both TOML files into ``work_dir`` and return them with the command line.
+
+    The family's script (``FamilySpec.kohya_script``) runs its network module
+    (``FamilySpec.network_module``) with the job's component files (``component_parameters``).
+    """
     work_dir.mkdir(parents=True, exist_ok=True)
     dataset_path = work_dir / "dataset_config.toml"
     training_path = work_dir / "training_config.toml"
@@ -220,6 +250,8 @@ def build_kohya_configs(
         output_name=output_name,
         tokenizer_cache_dir=tokenizer_cache_dir,
         trigger_word=trigger_word,
+        fm_type=fm_type,
+        component_paths=component_paths,
     ) | sample_parameters(config, sample_prompts, fm_type, work_dir)
     training_path.write_text(toml.dumps(training_toml(config, service)), encoding="utf-8")
     script = sd_scripts_dir / TRAINING_SCRIPT[fm_type]

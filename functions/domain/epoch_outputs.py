@@ -32,6 +32,9 @@ MAX_SAMPLE_STEPS = 50
 DEFAULT_SAMPLE_STEPS = 20
 MAX_CFG_SCALE = 30.0
 DEFAULT_CFG_SCALE = 7.0
+# FLUX.1 dev's distilled guidance for samples: sd-scripts' (flux_train_utils.sample_image_inference,
+# prompt option --g) and diffusers FluxPipeline's default.
+DEFAULT_EMBEDDED_GUIDANCE = 3.5
 SAMPLE_SIZE_MULTIPLE = 8
 # Smallest and largest sample side per family; the default is the family's native size.
 SAMPLE_SIZE_LIMITS: dict[FmType, tuple[int, int]] = {f: s.sample_side_limits for f, s in FAMILIES.items()}
@@ -119,16 +122,28 @@ def sample_size(prompt: SamplePrompt, fm_type: FmType) -> tuple[int, int]:
 
 
 def sd_scripts_prompt_line(prompt: SamplePrompt, fm_type: FmType) -> str:
-    """One line of sd-scripts' ``--sample_prompts`` file: ``--n --w --h --d --s --l`` options."""
+    """One line of sd-scripts' ``--sample_prompts`` file: ``--n --w --h --d --s`` and ``--l`` or ``--g``.
+
+    sd-scripts v0.10.1 library/train_util.py line_to_prompt_dict reads each option. For FLUX.1
+    (``FamilySpec.sample_guidance_embedded``) the prompt's guidance is the distilled guidance,
+    ``--g`` (flux_train_utils.sample_image_inference: "guidance_scale", default 3.5); its
+    classifier-free ``--l`` stays at sd-scripts' 1.0, which renders without a negative pass and
+    ignores ``--n`` (so none is written).
+    """
     width, height = sample_size(prompt, fm_type)
+    embedded = FAMILIES[fm_type].sample_guidance_embedded
     parts = [prompt.prompt.strip()]
-    if prompt.negative_prompt:
+    if prompt.negative_prompt and not embedded:
         parts.append(f"--n {prompt.negative_prompt.strip()}")
     parts += [f"--w {width}", f"--h {height}"]
     if prompt.seed is not None:
         parts.append(f"--d {prompt.seed}")
     parts.append(f"--s {prompt.steps or DEFAULT_SAMPLE_STEPS}")
-    parts.append(f"--l {prompt.cfg_scale if prompt.cfg_scale is not None else DEFAULT_CFG_SCALE:g}")
+    if embedded:
+        guidance = prompt.cfg_scale if prompt.cfg_scale is not None else DEFAULT_EMBEDDED_GUIDANCE
+        parts.append(f"--g {guidance:g}")
+    else:
+        parts.append(f"--l {prompt.cfg_scale if prompt.cfg_scale is not None else DEFAULT_CFG_SCALE:g}")
     return " ".join(parts)
 
 

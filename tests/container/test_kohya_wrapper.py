@@ -12,6 +12,7 @@ import pytest
 import toml
 
 from functions.domain.catalog import FmType
+from functions.domain.families import FAMILIES, ComponentRole
 from functions.domain.kohya_params import USER_PARAMETERS, defaults_for
 from functions.domain.training_contract import ProgressReport
 from tests.container.conftest import JobFactory
@@ -28,7 +29,11 @@ from training_container.testing.tiny_models import make_tiny_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OPTIONS = json.loads((FIXTURES / f"sd_scripts_{SD_SCRIPTS_TAG}_options.json").read_text())
-SCRIPT_OPTIONS = {FmType.SD15: set(OPTIONS["train_network"]), FmType.SDXL: set(OPTIONS["sdxl_train_network"])}
+# Each family's script's options (FamilySpec.kohya_script: "flux_train_network.py" -> "flux_train_network").
+SCRIPT_OPTIONS = {f: set(OPTIONS[spec.kohya_script.removesuffix(".py")]) for f, spec in FAMILIES.items()}
+COMPONENT_FILES = {
+    role: Path(f"/opt/ml/input/data/{role.value}/{role.value}.safetensors") for role in ComponentRole
+}
 FAKE_SD_SCRIPTS = Path(__file__).parent / "fake_sd_scripts"
 
 
@@ -57,6 +62,7 @@ def test_every_emitted_key_is_accepted_by_the_pinned_sd_scripts(tmp_path: Path, 
         work_dir=tmp_path / "work",
         sd_scripts_dir=Path("/sd-scripts"),
         tokenizer_cache_dir=Path("/opt/tokenizers"),
+        component_paths={slot.role: COMPONENT_FILES[slot.role] for slot in FAMILIES[fm_type].components},
     )
     training = toml.load(files.training_config)
     assert set(training) <= SCRIPT_OPTIONS[fm_type], set(training) - SCRIPT_OPTIONS[fm_type]
@@ -81,7 +87,11 @@ def test_every_emitted_key_is_accepted_by_the_pinned_sd_scripts(tmp_path: Path, 
         "num_repeats": 2,
         "caption_extension": ".txt",
     }
-    script = "sdxl_train_network.py" if fm_type == FmType.SDXL else "train_network.py"
+    script = FAMILIES[fm_type].kohya_script
+    assert training["network_module"] == FAMILIES[fm_type].network_module
+    assert {k: training[k] for k in training if k in set(ComponentRole)} == {
+        slot.role.value: str(COMPONENT_FILES[slot.role]) for slot in FAMILIES[fm_type].components
+    }
     assert files.command == [
         "accelerate", "launch", "--num_cpu_threads_per_process", "1", f"/sd-scripts/{script}",
         "--config_file", str(files.training_config), "--dataset_config", str(files.dataset_config),
@@ -90,7 +100,11 @@ def test_every_emitted_key_is_accepted_by_the_pinned_sd_scripts(tmp_path: Path, 
 
 def test_service_keys_cannot_be_overridden_by_user_values(tmp_path: Path) -> None:
     service = service_parameters(
-        model_path=tmp_path / "m.safetensors", output_dir=tmp_path, output_name="x", tokenizer_cache_dir=None
+        model_path=tmp_path / "m.safetensors",
+        output_dir=tmp_path,
+        output_name="x",
+        tokenizer_cache_dir=None,
+        fm_type=FmType.SD15,
     )
     assert service["save_model_as"] == "safetensors" and service["network_module"] == "networks.lora"
     assert "resume" not in service and "tokenizer_cache_dir" not in service

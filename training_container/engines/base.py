@@ -8,6 +8,7 @@ from pathlib import Path
 
 from functions.domain.catalog import FmType
 from functions.domain.epoch_outputs import SamplePrompt
+from functions.domain.families import ComponentRole
 from functions.domain.kohya_params import ParamValue
 from functions.domain.training_contract import Engine
 from training_container.dataset_staging import StagedDataset
@@ -38,6 +39,9 @@ class EngineRequest:
     # (<output_name>_e000001_00*.png) are left: sd-scripts' own names and layout, for every engine.
     # None: output_dir. Inside the checkpoints folder they survive a spot restart.
     epoch_dir: Path | None = None
+    # The family's separate component files (FamilySpec.components): role -> its file in the input
+    # channel named after the role (TrainingJobSpec.component_filenames); empty for SD 1.5/SDXL.
+    component_paths: dict[ComponentRole, Path] = field(default_factory=dict)
 
     @property
     def epoch_output_dir(self) -> Path:

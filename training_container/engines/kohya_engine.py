@@ -1,4 +1,5 @@
-"""The sd-scripts engine: run ``train_network.py`` as a child process and follow its output.
+"""The sd-scripts engine: run the family's script (``train_network.py``, ``sdxl_train_network.py``,
+``flux_train_network.py`` or ``sd3_train_network.py``) as a child process and follow its output.
 
 Progress comes from sd-scripts' console: the tqdm bar (``steps:  5%|▊ | 100/2000 [00:57<18:14,
 1.74it/s, avr_loss=0.0725]``, redrawn with ``\\r``), ``epoch k/N`` lines and the
@@ -182,6 +183,7 @@ def run_kohya_engine(request: EngineRequest, sd_scripts_dir: Path) -> EngineResu
         launcher=launcher(),
         sample_prompts=request.sample_prompts,
         trigger_word=request.trigger_word,
+        component_paths=request.component_paths,
     )
     logger.info("running %s", " ".join(files.command))
     state = KohyaProgress()

@@ -9,13 +9,24 @@ recording of a real sd-scripts run named by FAKE_SD_SCRIPTS_RECORDING, see
 
 Like sd-scripts it saves ``<output_name>-00000N.safetensors`` when ``save_every_n_epochs`` divides
 an epoch before the last, and renders ``--sample_prompts`` (parsed the way sd-scripts parses each
-line: split on `` --``, options ``n w h d s l``) into ``<output_dir>/sample/`` when
+line: split on `` --``, options ``n w h d s l g``) into ``<output_dir>/sample/`` when
 ``sample_every_n_epochs`` divides the epoch.
+
+Like sd-scripts' own parser it knows its options: every key of the training TOML must be one the
+script it stands in for accepts (the options fixture extracted from the pinned release, keyed by
+the script's name: this file runs as ``train_network.py``, ``sdxl_train_network.py``,
+``flux_train_network.py`` or ``sd3_train_network.py``), and every dataset TOML key one of
+config_util's schema. ``flux_train_network.py`` needs ``ae``, ``clip_l`` and ``t5xxl`` files (its
+loaders take the paths), ``sd3_train_network.py`` only those it is given. The LoRA it writes is named
+like the module the TOML names: ``networks.lora`` (SD U-Net), ``networks.lora_flux`` (FLUX.1 double
+and single blocks) or ``networks.lora_sd3`` (MMDiT joint blocks), plus a CLIP-L text-encoder key
+when the text encoder is trained.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -27,7 +38,27 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-SAMPLE_OPTION = re.compile(r"^(?:n .+|w \d+|h \d+|d \d+|s \d+|l [\d.]+)$")
+# library/train_util.py line_to_prompt_dict: the options the service writes (g: FLUX.1's guidance).
+SAMPLE_OPTION = re.compile(r"^(?:n .+|w \d+|h \d+|d \d+|s \d+|l [\d.]+|g [\d.]+)$")
+# The script this run stands in for: the per-family wrappers pass their name (runpy replaces argv[0]).
+SCRIPT = str(globals().get("STANDS_IN_FOR", "train_network"))
+(OPTIONS_FILE,) = (Path(__file__).resolve().parent.parent / "fixtures").glob("sd_scripts_*_options.json")
+OPTIONS = json.loads(OPTIONS_FILE.read_text(encoding="utf-8"))
+# networks/lora_flux.py (LORA_PREFIX_FLUX "lora_unet", DoubleStreamBlock / SingleStreamBlock modules) and
+# networks/lora_sd3.py (LORA_PREFIX_SD3 "lora_unet", SingleDiTBlock modules of the joint blocks).
+UNET_LORA_NAMES = {
+    "networks.lora": ("lora_unet_down_blocks_0_attentions_0_proj_in",),
+    "networks.lora_flux": ("lora_unet_double_blocks_0_img_attn_qkv", "lora_unet_single_blocks_0_linear1"),
+    "networks.lora_sd3": (
+        "lora_unet_joint_blocks_0_x_block_attn_qkv",
+        "lora_unet_joint_blocks_0_context_block_attn_qkv",
+    ),
+}
+TEXT_ENCODER_LORA_NAME = "lora_te1_text_model_encoder_layers_0_self_attn_q_proj"
+# The component files each script loads: flux_train_network.py load_target_model reads all three;
+# sd3_train_network.py falls back to the checkpoint for any it is not given.
+REQUIRED_COMPONENTS = {"flux_train_network": ("ae", "clip_l", "t5xxl")}
+COMPONENT_OPTIONS = ("ae", "clip_l", "clip_g", "t5xxl")
 
 
 def parse_prompt_line(line: str) -> dict[str, str]:
@@ -45,15 +76,36 @@ def save_lora(path: Path, corrupt: bool = False) -> None:
     if corrupt:
         path.write_bytes(b"not a safetensors file")
         return
-    name = "lora_unet_down_blocks_0_attentions_0_proj_in"
-    tensors = {
-        f"{name}.lora_down.weight": torch.zeros(4, 8),
-        f"{name}.lora_up.weight": torch.zeros(8, 4),
-        f"{name}.alpha": torch.tensor(2.0),
-    }
+    names = list(UNET_LORA_NAMES[config["network_module"]])
+    if not config.get("network_train_unet_only"):
+        names.append(TEXT_ENCODER_LORA_NAME)
+    tensors = {}
+    for name in names:
+        tensors |= {
+            f"{name}.lora_down.weight": torch.zeros(4, 8),
+            f"{name}.lora_up.weight": torch.zeros(8, 4),
+            f"{name}.alpha": torch.tensor(2.0),
+        }
     save_file(
         tensors, str(path), metadata={"ss_network_module": config["network_module"], "ss_network_dim": "4"}
     )
+
+
+def check_options(config: dict, dataset: dict) -> None:
+    """sd-scripts would ignore an unknown key silently; the stand-in fails on it."""
+    unknown = set(config) - set(OPTIONS[SCRIPT])
+    assert not unknown, f"{SCRIPT}.py has no option(s) {sorted(unknown)}"
+    schema = OPTIONS["dataset_config"]
+    assert set(dataset.get("general", {})) <= set(schema["general"]), "unknown [general] key"
+    for section in dataset["datasets"]:
+        assert set(section) - {"subsets"} <= set(schema["datasets"]), "unknown [[datasets]] key"
+        for subset in section["subsets"]:
+            assert set(subset) <= set(schema["subsets"]), "unknown [[datasets.subsets]] key"
+    for option in REQUIRED_COMPONENTS.get(SCRIPT, ()):
+        assert config.get(option), f"{SCRIPT}.py needs --{option}"
+    for option in COMPONENT_OPTIONS:
+        if option in config:
+            assert Path(config[option]).is_file(), f"--{option} {config[option]} is not a file"
 
 
 parser = argparse.ArgumentParser()
@@ -64,6 +116,7 @@ config = toml.load(args.config_file)
 dataset = toml.load(args.dataset_config)
 mode = os.environ.get("FAKE_SD_SCRIPTS_MODE", "ok")
 assert dataset["datasets"][0]["subsets"], "no subsets"
+check_options(config, dataset)
 
 print("prepare optimizer, data loader etc.")
 print("caching latents.")
