@@ -181,8 +181,8 @@ _DIT_REFUSED = MappingProxyType(
     {
         "clip_skip": "the script ignores it: its CLIP and T5 encoding strategies (library/strategy_flux.py, "
         "strategy_sd3.py) always use the last layer (docs/sd3_train_network.md: not used)",
-        "max_token_length": "the script ignores it (assert_extra_args warns 'max_token_length is not "
-        "used'); set t5xxl_max_token_length",
+        "max_token_length": "the script ignores it (assert_extra_args, flux_train_network.py line 74, "
+        "sd3_train_network.py line 57: 'max_token_length is not used'); set t5xxl_max_token_length",
         "noise_offset": "the script ignores it: get_noise_pred_and_target draws plain noise "
         "(flux_train_network.py line 327, sd3_train_network.py line 329)",
         "multires_noise_iterations": "the script ignores it: get_noise_pred_and_target draws plain noise "
