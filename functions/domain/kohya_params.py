@@ -1,4 +1,9 @@
-"""Kohya sd-scripts ``train_network`` parameters: the catalogue, per-family defaults, and validation.
+"""Kohya sd-scripts network-training parameters: the catalogue, per-family defaults, and validation.
+
+Each family runs its own script (``FamilySpec.kohya_script``: ``train_network.py``,
+``sdxl_train_network.py``, ``flux_train_network.py``, ``sd3_train_network.py``); a parameter is
+offered to the families whose script reads it (``Param.families``), and refused for the others
+with the reason (``not_for_family``).
 
 sd-scripts silently ignores unknown TOML keys and skips argparse type checks for TOML values
 (see shared reference), so the service validates every key, type and range itself before any

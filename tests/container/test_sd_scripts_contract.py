@@ -185,7 +185,15 @@ def _run_checker(setup: SdScriptsSetup, cases: list[dict[str, str]], folder: Pat
     return results
 
 
-@pytest.mark.parametrize("fm_type", list(FmType))
+# The checker drives train_network.py's and sdxl_train_network.py's trainers. FLUX.1's and SD 3.5's
+# would also need a T5-XXL tokenizer cache and, for FLUX.1, a checkpoint header to read
+# (flux_train_network.py get_tokenize_strategy -> flux_utils.analyze_checkpoint_state); their
+# emitted options are checked statically against the pinned parsers (test_kohya_wrapper.py and the
+# stand-in, fake_sd_scripts/train_network.py check_options).
+CHECKED_FAMILIES = (FmType.SD15, FmType.SDXL)
+
+
+@pytest.mark.parametrize("fm_type", CHECKED_FAMILIES)
 def test_every_accepted_config_passes_sd_scripts_own_checks(fm_type: FmType, tmp_path: Path) -> None:
     assert SETUP is not None
     configs = accepted_configs(fm_type, CONFIGS_PER_FAMILY)
