@@ -73,6 +73,7 @@ def lay_out_job(
         component_filenames=components,
         config=raw_config if raw_config is not None else normalised,
         sample_prompts=[SamplePrompt(prompt="a demo photo", seed=1, width=256, height=256)],
+        trigger_word="ohwx",
     )
     (data / JOB_CHANNEL).mkdir(parents=True)
     (data / JOB_CHANNEL / JOB_SPEC_FILENAME).write_text(spec.to_json())
@@ -99,6 +100,7 @@ def run_engine(root: Path) -> tuple[Path, dict[str, Any]]:
         checkpoints_dir=root / "checkpoints",
         progress=ProgressReporter(root / "checkpoints"),
         sample_prompts=inputs.spec.sample_prompts,
+        trigger_word=inputs.spec.trigger_word,
         component_paths=inputs.component_paths,
     )
     result = run_kohya_engine(request, FAKE_SD_SCRIPTS)
@@ -126,6 +128,8 @@ def test_flux_runs_flux_train_network_with_its_components(tmp_path: Path) -> Non
     assert "clip_g" not in training
     assert training["pretrained_model_name_or_path"] == str(data / "model" / "base.safetensors")
     assert training["network_module"] == "networks.lora_flux"
+    # sai_model_spec.add_model_spec_arguments, in every script's parser (the stand-in checks it).
+    assert training["metadata_trigger_phrase"] == "ohwx"
     # The guide's recommendation, fp8 base, and the swap the 16 GB GPU needs (docs line 287-289).
     assert (training["timestep_sampling"], training["discrete_flow_shift"]) == ("shift", 3.1582)
     assert (training["model_prediction_type"], training["guidance_scale"]) == ("raw", 1.0)

@@ -188,3 +188,22 @@ def test_kohya_requested_without_sd_scripts_fails_clearly(
     assert (
         "engine kohya requested but sd-scripts is not installed" in (root / "output" / "failure").read_text()
     )
+
+
+SD_SCRIPTS_CHECKOUT = Path(__file__).parents[2] / ".sd-scripts"  # the pinned source, where present
+
+
+@pytest.mark.skipif(
+    not (SD_SCRIPTS_CHECKOUT / "flux_train_network.py").is_file(),
+    reason="no sd-scripts checkout at .sd-scripts (the fixture is regenerated from one)",
+)
+def test_the_fixture_is_what_the_extractor_reads_from_the_pinned_source() -> None:
+    from training_container.tools.extract_sd_scripts_options import SCRIPTS, extract
+
+    assert extract(SD_SCRIPTS_CHECKOUT, SD_SCRIPTS_TAG, SD_SCRIPTS_COMMIT) == OPTIONS
+    assert {spec.kohya_script.removesuffix(".py") for spec in FAMILIES.values()} == set(SCRIPTS)
+    # One script's parser never lends another its options (flux/sd3 call train_network.setup_parser).
+    assert (
+        "guidance_scale" not in OPTIONS["sd3_train_network"] and "clip_g" not in OPTIONS["flux_train_network"]
+    )
+    assert "training_shift" not in OPTIONS["flux_train_network"] and "ae" not in OPTIONS["sdxl_train_network"]
