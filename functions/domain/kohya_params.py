@@ -1282,6 +1282,9 @@ def _drop_defaults_overruled_by_user(
         normalised.pop("cache_text_encoder_outputs", None)
     if (_user_sets(user, "random_crop") or _user_sets(user, "color_aug")) and "cache_latents" not in user:
         normalised["cache_latents"] = False
+    # FLUX.1's default fp8 base needs mixed precision (train_network.py lines 829-833).
+    if normalised.get("mixed_precision") == "no" and "fp8_base" not in user:
+        normalised.pop("fp8_base", None)
     for rule in _ONLY_READ_WHEN:
         if rule.key not in user and rule.key in normalised and not rule.is_read(normalised):
             del normalised[rule.key]  # a default the user's choice of rule.controller makes moot

@@ -199,6 +199,11 @@ def test_fp8_needs_mixed_precision(fm_type: FmType, key: str) -> None:
     assert normalised({key: True, "mixed_precision": "fp16"}, fm_type)[key] is True
 
 
+def test_full_precision_drops_the_default_fp8_base() -> None:
+    assert "fp8_base" not in normalised({"mixed_precision": "no"}, FLUX)
+    assert "config.fp8_base" in problems_of({"mixed_precision": "no", "fp8_base": True}, FLUX)
+
+
 @pytest.mark.parametrize("fm_type", FLOW)
 def test_dit_scripts_cache_text_encoder_outputs_while_clip_trains(fm_type: FmType) -> None:
     config = normalised({"network_train_unet_only": False}, fm_type)

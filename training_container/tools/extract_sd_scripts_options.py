@@ -18,6 +18,7 @@ import ast
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 # The family scripts (functions.domain.families FamilySpec.kohya_script), by module name.
@@ -110,7 +111,11 @@ def parser_options(checkout: Path, entry_module: str) -> list[str]:
     functions: dict[str, tuple[set[str], set[str]]] = {}
     for relative in SOURCE_FILES:
         module = relative.removesuffix(".py").replace("/", ".")
-        functions.update(_functions(ast.parse((checkout / relative).read_text(encoding="utf-8")), module))
+        with warnings.catch_warnings():  # sd-scripts' docstrings hold escapes Python warns about
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tree = ast.parse((checkout / relative).read_text(encoding="utf-8"))
+        functions.update(_functions(tree, module))
     pending, seen, options = [f"{entry_module}:setup_parser"], set(), set()
     while pending:
         qualified = pending.pop()
