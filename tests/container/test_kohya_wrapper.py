@@ -207,3 +207,33 @@ def test_the_fixture_is_what_the_extractor_reads_from_the_pinned_source() -> Non
         "guidance_scale" not in OPTIONS["sd3_train_network"] and "clip_g" not in OPTIONS["flux_train_network"]
     )
     assert "training_shift" not in OPTIONS["flux_train_network"] and "ae" not in OPTIONS["sdxl_train_network"]
+
+
+@pytest.mark.parametrize("fm_type", list(FmType))
+def test_every_key_of_any_accepted_config_is_an_option_of_the_familys_script(
+    tmp_path: Path, fm_type: FmType
+) -> None:
+    """Random configs the API accepts (the real-engine contract test's generator, which needs no
+    sd-scripts to generate), through the wrapper: each TOML key is one the pinned parser has."""
+    from tests.container.test_sd_scripts_contract import accepted_configs
+
+    dataset = validate_dataset(make_tiny_dataset(tmp_path / "data", n_images=1))
+    components = {slot.role: COMPONENT_FILES[slot.role] for slot in FAMILIES[fm_type].components}
+    configs = accepted_configs(fm_type, 200)
+    assert len(configs) >= 200
+    emitted: set[str] = set()
+    for index, config in enumerate(configs):
+        files = build_kohya_configs(
+            fm_type=fm_type,
+            config=config,
+            dataset=dataset,
+            model_path=tmp_path / "base.safetensors",
+            output_dir=tmp_path / "out",
+            output_name="lora",
+            work_dir=tmp_path / f"case{index}",
+            sd_scripts_dir=Path("/sd-scripts"),
+            tokenizer_cache_dir=Path("/opt/tokenizers"),
+            component_paths=components,
+        )
+        emitted |= set(toml.load(files.training_config))
+    assert emitted <= SCRIPT_OPTIONS[fm_type], emitted - SCRIPT_OPTIONS[fm_type]
