@@ -85,7 +85,7 @@ class DeploymentDefaults:
     # Webhook deliveries: attempts before the message goes to the dead-letter queue (SQS
     # maxReceiveCount) and the first retry delay, doubled per attempt (capped by SQS at 12 h).
     # The largest model a URL import fetches (the upload limit for checkpoints).
-    model_import_max_bytes: int = 20 * 1024**3
+    model_import_max_bytes: int = 32 * 1024**3  # flux1-dev.safetensors: 23.8 GB (MAX_MODEL_BYTES)
     webhook_max_attempts: int = 8
     webhook_retry_base_seconds: int = 30
     # Queued launches (README "Training queue"): off by default, so a first deploy needs nothing

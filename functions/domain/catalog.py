@@ -47,6 +47,9 @@ class InstanceType:
     price_per_hour_usd: float
     steps_per_second: Mapping[FmType, float]
     supports_bf16: bool
+    # Host memory in GiB, from AWS's accelerated-computing instance tables (Amazon EC2 G4dn, G5,
+    # G6, G6e and P4d product pages: g5.xlarge 16, g5.2xlarge 32, g5.4xlarge 64, g6e.xlarge 32 ...).
+    memory_gib: int
 
 
 def _rates(instance_type: str) -> Mapping[FmType, float]:
@@ -57,17 +60,17 @@ def _rates(instance_type: str) -> Mapping[FmType, float]:
 INSTANCE_TYPES: dict[str, InstanceType] = {
     it.name: it
     for it in (
-        InstanceType("ml.g4dn.xlarge", "NVIDIA T4", 1, 16, 4, 0.736, _rates("ml.g4dn.xlarge"), False),
-        InstanceType("ml.g4dn.2xlarge", "NVIDIA T4", 1, 16, 8, 0.94, _rates("ml.g4dn.2xlarge"), False),
-        InstanceType("ml.g5.xlarge", "NVIDIA A10G", 1, 24, 4, 1.408, _rates("ml.g5.xlarge"), True),
-        InstanceType("ml.g5.2xlarge", "NVIDIA A10G", 1, 24, 8, 1.515, _rates("ml.g5.2xlarge"), True),
-        InstanceType("ml.g5.4xlarge", "NVIDIA A10G", 1, 24, 16, 2.03, _rates("ml.g5.4xlarge"), True),
-        InstanceType("ml.g6.xlarge", "NVIDIA L4", 1, 24, 4, 1.0056, _rates("ml.g6.xlarge"), True),
-        InstanceType("ml.g6.2xlarge", "NVIDIA L4", 1, 24, 8, 1.2152, _rates("ml.g6.2xlarge"), True),
-        InstanceType("ml.g6e.xlarge", "NVIDIA L40S", 1, 48, 4, 2.3350, _rates("ml.g6e.xlarge"), True),
-        InstanceType("ml.g6e.2xlarge", "NVIDIA L40S", 1, 48, 8, 2.8153, _rates("ml.g6e.2xlarge"), True),
+        InstanceType("ml.g4dn.xlarge", "NVIDIA T4", 1, 16, 4, 0.736, _rates("ml.g4dn.xlarge"), False, 16),
+        InstanceType("ml.g4dn.2xlarge", "NVIDIA T4", 1, 16, 8, 0.94, _rates("ml.g4dn.2xlarge"), False, 32),
+        InstanceType("ml.g5.xlarge", "NVIDIA A10G", 1, 24, 4, 1.408, _rates("ml.g5.xlarge"), True, 16),
+        InstanceType("ml.g5.2xlarge", "NVIDIA A10G", 1, 24, 8, 1.515, _rates("ml.g5.2xlarge"), True, 32),
+        InstanceType("ml.g5.4xlarge", "NVIDIA A10G", 1, 24, 16, 2.03, _rates("ml.g5.4xlarge"), True, 64),
+        InstanceType("ml.g6.xlarge", "NVIDIA L4", 1, 24, 4, 1.0056, _rates("ml.g6.xlarge"), True, 16),
+        InstanceType("ml.g6.2xlarge", "NVIDIA L4", 1, 24, 8, 1.2152, _rates("ml.g6.2xlarge"), True, 32),
+        InstanceType("ml.g6e.xlarge", "NVIDIA L40S", 1, 48, 4, 2.3350, _rates("ml.g6e.xlarge"), True, 32),
+        InstanceType("ml.g6e.2xlarge", "NVIDIA L40S", 1, 48, 8, 2.8153, _rates("ml.g6e.2xlarge"), True, 64),
         InstanceType(
-            "ml.p4d.24xlarge", "NVIDIA A100 40GB", 8, 40, 96, 25.25, _rates("ml.p4d.24xlarge"), True
+            "ml.p4d.24xlarge", "NVIDIA A100 40GB", 8, 40, 96, 25.25, _rates("ml.p4d.24xlarge"), True, 1152
         ),
     )
 }
@@ -79,6 +82,17 @@ SPOT_PRICE_FACTOR = 0.35
 
 # Fixed overhead before the first step (instance provisioning, image pull, data download).
 ESTIMATED_STARTUP_SECONDS = 300
+
+
+# Room in host memory beside the model files: the Python process, CUDA context, data loader
+# workers and cached latents (sd-scripts loads every model file into host memory first).
+HOST_MEMORY_HEADROOM_GIB = 8
+
+
+def host_memory_needed_gib(fm_type: FmType, model_bytes: int) -> int:
+    """Host memory a job needs: its family's floor, or its model files plus headroom if more."""
+    files_gib = -(-model_bytes // 1024**3)  # ceiling
+    return max(FAMILIES[fm_type].min_host_memory_gb, files_gib + HOST_MEMORY_HEADROOM_GIB)
 
 
 def instance_supports(instance: InstanceType, fm_type: FmType) -> bool:

@@ -28,7 +28,11 @@ from collections.abc import Mapping, Sequence
 
 from functions.domain.catalog import FmType
 from functions.domain.checkpoint_layout import SD2_TEXT, SD15_TEXT, UNET, CheckpointPart
-from functions.domain.families import FAMILIES
+from functions.domain.families import FAMILIES, ComponentRole
+from functions.domain.flow_checkpoints import component_problems, describe, main_checkpoint_problems
+
+# Families whose main file is not an LDM-layout UNet checkpoint (functions.domain.flow_checkpoints).
+FLOW_FAMILIES = frozenset({FmType.FLUX1, FmType.SD35})
 
 LATENT_CHANNELS = 4  # SD 1.5 and SDXL VAEs: 4 latent channels (an inpainting UNet takes 9)
 
@@ -112,6 +116,10 @@ def _shape_problems(shapes: Shapes, family: FmType) -> list[str]:
 
 def _family_of(shapes: Shapes) -> FmType | None:
     for family, spec in FAMILIES.items():  # at most one matches: foreign prefixes keep them apart
+        if family in FLOW_FAMILIES:
+            if not main_checkpoint_problems(shapes, family):
+                return family
+            continue
         if _missing(shapes, spec.checkpoint_parts) or _shape_problems(shapes, family):
             continue
         foreign = spec.checkpoint_foreign_prefixes
@@ -135,7 +143,8 @@ def _what_it_is(shapes: Shapes, expected: FmType) -> str | None:
         return "it has an OpenCLIP text encoder under cond_stage_model.model. (an SD 2.x checkpoint)"
     if shapes and all("lora_" in name for name in shapes):
         return "it is a LoRA, not a checkpoint"
-    return None
+    flow_file = describe(shapes)
+    return f"it is {flow_file.split(' (')[0]}" if flow_file is not None else None
 
 
 def checkpoint_problems(header: Mapping[str, object], expected: FmType) -> list[str]:
@@ -145,6 +154,8 @@ def checkpoint_problems(header: Mapping[str, object], expected: FmType) -> list[
     missing (component and tensor names), or which shapes disagree.
     """
     shapes = _with_legacy_text_keys(tensor_shapes(header))
+    if expected in FLOW_FAMILIES:
+        return main_checkpoint_problems(shapes, expected)
     if _family_of(shapes) is expected:
         return []
     label = FAMILY_NAMES[expected]
@@ -158,3 +169,13 @@ def checkpoint_problems(header: Mapping[str, object], expected: FmType) -> list[
     if not problems:  # all of the family's parts, plus another family's (see _family_of)
         problems = ["it also has SDXL parts (conditioner.embedders.*, label_emb)"]
     return [f"not an {label} checkpoint: {'; '.join(problems)}"]
+
+
+def model_file_problems(
+    header: Mapping[str, object], family: FmType, component: ComponentRole | None
+) -> list[str]:
+    """Why an uploaded checkpoint file is not what its record says: ``family``'s main checkpoint,
+    or (with ``component``) that component of it (functions.domain.flow_checkpoints)."""
+    if component is None:
+        return checkpoint_problems(header, family)
+    return component_problems(_with_legacy_text_keys(tensor_shapes(header)), component)

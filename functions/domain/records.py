@@ -15,6 +15,7 @@ from functions.domain.catalog import FmType, ModelKind, ResourceStatus
 from functions.domain.dataset_preparation import CropMode
 from functions.domain.dataset_rules import DatasetManifest
 from functions.domain.epoch_outputs import SamplePrompt, VersionInfo
+from functions.domain.families import ComponentRole
 from functions.domain.kohya_params import ParamValue
 from functions.domain.planning import TrainingPlan
 from functions.domain.statuses import JobStatus
@@ -48,6 +49,10 @@ class ModelRecord(BaseModel):
     versions: list[ModelVersion] = Field(default_factory=list)
     source_url: str | None = None
     failure_reason: str | None = None
+    # FLUX.1 / SD 3.5: a component file (FamilySpec.components) rather than the main checkpoint,
+    # and the text encoders an SD 3.5 checkpoint carries itself (read from its header).
+    component: ComponentRole | None = None
+    included_components: list[ComponentRole] = Field(default_factory=list)
     created_at: str
     updated_at: str
 
@@ -164,6 +169,7 @@ class TrainingJobRecord(BaseModel):
     name: str
     fm_type: FmType
     base_model_id: str
+    components: dict[ComponentRole, str] = Field(default_factory=dict)  # role -> model id
     dataset_id: str
     instance_type: str
     use_spot: bool

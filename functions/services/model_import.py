@@ -28,7 +28,7 @@ from functions.domain.model_import import SEALED_TOKEN_PARAM, import_filename, s
 from functions.domain.records import ModelRecord
 from functions.domain.storage_layout import model_object_key
 from functions.services.context import ServiceContext
-from functions.services.models import checkpoint_family_of, fail_waiting_model, verify_safetensors
+from functions.services.models import check_component_request, fail_waiting_model, verify_model_file
 
 logger = Logger(child=True)
 READ_CHUNK_BYTES = 1024 * 1024
@@ -36,6 +36,7 @@ READ_CHUNK_BYTES = 1024 * 1024
 
 def create_import(ctx: ServiceContext, owner: str, request: CreateModelRequest) -> ModelCreated:
     assert request.source_url is not None
+    check_component_request(request)
     if request.size_bytes is not None:
         raise invalid("size_bytes", "must not be given with source_url (the server measures the file)")
     problems = source_problems(
@@ -54,6 +55,7 @@ def create_import(ctx: ServiceContext, owner: str, request: CreateModelRequest) 
         name=request.name,
         kind=request.kind,
         fm_type=request.fm_type,
+        component=request.component,
         filename=filename,
         size_bytes=0,  # known, and counted towards storage, once fetched
         sha256=request.sha256,
@@ -90,7 +92,7 @@ def run_import_task(ctx: ServiceContext, task: BackgroundTask) -> None:
         return
     try:
         size, digest = fetch_into_bucket(ctx, record, _access_token(ctx, task))
-        verify_safetensors(ctx, record.s3_key, size, checkpoint_of=checkpoint_family_of(record))
+        _, included = verify_model_file(ctx, record, size)
         if record.sha256 and record.sha256 != digest:
             raise ValueError(f"its sha256 is {digest}, not the {record.sha256} given")
         ctx.repository.reserve_storage(record.owner, size, ctx.settings.max_storage_bytes_per_owner)
@@ -99,7 +101,13 @@ def run_import_task(ctx: ServiceContext, task: BackgroundTask) -> None:
             ctx.storage.delete(record.s3_key)  # no longer waiting (deleted meanwhile): still leave nothing
         return
     ready = record.model_copy(
-        update={"status": ResourceStatus.READY, "size_bytes": size, "sha256": digest, "updated_at": utc_now()}
+        update={
+            "status": ResourceStatus.READY,
+            "size_bytes": size,
+            "sha256": digest,
+            "included_components": included,
+            "updated_at": utc_now(),
+        }
     )
     if not ctx.repository.save(ready, expected_status=ResourceStatus.PROCESSING.value):
         ctx.storage.delete(record.s3_key)  # deleted (or failed as overdue) meanwhile

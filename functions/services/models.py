@@ -19,10 +19,12 @@ from functions.api.schemas.models import (
     PresignedPart,
 )
 from functions.domain.catalog import FmType, ModelKind, ResourceStatus
-from functions.domain.checkpoint_family import checkpoint_problems
+from functions.domain.checkpoint_family import model_file_problems, tensor_shapes
 from functions.domain.epoch_outputs import select_version
 from functions.domain.errors import Conflict, NotFound, invalid, invalid_all
+from functions.domain.families import FAMILIES, ComponentRole
 from functions.domain.file_checks import parse_safetensors_header, safetensors_header_length
+from functions.domain.flow_checkpoints import sd35_included_components
 from functions.domain.ids import new_id, utc_now
 from functions.domain.kohya_params import FieldProblem
 from functions.domain.records import ModelRecord, TrainingJobRecord
@@ -34,8 +36,34 @@ from functions.services.pagination import list_page
 logger = Logger(child=True)
 
 
+def component_request_problems(request: CreateModelRequest) -> list[FieldProblem]:
+    """A component is a checkpoint file its family loads besides the main one (FamilySpec.components)."""
+    if request.component is None:
+        return []
+    spec = FAMILIES[request.fm_type]
+    taken = [slot.role.value for slot in spec.components]
+    if request.kind is not ModelKind.CHECKPOINT:
+        return [FieldProblem("component", "is for checkpoint files only, not LoRAs")]
+    if request.component.value not in taken:
+        listed = ", ".join(taken) or "none: everything is in the one checkpoint"
+        return [
+            FieldProblem(
+                "component",
+                f"{spec.display_name} takes no {request.component.value} component (it takes: {listed})",
+            )
+        ]
+    return []
+
+
+def check_component_request(request: CreateModelRequest) -> None:
+    problems = component_request_problems(request)
+    if problems:
+        raise invalid_all(problems)
+
+
 def create_model(ctx: ServiceContext, owner: str, request: CreateModelRequest) -> ModelCreated:
     """Register an upload (``source_url`` imports go through ``model_import.create_import``)."""
+    check_component_request(request)
     if request.access_token is not None:
         raise invalid("access_token", "is for imports only: give it with source_url")
     if request.filename is None or request.size_bytes is None:
@@ -59,6 +87,7 @@ def create_model(ctx: ServiceContext, owner: str, request: CreateModelRequest) -
         name=request.name,
         kind=request.kind,
         fm_type=request.fm_type,
+        component=request.component,
         filename=filename,
         size_bytes=size_bytes,
         sha256=request.sha256,
@@ -85,32 +114,42 @@ def create_model(ctx: ServiceContext, owner: str, request: CreateModelRequest) -
     )
 
 
-def verify_safetensors(
-    ctx: ServiceContext, key: str, expected_size: int | None, *, checkpoint_of: FmType | None = None
-) -> int:
-    """Size and header of an uploaded .safetensors object; its size, or ValueError with the reason.
-
-    With ``checkpoint_of``, the header must also show a checkpoint of that family (tensor names
-    and shapes, see functions.domain.checkpoint_family): a file that is not one would otherwise be
-    ``ready`` and fail only inside a billed training job.
-    """
+def _read_safetensors(
+    ctx: ServiceContext, key: str, expected_size: int | None
+) -> tuple[int, dict[str, object]]:
     size = ctx.storage.object_size(key)
     if size is None:
         raise ValueError("the file was not found in storage")
     if expected_size is not None and size != expected_size:
         raise ValueError(f"the uploaded file is {size} bytes, but {expected_size} were declared")
     length = safetensors_header_length(ctx.storage.read_range(key, 0, 8))
-    header = parse_safetensors_header(ctx.storage.read_range(key, 8, length), size)
-    if checkpoint_of is not None:
-        problems = checkpoint_problems(header, checkpoint_of)
-        if problems:
-            raise ValueError("; ".join(problems))
-    return size
+    return size, parse_safetensors_header(ctx.storage.read_range(key, 8, length), size)
 
 
-def checkpoint_family_of(record: ModelRecord) -> FmType | None:
-    """The family a model's file must prove it is: checkpoints only (LoRAs are not checked)."""
-    return record.fm_type if record.kind is ModelKind.CHECKPOINT else None
+def verify_safetensors(ctx: ServiceContext, key: str, expected_size: int | None) -> int:
+    """Size and header of an uploaded .safetensors object; its size, or ValueError with the reason."""
+    return _read_safetensors(ctx, key, expected_size)[0]
+
+
+def verify_model_file(
+    ctx: ServiceContext, record: ModelRecord, expected_size: int | None
+) -> tuple[int, list[ComponentRole]]:
+    """The model's file is what its record says; its size and the components it carries itself.
+
+    A checkpoint's header must show that family's checkpoint, or the component the record names
+    (tensor names and shapes: functions.domain.checkpoint_family / flow_checkpoints): a file that is
+    not one would otherwise be ``ready`` and fail only inside a billed training job. LoRAs are not
+    checked. ValueError with the reason otherwise.
+    """
+    size, header = _read_safetensors(ctx, record.s3_key, expected_size)
+    if record.kind is not ModelKind.CHECKPOINT:
+        return size, []
+    problems = model_file_problems(header, record.fm_type, record.component)
+    if problems:
+        raise ValueError("; ".join(problems))
+    if record.fm_type is FmType.SD35 and record.component is None:
+        return size, sorted(sd35_included_components(tensor_shapes(header)))
+    return size, []
 
 
 def complete_model(
@@ -132,13 +171,18 @@ def complete_model(
     except Exception as error:  # botocore ClientError: InvalidPart, NoSuchUpload, EntityTooSmall ...
         raise Conflict(f"the upload could not be completed: {error}") from error
     try:
-        verify_safetensors(ctx, record.s3_key, record.size_bytes, checkpoint_of=checkpoint_family_of(record))
+        _, included = verify_model_file(ctx, record, record.size_bytes)
     except ValueError as problem:
         ctx.storage.delete(record.s3_key)
         _fail_upload(ctx, record)
         raise invalid("file", f"{problem}; the upload was discarded, register the model again") from problem
     record = record.model_copy(
-        update={"status": ResourceStatus.READY, "upload_id": None, "updated_at": utc_now()}
+        update={
+            "status": ResourceStatus.READY,
+            "upload_id": None,
+            "included_components": included,
+            "updated_at": utc_now(),
+        }
     )
     if not ctx.repository.save(record, expected_status=ResourceStatus.UPLOADING.value):
         raise Conflict(f"model {model_id} changed while completing; try again")
@@ -229,7 +273,8 @@ def jobs_using(
     return [
         job.id
         for job in ctx.repository.active_jobs(owner)
-        if (model_id and job.base_model_id == model_id) or (dataset_id and job.dataset_id == dataset_id)
+        if (model_id and model_id in (job.base_model_id, *job.components.values()))
+        or (dataset_id and job.dataset_id == dataset_id)
     ]
 
 

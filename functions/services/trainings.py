@@ -25,11 +25,14 @@ from functions.domain.batch_queue import JOB_NAME_TAG, WAITING_REASON, share_ide
 from functions.domain.catalog import INSTANCE_TYPES, FmType
 from functions.domain.epoch_outputs import epoch_output_problems, sample_prompt_problems
 from functions.domain.errors import Conflict, LimitExceeded, NotFound, invalid_all
+from functions.domain.families import ComponentRole
 from functions.domain.ids import new_id, utc_now
 from functions.domain.job_rules import (
     base_model_problems,
+    component_problems,
     concurrency_refusal,
     dataset_problems,
+    host_memory_problems,
     instance_problems,
     runtime_problems,
 )
@@ -75,8 +78,10 @@ def check_instance_type(ctx: ServiceContext, instance_type: str, fm_type: FmType
         raise invalid_all(problems)
 
 
-def validated_config(user_config: dict[str, Any], fm_type: FmType) -> dict[str, ParamValue]:
-    config, problems = validate_config(user_config, fm_type)
+def validated_config(
+    user_config: dict[str, Any], fm_type: FmType, instance_type: str | None = None
+) -> dict[str, ParamValue]:
+    config, problems = validate_config(user_config, fm_type, instance_type=instance_type)
     if problems:
         raise invalid_all(problems, "config")
     return config
@@ -89,6 +94,17 @@ def _owned_or_none(ctx: ServiceContext, record_type: type[R], record_id: str, ow
         return None
 
 
+def job_components(
+    ctx: ServiceContext, owner: str, ids: dict[ComponentRole, str]
+) -> dict[ComponentRole, ModelRecord | None]:
+    """The component models a job names (None where an id names none of the caller's models)."""
+    return {role: _owned_or_none(ctx, ModelRecord, model_id, owner) for role, model_id in ids.items()}
+
+
+def _model_bytes(model: ModelRecord, components: dict[ComponentRole, ModelRecord | None]) -> int:
+    return model.size_bytes + sum(c.size_bytes for c in components.values() if c is not None)
+
+
 def ready_inputs(
     ctx: ServiceContext, owner: str, request: CreateTrainingRequest
 ) -> tuple[ModelRecord, DatasetRecord, dict[str, ParamValue]]:
@@ -96,7 +112,9 @@ def ready_inputs(
 
     Returns the base model, the dataset and the normalised config (see functions.domain.job_rules).
     """
-    config, config_problems = validate_config(request.config, request.fm_type)
+    config, config_problems = validate_config(
+        request.config, request.fm_type, instance_type=request.instance_type
+    )
     model = _owned_or_none(ctx, ModelRecord, request.base_model_id, owner)
     dataset = _owned_or_none(ctx, DatasetRecord, request.dataset_id, owner)
     missing = [
@@ -105,9 +123,14 @@ def ready_inputs(
     ]
     if missing:  # well formed, but naming nothing: 404 (as GET of that id would answer)
         raise NotFound(" and ".join(f"{p.field} {p.problem}" for p in missing), missing)
+    assert model is not None
+    components = job_components(ctx, owner, request.components)
+    model_problems = base_model_problems(model, owner, request.fm_type)
     problems = [
         *instance_problems(request.instance_type, request.fm_type, ctx.settings.allowed_instance_types),
-        *base_model_problems(model, owner, request.fm_type),
+        *model_problems,
+        *component_problems(request.fm_type, None if model_problems else model, components, owner),
+        *host_memory_problems(request.instance_type, request.fm_type, _model_bytes(model, components)),
         *dataset_problems(dataset, owner),
         *runtime_problems(request.max_runtime_seconds, ctx.settings.max_runtime_seconds),
         *config_problems,
@@ -137,7 +160,17 @@ def plan_for(
     )
 
 
-def job_spec(job: TrainingJobRecord, model: ModelRecord) -> TrainingJobSpec:
+def component_records(ctx: ServiceContext, job: TrainingJobRecord) -> dict[ComponentRole, ModelRecord]:
+    """The job's component models, read when it launches (or relaunches from the queue)."""
+    return {
+        role: ctx.repository.get(ModelRecord, model_id, job.owner)
+        for role, model_id in job.components.items()
+    }
+
+
+def job_spec(
+    job: TrainingJobRecord, model: ModelRecord, components: dict[ComponentRole, ModelRecord] | None = None
+) -> TrainingJobSpec:
     """What the container runs (see functions.domain.training_contract)."""
     return TrainingJobSpec(
         job_id=job.id,
@@ -145,6 +178,7 @@ def job_spec(job: TrainingJobRecord, model: ModelRecord) -> TrainingJobSpec:
         engine=job.engine,
         output_name=job.sagemaker_job_name,
         base_model_filename=model.filename,
+        component_filenames={role: c.filename for role, c in (components or {}).items()},
         config=job.config,
         sample_prompts=job.sample_prompts,
         trigger_word=job.trigger_word,
@@ -162,20 +196,32 @@ def with_trigger_word(config: dict[str, ParamValue], trigger_word: str | None) -
     return {**config, "keep_tokens": keep_tokens_for_trigger(keep if isinstance(keep, int) else 0)}
 
 
-def launch_spec(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> LaunchSpec:
-    """What SageMaker runs the job with: its three input channels, outputs, limits and network."""
+def _model_folder(model: ModelRecord) -> str:
+    """A model's own S3 folder (its file alone): what its input channel copies."""
+    return model.s3_key.rsplit("/", 1)[0] + "/"
+
+
+def launch_spec(
+    ctx: ServiceContext,
+    job: TrainingJobRecord,
+    model: ModelRecord,
+    components: dict[ComponentRole, ModelRecord] | None = None,
+) -> LaunchSpec:
+    r"""What SageMaker runs the job with: its input channels (model, dataset, job, and one per
+    component, named after its role: botocore's sagemaker ChannelName pattern ``[A-Za-z0-9\.\-_]+``
+    admits ``clip_l`` and ``t5xxl``), outputs, limits and network."""
     s = ctx.settings
     bucket = f"s3://{s.bucket_name}/"
-    model_prefix = model.s3_key.rsplit("/", 1)[0] + "/"
     return LaunchSpec(
         job_name=job.sagemaker_job_name,
         image_uri=s.training_image_uri,
         role_arn=s.training_role_arn,
-        hyperparameters=job_spec(job, model).sagemaker_hyperparameters(),
+        hyperparameters=job_spec(job, model, components).sagemaker_hyperparameters(),
         channels=(
-            InputChannel(MODEL_CHANNEL, bucket + model_prefix),
+            InputChannel(MODEL_CHANNEL, bucket + _model_folder(model)),
             InputChannel(DATASET_CHANNEL, bucket + dataset_prefix(job.owner, job.dataset_id)),
             InputChannel(JOB_CHANNEL, bucket + training_input_prefix(job.owner, job.id)),
+            *(InputChannel(role.value, bucket + _model_folder(c)) for role, c in (components or {}).items()),
         ),
         output_uri=bucket + training_output_prefix(job.owner, job.id),
         checkpoint_uri=bucket + training_checkpoint_prefix(job.owner, job.id),
@@ -202,9 +248,10 @@ def launch(ctx: ServiceContext, job: TrainingJobRecord, model: ModelRecord) -> J
     The spec goes first: SageMaker downloads the channel when the job starts, and a spec written
     for a job SageMaker then refuses is deleted with the job's folder.
     """
+    components = component_records(ctx, job)
     spec_key = training_input_prefix(job.owner, job.id) + JOB_SPEC_FILENAME
-    ctx.storage.write_bytes(spec_key, job_spec(job, model).to_json().encode())
-    return ctx.launcher.create(launch_spec(ctx, job, model))
+    ctx.storage.write_bytes(spec_key, job_spec(job, model, components).to_json().encode())
+    return ctx.launcher.create(launch_spec(ctx, job, model, components))
 
 
 def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequest) -> TrainingJobView:
@@ -232,6 +279,7 @@ def create_training(ctx: ServiceContext, owner: str, request: CreateTrainingRequ
         name=request.name or f"{model.name} on {dataset.name}",
         fm_type=request.fm_type,
         base_model_id=model.id,
+        components=dict(request.components),
         dataset_id=dataset.id,
         instance_type=request.instance_type,
         use_spot=settings.default_use_spot if request.use_spot is None else request.use_spot,

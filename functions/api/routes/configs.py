@@ -59,10 +59,11 @@ def get_defaults(fm_type: Annotated[FmType, Query()]) -> ConfigDefaults:
 )
 def validate(request: ValidateConfigRequest) -> ConfigValidation:
     context = ctx()
-    config = trainings.validated_config(request.config, request.fm_type)
-    plan = None
     if request.instance_type:  # checked whenever given, as the schema's enum promises
         trainings.check_instance_type(context, request.instance_type, request.fm_type)
+    # with an instance type, GPU-dependent defaults (FLUX.1's blocks_to_swap) are filled for it
+    config = trainings.validated_config(request.config, request.fm_type, request.instance_type)
+    plan = None
     if request.dataset_id and request.instance_type:
         dataset = context.repository.get(DatasetRecord, request.dataset_id, owner_of(router))
         if dataset.manifest is not None:

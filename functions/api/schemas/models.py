@@ -6,11 +6,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from functions.api.schemas.common import DisplayName
 from functions.domain.catalog import FmType, ModelKind, ResourceStatus
+from functions.domain.families import ComponentRole
 from functions.domain.json_types import JsonRequestModel
 from functions.domain.model_import import ACCESS_TOKEN_CHARACTERS, ACCESS_TOKEN_MAX_LENGTH
 from functions.domain.outbound_urls import MAX_URL_LENGTH
 
-MAX_MODEL_BYTES = 20 * 1024**3
+# flux1-dev.safetensors is 23.8 GB. S3 takes 10,000 parts of up to 5 GiB each (Amazon S3 User
+# Guide, "Amazon S3 multipart upload limits"); choose_part_size keeps every upload within them.
+MAX_MODEL_BYTES = 32 * 1024**3
 
 
 class CreateModelRequest(JsonRequestModel):
@@ -39,6 +42,11 @@ class CreateModelRequest(JsonRequestModel):
     name: DisplayName
     kind: ModelKind = ModelKind.CHECKPOINT
     fm_type: FmType
+    component: ComponentRole | None = Field(
+        default=None,
+        description="FLUX.1 / SD 3.5: this file is the family's ae, clip_l, clip_g or t5xxl component "
+        "rather than its main checkpoint (docs/flux-and-sd35.md); checked against the file's tensors",
+    )
     filename: str | None = Field(
         default=None,
         min_length=13,
@@ -104,6 +112,10 @@ class ModelView(BaseModel):
     name: str
     kind: ModelKind
     fm_type: FmType
+    component: ComponentRole | None = None
+    included_components: list[ComponentRole] = Field(
+        default_factory=list, description="SD 3.5: the text encoders the checkpoint carries itself"
+    )
     filename: str
     size_bytes: int
     sha256: str | None = None

@@ -10,6 +10,7 @@ from functions.api.schemas.common import DisplayName, RecordId
 from functions.api.schemas.configs import ConfigWarning, config_warnings
 from functions.domain.catalog import INSTANCE_TYPES, FmType
 from functions.domain.epoch_outputs import MAX_SAMPLE_PROMPTS, SamplePrompt
+from functions.domain.families import ComponentRole
 from functions.domain.json_types import JsonBool, JsonRequestModel
 from functions.domain.kohya_params import ParamValue
 from functions.domain.notifications import WEBHOOK_URL_MAX_LENGTH
@@ -25,6 +26,11 @@ class CreateTrainingRequest(JsonRequestModel):
 
     fm_type: FmType
     base_model_id: RecordId
+    components: dict[ComponentRole, RecordId] = Field(
+        default_factory=dict,
+        description="FLUX.1 / SD 3.5: the model ids of the component files the family loads besides "
+        "base_model_id (ae, clip_l, clip_g, t5xxl; docs/flux-and-sd35.md); none for SD 1.5 / SDXL",
+    )
     dataset_id: RecordId
     instance_type: str = Field(
         max_length=64,
@@ -68,6 +74,7 @@ class TrainingJobView(BaseModel):
     name: str
     fm_type: FmType
     base_model_id: str
+    components: dict[ComponentRole, str] = Field(default_factory=dict)
     dataset_id: str
     instance_type: str
     use_spot: bool
