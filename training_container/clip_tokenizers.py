@@ -102,6 +102,15 @@ def _built_tokenizer_folder(pad_token: str) -> Path:
     return write_clip_tokenizer_files(folder, pad_token=pad_token)
 
 
+def baked_tokenizer_folder(repo_id: str) -> Path | None:
+    """The image's baked copy of a tokenizer (``tokenizer_config.json`` written), if any."""
+    baked_root = os.environ.get(TOKENIZER_CACHE_DIR_ENV)
+    if not baked_root:
+        return None
+    folder = Path(baked_root) / cache_folder_name(repo_id)
+    return folder if (folder / "tokenizer_config.json").is_file() else None
+
+
 def load_clip_tokenizer(repo_id: str = CLIP_L_TOKENIZER_REPO) -> CLIPTokenizer:
     """The tokenizer for ``repo_id``: from the baked cache when present, else built offline."""
     baked_root = os.environ.get(TOKENIZER_CACHE_DIR_ENV)

@@ -21,6 +21,7 @@ import torch
 from safetensors import safe_open
 
 from functions.domain.catalog import FmType
+from functions.domain.checkpoint_family import FLOW_FAMILIES
 from functions.domain.families import FAMILIES
 from training_container.clip_tokenizers import load_clip_tokenizer
 from training_container.errors import JobFailure
@@ -73,11 +74,18 @@ def read_checkpoint_header(path: Path) -> tuple[list[str], dict[str, str]]:
 _SUPPORTED = " or ".join(spec.display_name for spec in FAMILIES.values())
 
 
+def _has_marker(keys: list[str], marker: str) -> bool:
+    """A key under the family's marker, also below ComfyUI's ``model.diffusion_model.`` prefix that
+    FLUX.1 transformer files may carry (sd-scripts library/flux_utils.py lines 59-60 strip it)."""
+    return any(key.startswith((marker, _UNET_MARKER + marker)) for key in keys)
+
+
 def detect_checkpoint_family(keys: list[str]) -> FmType:
     """The family from a single file's key names; anything else is refused."""
     has_unet = any(key.startswith(_UNET_MARKER) for key in keys)
     for family, spec in FAMILIES.items():
-        if has_unet and any(key.startswith(spec.checkpoint_marker) for key in keys):
+        # SD 1.5 / SDXL files must hold a UNet beside the text encoder their marker names.
+        if (has_unet or family in FLOW_FAMILIES) and _has_marker(keys, spec.checkpoint_marker):
             return family
     if has_unet and any(key.startswith(_SD2_TEXT_MARKER) for key in keys):
         raise JobFailure(f"base model is a Stable Diffusion 2.x checkpoint; only {_SUPPORTED} are supported")
@@ -136,7 +144,8 @@ def _without_safety_checker(pipeline_class: Any) -> dict[str, Any]:
 
 
 def load_base_pipeline(model_path: Path, fm_type: FmType, dtype: torch.dtype = torch.float32) -> BasePipeline:
-    """The base pipeline from a single ``.safetensors`` file or a diffusers folder, fully offline."""
+    """The base pipeline from a single ``.safetensors`` checkpoint or a diffusers folder, fully
+    offline (families made of several files load them in their adapter's ``load``)."""
     ensure_family(model_path, fm_type)
     pipeline_class = _pipeline_class(fm_type)
     extra = _without_safety_checker(pipeline_class)

@@ -9,14 +9,13 @@ families an independent reference that applies each module as sd-scripts' LoRAMo
 (``up @ down * alpha / rank`` added to the fused original layer) and splits the fused update over
 diffusers' layers the way diffusers' single-file converters split the original weights.
 
-The families have no FmType or FamilySpec yet (functions/domain is not this change's), so the
-trainer is run with a stand-in spec.
+The trainer runs each family from its FamilySpec (functions.domain.families), on a diffusers
+folder; tests/container/test_flux_files.py runs FLUX.1 from the files users upload.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from diffusers import FluxPipeline
 from peft import LoraConfig, inject_adapter_in_model
 from safetensors.torch import load_file
 
-from functions.domain.families import FAMILIES, FamilySpec, FmType
+from functions.domain.families import FmType
 from training_container.dataset_staging import validate_dataset
 from training_container.engines import diffusers_engine
 from training_container.engines.base import EngineRequest
@@ -47,46 +46,15 @@ CPU = torch.device("cpu")
 RANK, ALPHA = 4, 2.0
 SIDE = 64  # pixels: 8x8 latents, 16 FLUX patches
 
-# Stand-ins for the specs the coordinator will add (the values the report lists).
-FLUX_SPEC = dataclasses.replace(
-    FAMILIES[FmType.SDXL],
-    display_name="FLUX.1",
-    kohya_script="flux_train_network.py",
-    network_module="networks.lora_flux",
-    lora_text_encoder_prefixes=("lora_te1",),
-    lora_unet_ldm_names=False,
-    base_model_version="flux1",
-    modelspec_architecture="flux-1-dev/lora",
-    diffusers_pipeline="FluxPipeline",
-)
-SD35_SPEC = dataclasses.replace(
-    FLUX_SPEC,
-    display_name="SD 3.5",
-    kohya_script="sd3_train_network.py",
-    network_module="networks.lora_sd3",
-    lora_text_encoder_prefixes=("lora_te1", "lora_te2"),
-    base_model_version="sd3",
-    modelspec_architecture="stable-diffusion-v3.5-medium/lora",
-    diffusers_pipeline="StableDiffusion3Pipeline",
-)
-
 
 class TinyFlux(Flux1Adapter):
-    def __init__(
-        self, pipe: Any, spec: FamilySpec | None = None, training: FluxTraining | None = None
-    ) -> None:
-        super().__init__(
-            pipe, spec or FLUX_SPEC, training or FluxTraining(t5xxl_max_token_length=T5_MAX_LENGTH)
-        )
+    def __init__(self, pipe: Any, training: FluxTraining | None = None) -> None:
+        super().__init__(pipe, training or FluxTraining(t5xxl_max_token_length=T5_MAX_LENGTH))
 
 
 class TinySD35(SD35Adapter):
-    def __init__(
-        self, pipe: Any, spec: FamilySpec | None = None, training: SD35Training | None = None
-    ) -> None:
-        super().__init__(
-            pipe, spec or SD35_SPEC, training or SD35Training(t5xxl_max_token_length=T5_MAX_LENGTH)
-        )
+    def __init__(self, pipe: Any, training: SD35Training | None = None) -> None:
+        super().__init__(pipe, training or SD35Training(t5xxl_max_token_length=T5_MAX_LENGTH))
 
 
 # --- sd-scripts' naming rules applied to the original architectures of the tiny models
@@ -231,15 +199,14 @@ def _train(
     monkeypatch: pytest.MonkeyPatch,
     adapter: type[FlowMatchingAdapter],
     pipe: Any,
-    spec: FamilySpec,
+    fm_type: FmType,
 ) -> Path:
     model_dir = tmp_path / "model"
     pipe.save_pretrained(model_dir)
-    monkeypatch.setattr(diffusers_engine, "FAMILIES", {FmType.SDXL: spec})
     monkeypatch.setattr(diffusers_engine, "adapter_for", lambda _spec: adapter)
     checkpoints = tmp_path / "checkpoints"
     request = EngineRequest(
-        fm_type=FmType.SDXL,  # the stand-in spec's key
+        fm_type=fm_type,
         config={
             "resolution": str(SIDE),
             "enable_bucket": False,
@@ -291,7 +258,7 @@ def _check_file(
 
 def test_flux_trains_and_writes_sd_scripts_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pipe = build_tiny_flux_pipeline()
-    path = _train(tmp_path, monkeypatch, TinyFlux, pipe, FLUX_SPEC)
+    path = _train(tmp_path, monkeypatch, TinyFlux, pipe, FmType.FLUX1)
     tensors = load_file(str(path))
     _check_file(tensors, expected_flux_names(pipe.transformer), _clip_names("lora_te1", pipe.text_encoder))
     assert any("double_blocks_0_img_attn_qkv" in k for k in tensors)
@@ -300,7 +267,7 @@ def test_flux_trains_and_writes_sd_scripts_keys(tmp_path: Path, monkeypatch: pyt
 
 def test_sd35_trains_and_writes_sd_scripts_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pipe = build_tiny_sd35_pipeline()
-    path = _train(tmp_path, monkeypatch, TinySD35, pipe, SD35_SPEC)
+    path = _train(tmp_path, monkeypatch, TinySD35, pipe, FmType.SD35)
     tensors = load_file(str(path))
     te_names = _clip_names("lora_te1", pipe.text_encoder) | _clip_names("lora_te2", pipe.text_encoder_2)
     _check_file(tensors, expected_sd35_names(pipe.transformer), te_names)

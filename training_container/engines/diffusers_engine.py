@@ -192,7 +192,10 @@ class DiffusersTrainer:
         torch.manual_seed(self.seed)
         weight_dtype = self.precision.autocast_dtype or torch.float32
         # The adapter refuses, before any step, a model whose training target it cannot compute.
-        self.family: FamilyAdapter = self.adapter_class.load(self.request.model_path, weight_dtype)
+        self.family: FamilyAdapter = self.adapter_class.load(
+            self.request.model_path, weight_dtype, self.request.component_paths
+        )
+        self.family.configure(self.request.config)
         self.family.pipe.to(self.precision.device)
         if self.settings.no_half_vae or self.precision.autocast_dtype is None:
             self.family.vae.to(torch.float32)

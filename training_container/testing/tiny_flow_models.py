@@ -15,7 +15,9 @@ Public API::
 
 from __future__ import annotations
 
+import json
 import string
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,18 +29,28 @@ from diffusers import (
     SD3Transformer2DModel,
     StableDiffusion3Pipeline,
 )
+from safetensors.torch import save_file
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel, T5Tokenizer
 
+from functions.domain.families import ComponentRole, FmType
 from training_container.clip_tokenizers import (
     CLIP_L_TOKENIZER_REPO,
     OPEN_CLIP_BIGG_TOKENIZER_REPO,
     load_clip_tokenizer,
 )
+from training_container.engines.families.flux1_files import (
+    DIFFUSERS_CONFIG_METADATA_KEY,
+    T5_VOCAB_METADATA_KEY,
+)
+from training_container.engines.families.flux1_layout import flux_to_bfl
+from training_container.ldm_layout import VAE_PREFIX, clip_to_ldm, vae_to_ldm
 from training_container.testing.tiny_models import (
     TEXT_2_HIDDEN_SIZE,
     TEXT_HIDDEN_SIZE,
+    TINY_PIPELINES,
     TINY_RESOLUTION,
     _text_config,
+    save_tiny_checkpoint,
 )
 
 T5_MAX_LENGTH = 16  # the tiny models' T5 token length (512 / 256 in the real ones)
@@ -166,3 +178,94 @@ def build_tiny_sd35_pipeline(seed: int = 0) -> Any:
         text_encoder_3=tiny_t5_encoder(SD35_T5_WIDTH, len(tokenizer_3)),
         tokenizer_3=tokenizer_3,
     )
+
+
+def _t5_vocab(tokenizer: Any) -> list[tuple[str, float]]:
+    """The tiny tokenizer's pieces and scores, carried in the T5 file (flux1_files.T5_VOCAB_METADATA_KEY)."""
+    pieces = ["<pad>", "</s>", "<unk>", "▁", *["▁" + c for c in string.ascii_lowercase]]
+    pieces += [*string.ascii_lowercase, *string.digits, ",", "."]
+    scores = {"<pad>": 0.0, "</s>": 0.0, "<unk>": 0.0, "▁": -2.0}
+    vocab = [(piece, scores.get(piece, -3.0)) for piece in pieces]
+    assert len(vocab) == len(tokenizer), "keep in step with tiny_t5_tokenizer"
+    return vocab
+
+
+def _save(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(path), metadata=metadata)
+    return path
+
+
+def _bundle(**configs: Any) -> dict[str, str]:
+    return {DIFFUSERS_CONFIG_METADATA_KEY: json.dumps(configs, default=list)}
+
+
+def _clip_state(model: Any) -> dict[str, torch.Tensor]:
+    """A CLIP text model as clip_l.safetensors / clip_g.safetensors hold it: transformers 4's names,
+    always under ``text_model.`` (what sd-scripts' transformers 4.54 loads)."""
+    return clip_to_ldm(model.state_dict(), "")
+
+
+def _save_flux_files(folder: Path, seed: int) -> dict[str, Path]:
+    """flux1-dev.safetensors, ae.safetensors, clip_l.safetensors and t5xxl.safetensors, tiny."""
+    pipe = build_tiny_flux_pipeline(seed)
+    transformer, vae = pipe.transformer, pipe.vae
+    ae = {k.removeprefix(VAE_PREFIX): v for k, v in vae_to_ldm(vae.state_dict(), vae.config).items()}
+    t5 = pipe.text_encoder_2
+    return {
+        "checkpoint": _save(
+            flux_to_bfl(transformer.state_dict(), transformer.config),
+            folder / "flux1-dev.safetensors",
+            _bundle(transformer=dict(transformer.config), scheduler=dict(pipe.scheduler.config)),
+        ),
+        ComponentRole.AE.value: _save(ae, folder / "ae.safetensors", _bundle(vae=dict(vae.config))),
+        ComponentRole.CLIP_L.value: _save(
+            _clip_state(pipe.text_encoder),
+            folder / "clip_l.safetensors",
+            _bundle(text_encoder=pipe.text_encoder.config.to_dict()),
+        ),
+        ComponentRole.T5XXL.value: _save(
+            {k: v for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"},
+            folder / "t5xxl.safetensors",
+            {
+                **_bundle(text_encoder_2=t5.config.to_dict()),
+                T5_VOCAB_METADATA_KEY: json.dumps(_t5_vocab(pipe.tokenizer_2)),
+            },
+        ),
+    }
+
+
+def save_tiny_model_files(fm_type: FmType | str, folder: Path | str, seed: int = 0) -> dict[str, Path]:
+    """The files a user uploads for a family, tiny: ``checkpoint`` plus one per component role.
+
+    SD 1.5 / SDXL: the one single-file checkpoint. FLUX.1: the transformer in BFL's layout and its
+    AE, CLIP-L and T5-XXL files, as sd-scripts loads them (library/flux_utils.py).
+    """
+    family, target = FmType(fm_type), Path(folder)
+    if family is FmType.FLUX1:
+        return _save_flux_files(target, seed)
+    if family in TINY_PIPELINES:
+        return {"checkpoint": save_tiny_checkpoint(family, target / f"tiny-{family.value}.safetensors", seed)}
+    raise ValueError(f"no tiny files for {family.value}")
+
+
+def merge_kohya_lora_into_bfl(
+    bfl: dict[str, torch.Tensor], lora: dict[str, torch.Tensor], scale: float = 1.0
+) -> dict[str, torch.Tensor]:
+    """BFL transformer weights with a sd-scripts ``lora_flux`` LoRA merged in, as ComfyUI and
+    sd-scripts apply it: ``W += up @ down * alpha / rank`` on the fused original layer, found by
+    its name (``lora_unet_`` + the BFL module path with ``.`` -> ``_``, networks/lora_flux.py
+    lines 826-827). Used to render with a LoRA at widths diffusers' FLUX LoRA loader cannot split
+    (it assumes FLUX.1's real 3072-wide single blocks)."""
+    merged = dict(bfl)
+    for key, weight in bfl.items():
+        if not key.endswith(".weight"):
+            continue
+        name = "lora_unet_" + key.removesuffix(".weight").replace(".", "_")
+        down, up = lora.get(f"{name}.lora_down.weight"), lora.get(f"{name}.lora_up.weight")
+        if down is None or up is None:
+            continue
+        rank = down.shape[0]
+        alpha = float(lora[f"{name}.alpha"]) if f"{name}.alpha" in lora else float(rank)
+        merged[key] = weight + (up.float() @ down.float()).to(weight.dtype) * (alpha / rank) * scale
+    return merged

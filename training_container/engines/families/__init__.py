@@ -11,11 +11,13 @@ from types import MappingProxyType
 
 from functions.domain.families import FamilySpec, FmType
 from training_container.engines.families.base import FamilyAdapter
+from training_container.engines.families.flux1 import Flux1Adapter
 from training_container.engines.families.sd15 import SD15Adapter
+from training_container.engines.families.sd35 import SD35Adapter
 from training_container.engines.families.sdxl import SDXLAdapter
 
 ADAPTERS: Mapping[FmType, type[FamilyAdapter]] = MappingProxyType(
-    {adapter.fm_type: adapter for adapter in (SD15Adapter, SDXLAdapter)}
+    {adapter.fm_type: adapter for adapter in (SD15Adapter, SDXLAdapter, Flux1Adapter, SD35Adapter)}
 )
 
 

@@ -12,7 +12,7 @@ implementing this class, registered in ``training_container.engines.families.ADA
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Self
 import torch
 from PIL.Image import Image
 
-from functions.domain.families import FAMILIES, FamilySpec, FmType
+from functions.domain.families import FAMILIES, ComponentRole, FamilySpec, FmType
 from training_container.engines import kohya_lora_format as kohya
 from training_container.model_loading import BasePipeline, load_base_pipeline
 
@@ -59,9 +59,16 @@ class FamilyAdapter(ABC):
         return FAMILIES[self.fm_type]
 
     @classmethod
-    def load(cls, model_path: Path, dtype: torch.dtype) -> Self:
-        """The family's pipeline from a single file or a diffusers folder, offline."""
+    def load(
+        cls, model_path: Path, dtype: torch.dtype, components: Mapping[ComponentRole, Path] | None = None
+    ) -> Self:
+        """The family's pipeline from a single file (and its component files) or a diffusers
+        folder, offline."""
         return cls(load_base_pipeline(model_path, cls.fm_type, dtype=dtype))
+
+    def configure(self, config: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Take the job's family-specific training options (FLUX.1's timestep sampling, SD 3.5's
+        weighting); the Stable Diffusion families have none beyond what the trainer reads."""
 
     # --- what is trained
     @property

@@ -25,11 +25,11 @@ from typing import Any, ClassVar, Self
 
 import torch
 
-from functions.domain.families import FAMILIES, FamilySpec
+from functions.domain.families import ComponentRole
 from training_container.engines.families.base import FamilyAdapter, NoisyBatch
 from training_container.engines.families.fused_lora import LoraPart, fused_kohya_tensors
 from training_container.engines.kohya_lora_format import kohya_tensors
-from training_container.model_loading import BasePipeline
+from training_container.model_loading import BasePipeline, ensure_family
 
 logger = logging.getLogger(__name__)
 
@@ -49,30 +49,36 @@ class FlowMatchingAdapter(FamilyAdapter):
     # Module-path prefixes of the transformer blocks sd-scripts puts LoRA in.
     lora_block_prefixes: ClassVar[tuple[str, ...]]
 
-    def __init__(self, pipe: BasePipeline, spec: FamilySpec | None = None) -> None:
+    def __init__(self, pipe: BasePipeline) -> None:
         super().__init__(pipe)
-        # Until the family has an FmType and a FamilySpec in functions.domain.families, its spec
-        # is handed in; afterwards it comes from FAMILIES like every other family's.
-        self._spec = spec
         # The T5 encoder only encodes: sd-scripts trains it only with --network_args
         # train_t5xxl=True (lora_flux.py line 575, lora_sd3.py line 139), off by default.
         for encoder in self.frozen_encoders:
             encoder.requires_grad_(False)
             encoder.eval()
 
-    @property
-    def spec(self) -> FamilySpec:
-        return self._spec if self._spec is not None else FAMILIES[self.fm_type]
+    @classmethod
+    def load(
+        cls, model_path: Path, dtype: torch.dtype, components: Mapping[ComponentRole, Path] | None = None
+    ) -> Self:
+        """A diffusers folder, or the files users upload: the main checkpoint and its components."""
+        ensure_family(model_path, cls.fm_type)
+        if model_path.is_dir():
+            return cls.from_folder(model_path, dtype)
+        return cls(cls.pipeline_from_files(model_path, components or {}, dtype))
 
     @classmethod
-    def load(cls, model_path: Path, dtype: torch.dtype) -> Self:
-        return cls.from_folder(model_path, dtype)
+    @abstractmethod
+    def pipeline_from_files(
+        cls, model_path: Path, components: Mapping[ComponentRole, Path], dtype: torch.dtype
+    ) -> BasePipeline:
+        """The family's pipeline from its uploaded main file and component files."""
 
     @classmethod
-    def from_folder(cls, model_path: Path, dtype: torch.dtype, spec: FamilySpec | None = None) -> Self:
+    def from_folder(cls, model_path: Path, dtype: torch.dtype) -> Self:
         """The family's pipeline from a diffusers folder, offline."""
         pipe = cls.pipeline_class.from_pretrained(str(model_path), torch_dtype=dtype, local_files_only=True)
-        return cls(pipe, spec)
+        return cls(pipe)
 
     # --- what is trained
     @property

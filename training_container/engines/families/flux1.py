@@ -46,19 +46,22 @@ dev, 256 for schnell (flux_train_network.py lines 171-177).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from diffusers import FluxPipeline
 
-from functions.domain.families import FamilySpec
+from functions.domain.families import ComponentRole, FmType
 from training_container.engines.families.base import NoisyBatch, PromptEmbeddings
 from training_container.engines.families.flow_matching import (
     FlowMatchingAdapter,
     LoraRules,
     lora_part_from_rules,
 )
+from training_container.engines.families.flux1_files import load_flux_pipeline
 from training_container.engines.families.fused_lora import LoraPart
 from training_container.errors import JobFailure
 from training_container.model_loading import BasePipeline
@@ -141,15 +144,25 @@ def flux_shift_mu(height: int, width: int) -> float:
 
 
 class Flux1Adapter(FlowMatchingAdapter):
+    fm_type = FmType.FLUX1
     pipeline_class = FluxPipeline
     lora_block_prefixes = ("transformer_blocks.", "single_transformer_blocks.")
     denoiser_lora_targets = tuple(dict.fromkeys(rule.partition("blocks.")[2] for rule in FLUX_RULES))
 
-    def __init__(
-        self, pipe: BasePipeline, spec: FamilySpec | None = None, training: FluxTraining | None = None
-    ) -> None:
-        super().__init__(pipe, spec)
+    def __init__(self, pipe: BasePipeline, training: FluxTraining | None = None) -> None:
+        super().__init__(pipe)
         self.training = training or FluxTraining()
+
+    @classmethod
+    def pipeline_from_files(
+        cls, model_path: Path, components: Mapping[ComponentRole, Path], dtype: torch.dtype
+    ) -> BasePipeline:
+        return load_flux_pipeline(model_path, components, dtype)
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """The job's values for the options sd-scripts reads (fields of ``FluxTraining``)."""
+        names = {f.name for f in fields(FluxTraining)}
+        self.training = FluxTraining(**{k: v for k, v in config.items() if k in names and v is not None})
 
     @property
     def text_encoders(self) -> list[torch.nn.Module]:

@@ -40,13 +40,15 @@ the two pooled projections (strategy_sd3, as diffusers' StableDiffusion3Pipeline
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from diffusers import StableDiffusion3Pipeline
 
-from functions.domain.families import FamilySpec
+from functions.domain.families import ComponentRole, FmType
 from training_container.engines.families.base import NoisyBatch, PromptEmbeddings
 from training_container.engines.families.flow_matching import (
     FlowMatchingAdapter,
@@ -104,15 +106,30 @@ class SD35Training:
 
 
 class SD35Adapter(FlowMatchingAdapter):
+    fm_type = FmType.SD35
     pipeline_class = StableDiffusion3Pipeline
     lora_block_prefixes = ("transformer_blocks.",)
     denoiser_lora_targets = tuple(dict.fromkeys(rule.partition("blocks.")[2] for rule in SD35_RULES))
 
-    def __init__(
-        self, pipe: BasePipeline, spec: FamilySpec | None = None, training: SD35Training | None = None
-    ) -> None:
-        super().__init__(pipe, spec)
+    def __init__(self, pipe: BasePipeline, training: SD35Training | None = None) -> None:
+        super().__init__(pipe)
         self.training = training or SD35Training()
+
+    @classmethod
+    def pipeline_from_files(
+        cls, model_path: Path, components: Mapping[ComponentRole, Path], dtype: torch.dtype
+    ) -> BasePipeline:
+        """Not yet: the diffusers engine trains SD 3.5 from a diffusers folder; uploaded SAI files
+        train on the kohya engine (sd3_train_network.py), which the training image runs."""
+        raise JobFailure(
+            f"the diffusers engine cannot load the single-file SD 3.5 checkpoint {model_path.name}; "
+            "run the job on the kohya engine (the training image's default)"
+        )
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """The job's values for the options sd-scripts reads (fields of ``SD35Training``)."""
+        names = {f.name for f in fields(SD35Training)}
+        self.training = SD35Training(**{k: v for k, v in config.items() if k in names and v is not None})
 
     @property
     def text_encoders(self) -> list[torch.nn.Module]:

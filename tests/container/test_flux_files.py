@@ -1,0 +1,159 @@
+"""FLUX.1 from the files users upload (transformer in BFL's layout, AE, CLIP-L, T5-XXL), on tiny
+random-weight models: the layout round trip, agreement with diffusers' own converter at the real
+width, loading, and a whole diffusers-engine job through the container entrypoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import FluxTransformer2DModel
+from diffusers.loaders.single_file_utils import convert_flux_transformer_checkpoint_to_diffusers
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from functions.domain.families import ComponentRole, FmType
+from functions.domain.kohya_params import validate_config
+from functions.domain.training_contract import JOB_CHANNEL, JOB_SPEC_FILENAME, TrainingJobSpec
+from training_container.engines.families.flux1_files import load_flux_pipeline
+from training_container.engines.families.flux1_layout import flux_from_bfl, flux_to_bfl
+from training_container.entrypoint import run_job
+from training_container.errors import JobFailure
+from training_container.testing.tiny_flow_models import (
+    build_tiny_flux_pipeline,
+    merge_kohya_lora_into_bfl,
+    save_tiny_model_files,
+    tiny_flux_transformer,
+)
+from training_container.testing.tiny_models import make_tiny_dataset
+
+SIDE = 64
+
+
+@pytest.fixture(scope="module")
+def flux_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return save_tiny_model_files(FmType.FLUX1, tmp_path_factory.mktemp("flux"), seed=0)
+
+
+def _components(files: dict[str, Path]) -> dict[ComponentRole, Path]:
+    return {ComponentRole(k): v for k, v in files.items() if k != "checkpoint"}
+
+
+def test_the_bfl_layout_round_trips_every_tensor() -> None:
+    model = tiny_flux_transformer(num_layers=2, num_single_layers=2)
+    state = model.state_dict()
+    back = flux_from_bfl(flux_to_bfl(state, model.config), {k: v.shape for k, v in state.items()})
+    assert back.keys() == state.keys()
+    assert all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_the_layout_is_diffusers_own_at_the_real_width() -> None:
+    """diffusers' single-file converter (real width only: it hard-codes 3072) reads our BFL names."""
+    with torch.device("meta"):
+        model = FluxTransformer2DModel(num_layers=1, num_single_layers=1, guidance_embeds=True)
+    state = model.state_dict()
+    converted = convert_flux_transformer_checkpoint_to_diffusers(dict(flux_to_bfl(state, model.config)))
+    assert converted.keys() == state.keys()
+    assert all(converted[k].shape == state[k].shape for k in state)
+
+
+def test_the_uploaded_files_load_as_the_pipeline_they_came_from(flux_files: dict[str, Path]) -> None:
+    reference = build_tiny_flux_pipeline(seed=0)
+    loaded = load_flux_pipeline(flux_files["checkpoint"], _components(flux_files), torch.float32)
+    for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
+        ours, theirs = getattr(loaded, name).state_dict(), getattr(reference, name).state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs if k in ours), name
+        assert set(theirs) - set(ours) <= {"encoder.embed_tokens.weight"}, name
+    assert loaded.tokenizer_2("a red square").input_ids == reference.tokenizer_2("a red square").input_ids
+
+
+def test_a_missing_component_is_named(flux_files: dict[str, Path]) -> None:
+    components = _components(flux_files)
+    del components[ComponentRole.AE]
+    with pytest.raises(JobFailure, match="no ae component"):
+        load_flux_pipeline(flux_files["checkpoint"], components, torch.float32)
+
+
+def _lay_out_job(root: Path, files: dict[str, Path], sample_prompts: list[dict[str, object]]) -> Path:
+    data = root / "input" / "data"
+    (data / "model").mkdir(parents=True)
+    shutil.copyfile(files["checkpoint"], data / "model" / "flux1-dev.safetensors")
+    for role, path in _components(files).items():
+        (data / role.value).mkdir()
+        shutil.copyfile(path, data / role.value / path.name)
+    make_tiny_dataset(data / "dataset", concept="demo", repeats=1, n_images=2, size=(SIDE, SIDE))
+    user = {
+        "resolution": str(SIDE),
+        "enable_bucket": False,
+        "max_train_steps": 2,
+        "network_dim": 4,
+        "network_alpha": 2.0,
+        "t5xxl_max_token_length": 16,
+        "mixed_precision": "no",
+        "sample_every_n_epochs": None,
+    }
+    config, problems = validate_config({k: v for k, v in user.items() if v is not None}, FmType.FLUX1)
+    assert not problems, problems
+    spec = TrainingJobSpec(
+        job_id="job-flux",
+        fm_type=FmType.FLUX1,
+        engine="diffusers",
+        output_name="flux-lora",
+        base_model_filename="flux1-dev.safetensors",
+        component_filenames={role: path.name for role, path in _components(files).items()},
+        config=config,
+        sample_prompts=sample_prompts,
+    )
+    (data / JOB_CHANNEL).mkdir()
+    (data / JOB_CHANNEL / JOB_SPEC_FILENAME).write_text(spec.to_json())
+    return root
+
+
+def test_a_flux_job_from_uploaded_files_writes_sd_scripts_keys_that_change_the_image(
+    tmp_path: Path, flux_files: dict[str, Path]
+) -> None:
+    prompts = [{"prompt": "demo, a square", "width": SIDE, "height": SIDE, "steps": 2, "seed": 1}]
+    root = _lay_out_job(tmp_path / "opt_ml", flux_files, prompts)
+
+    assert run_job(root) == 0, (root / "output" / "failure").read_text()
+
+    lora = root / "model" / "flux-lora.safetensors"
+    with safe_open(str(lora), framework="pt") as handle:
+        keys, metadata = list(handle.keys()), handle.metadata()
+    modules = {key.split(".")[0] for key in keys}
+    assert "lora_unet_double_blocks_0_img_attn_qkv" in modules  # fused, as lora_flux names it
+    assert "lora_unet_single_blocks_0_linear1" in modules
+    assert all(m.startswith(("lora_unet_double_blocks_", "lora_unet_single_blocks_")) for m in modules)
+    assert metadata["ss_network_module"] == "networks.lora_flux"
+    assert metadata["ss_base_model_version"] == "flux1"
+    assert metadata["modelspec.architecture"] == "flux-1-dev/lora"
+    assert json.loads((root / "model" / "summary.json").read_text())["samples"]
+
+    # Rendered as ComfyUI applies it: merged into the BFL file by lora_flux's own names.
+    base = load_file(str(flux_files["checkpoint"]))
+    merged_path = tmp_path / "merged.safetensors"
+    with safe_open(str(flux_files["checkpoint"]), framework="pt") as handle:
+        save_file(merge_kohya_lora_into_bfl(base, load_file(str(lora))), str(merged_path), handle.metadata())
+    touched = sum(1 for k in base if not torch.equal(base[k], load_file(str(merged_path))[k]))
+    assert touched == len(modules)  # every LoRA module found its layer by name
+
+    def render(transformer_file: Path) -> np.ndarray:
+        pipe = load_flux_pipeline(transformer_file, _components(flux_files), torch.float32)
+        generator = torch.Generator().manual_seed(0)
+        images = pipe(
+            "demo",
+            height=SIDE,
+            width=SIDE,
+            num_inference_steps=2,
+            guidance_scale=1.0,
+            max_sequence_length=16,
+            generator=generator,
+            output_type="np",
+        ).images
+        return np.asarray(images)
+
+    assert not np.allclose(render(flux_files["checkpoint"]), render(merged_path))
