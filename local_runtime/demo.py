@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from functions.domain.catalog import FmType
+from functions.domain.catalog import FAMILIES, INSTANCE_TYPES, FmType, instance_supports
+from functions.settings import DEFAULTS
 from local_runtime.quiet import disable_library_progress_bars, silence_known_noise
 from local_runtime.runtime import LocalRuntime, LocalRuntimeOptions
 from local_runtime.serve import loractl_hint
 from loractl.main import main as loractl
 
 DEMO_CONCEPT = "tinydemo"
-DEMO_INSTANCE_TYPE = "ml.g5.xlarge"  # recorded for the plan and cost estimate; the job runs locally
 RENDER_SIZE = 128
 RENDER_STEPS = 4
 
@@ -35,9 +35,23 @@ class DemoError(Exception):
     """A demo step failed; the message says which and why."""
 
 
-def demo_config(steps: int) -> dict[str, Any]:
+def demo_instance_type(fm_type: FmType) -> str:
+    """The cheapest of the deployment's default instance types the family fits (GPU and host
+    memory): recorded for the plan and cost estimate; the job itself runs locally."""
+    fitting = [
+        INSTANCE_TYPES[name]
+        for name in DEFAULTS.allowed_instance_types
+        if instance_supports(INSTANCE_TYPES[name], fm_type)
+        and INSTANCE_TYPES[name].memory_gib >= FAMILIES[fm_type].min_host_memory_gb
+    ]
+    return min(fitting, key=lambda it: it.price_per_hour_usd).name
+
+
+def demo_config(fm_type: FmType, steps: int) -> dict[str, Any]:
     """Kohya parameters small enough for CPU, with a learning rate that visibly moves the LoRA."""
-    return {
+    # FLUX.1: the tiny T5's short prompts; sd-scripts' 512 tokens would only cost CPU time here.
+    family = {"t5xxl_max_token_length": 16} if fm_type is FmType.FLUX1 else {}
+    return family | {
         "resolution": 256,
         "min_bucket_reso": 256,
         "max_bucket_reso": 512,
@@ -61,29 +75,66 @@ def run_loractl(arguments: list[str], connection: list[str]) -> Any:
     return json.loads(captured.getvalue())
 
 
-def build_inputs(fm_type: FmType, folder: Path, steps: int) -> tuple[Path, Path, Path]:
-    from training_container.testing.tiny_models import make_tiny_dataset, save_tiny_checkpoint
+def build_inputs(fm_type: FmType, folder: Path, steps: int) -> tuple[dict[str, Path], Path, Path]:
+    """The files a user uploads for the family (``checkpoint`` plus FLUX.1's components), a
+    dataset and a parameter file."""
+    from training_container.testing.tiny_flow_models import save_tiny_model_files
+    from training_container.testing.tiny_models import make_tiny_dataset
 
-    checkpoint = save_tiny_checkpoint(fm_type, folder / f"tiny-{fm_type.value}.safetensors")
+    files = save_tiny_model_files(fm_type, folder / "model")
     dataset = make_tiny_dataset(folder / "dataset", concept=DEMO_CONCEPT, repeats=2, n_images=4)
     config = folder / "lora.json"
-    config.write_text(json.dumps(demo_config(steps), indent=2), encoding="utf-8")
-    return checkpoint, dataset, config
+    config.write_text(json.dumps(demo_config(fm_type, steps), indent=2), encoding="utf-8")
+    return files, dataset, config
 
 
-def render_with_and_without(fm_type: FmType, lora: Path, folder: Path) -> tuple[Path, Path, float]:
+def _pipelines(fm_type: FmType, files: dict[str, Path], lora: Path, folder: Path) -> tuple[Any, Any]:
+    """The base pipeline and the same with the LoRA, loaded as users load it: diffusers'
+    ``load_lora_weights`` for SD 1.5 / SDXL; FLUX.1 merged into the BFL file by lora_flux's names
+    as ComfyUI does (diffusers' FLUX LoRA loader only splits FLUX.1's real widths)."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from training_container.engines.families.flux1_files import load_flux_pipeline
+    from training_container.testing.tiny_flow_models import merge_kohya_lora_into_bfl
+    from training_container.testing.tiny_models import build_tiny_pipeline
+
+    if fm_type is not FmType.FLUX1:
+        base, with_lora = build_tiny_pipeline(fm_type, seed=0), build_tiny_pipeline(fm_type, seed=0)
+        with_lora.load_lora_weights(str(lora.parent), weight_name=lora.name)
+        return base, with_lora
+    from functions.domain.families import ComponentRole
+
+    components = {ComponentRole(k): v for k, v in files.items() if k != "checkpoint"}
+    merged = folder / "flux1-with-lora.safetensors"
+    with safe_open(str(files["checkpoint"]), framework="pt") as handle:
+        metadata = handle.metadata()
+    save_file(
+        merge_kohya_lora_into_bfl(load_file(str(files["checkpoint"])), load_file(str(lora))),
+        str(merged),
+        metadata,
+    )
+    return (
+        load_flux_pipeline(files["checkpoint"], components, torch.float32),
+        load_flux_pipeline(merged, components, torch.float32),
+    )
+
+
+def render_with_and_without(
+    fm_type: FmType, files: dict[str, Path], lora: Path, folder: Path
+) -> tuple[Path, Path, float]:
     """Render the same prompt and seed twice (base, base + LoRA); returns the PNGs and the mean
     absolute pixel difference (0-255)."""
     import numpy as np
     import torch
 
-    from training_container.testing.tiny_models import build_tiny_pipeline
-
     disable_library_progress_bars()
-    pipe = build_tiny_pipeline(fm_type, seed=0)  # the same weights as the uploaded checkpoint
-    pipe.set_progress_bar_config(disable=True)
+    base, with_lora_pipe = _pipelines(fm_type, files, lora, folder)
+    extra = {"max_sequence_length": 16} if fm_type is FmType.FLUX1 else {}
 
-    def render() -> Any:
+    def render(pipe: Any) -> Any:
+        pipe.set_progress_bar_config(disable=True)
         generator = torch.Generator().manual_seed(1234)
         result = pipe(
             prompt=f"{DEMO_CONCEPT}, a circle, flat colours",
@@ -92,12 +143,12 @@ def render_with_and_without(fm_type: FmType, lora: Path, folder: Path) -> tuple[
             width=RENDER_SIZE,
             generator=generator,
             guidance_scale=1.0,
+            **extra,
         )
         return result.images[0]
 
-    without = render()
-    pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)
-    with_lora = render()
+    without = render(base)
+    with_lora = render(with_lora_pipe)
     paths = folder / "without-lora.png", folder / "with-lora.png"
     without.save(paths[0])
     with_lora.save(paths[1])
@@ -105,6 +156,27 @@ def render_with_and_without(fm_type: FmType, lora: Path, folder: Path) -> tuple[
         np.asarray(without, dtype=np.float32) - np.asarray(with_lora, dtype=np.float32)
     ).mean()
     return paths[0], paths[1], float(difference)
+
+
+# One module name sd-scripts writes for each family's default targets (networks/lora.py,
+# networks/lora_flux.py): the downloaded LoRA must hold it.
+EXPECTED_KOHYA_MODULE = {
+    FmType.SD15: "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q",
+    FmType.SDXL: "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q",
+    FmType.FLUX1: "lora_unet_double_blocks_0_img_attn_qkv",
+}
+
+
+def kohya_key_check(fm_type: FmType, lora: Path) -> str:
+    """Whether the LoRA uses sd-scripts' names for the family; DemoError when it does not."""
+    from safetensors import safe_open
+
+    with safe_open(str(lora), framework="pt") as handle:
+        modules = {key.split(".")[0] for key in handle.keys()}  # noqa: SIM118 (no dict)
+    expected = EXPECTED_KOHYA_MODULE.get(fm_type)
+    if expected is None or expected not in modules:
+        raise DemoError(f"the LoRA lacks sd-scripts' module {expected} ({len(modules)} modules)")
+    return f"{len(modules)} modules named as sd-scripts names them (e.g. {expected})"
 
 
 def _rounded(value: Any, digits: int = 4) -> str:
@@ -121,7 +193,8 @@ def run_demo(fm_type: FmType, output_dir: Path, steps: int) -> int:
         f"[demo] building a tiny {fm_type.value} checkpoint and a {DEMO_CONCEPT!r} dataset in {inputs}",
         flush=True,
     )
-    checkpoint, dataset, config = build_inputs(fm_type, inputs, steps)
+    files, dataset, config = build_inputs(fm_type, inputs, steps)
+    instance_type = demo_instance_type(fm_type)
 
     runtime = LocalRuntime(
         LocalRuntimeOptions(data_dir=output_dir / "local-data", api_port=0, write_cli_config=False)
@@ -131,10 +204,18 @@ def run_demo(fm_type: FmType, output_dir: Path, steps: int) -> int:
     connection = ["--endpoint", info.api_url, "--token", info.tokens["local"]]
     try:
         model = run_loractl(
-            ["models", "upload", str(checkpoint), "--fm-type", fm_type.value, "--name", "tiny base"],
+            ["models", "upload", str(files["checkpoint"]), "--fm-type", fm_type.value, "--name", "tiny base"],
             connection,
         )
         print(f"[demo] base model {model['id']} is {model.get('status')}", flush=True)
+        components = []
+        for role, path in files.items():
+            if role == "checkpoint":
+                continue
+            upload = ["models", "upload", str(path), "--fm-type", fm_type.value, "--component", role]
+            component = run_loractl([*upload, "--name", f"tiny {role}"], connection)
+            print(f"[demo] {role} component {component['id']} is {component.get('status')}", flush=True)
+            components += ["--component", f"{role}={component['id']}"]
         dataset_record = run_loractl(
             ["datasets", "upload", str(dataset), "--name", "tiny dataset"], connection
         )
@@ -142,8 +223,8 @@ def run_demo(fm_type: FmType, output_dir: Path, steps: int) -> int:
         job = run_loractl(
             [
                 "trainings", "create", "--model", str(model["id"]), "--dataset", str(dataset_record["id"]),
-                "--fm-type", fm_type.value, "--instance-type", DEMO_INSTANCE_TYPE, "--config", str(config),
-                "--name", "demo", "--no-spot", "--wait",
+                "--fm-type", fm_type.value, "--instance-type", instance_type, "--config", str(config),
+                "--name", "demo", "--no-spot", "--wait", *components,
             ],
             connection,
         )  # fmt: skip
@@ -152,14 +233,15 @@ def run_demo(fm_type: FmType, output_dir: Path, steps: int) -> int:
             f"[demo] training {job['id']} ended {job['status']}: {output.get('steps')} steps, "
             f"final loss {_rounded(output.get('final_loss'))}, "
             f"{_rounded(output.get('training_seconds'), 1)}s of training "
-            f"(on AWS: an estimated ${job['plan']['estimated_cost_usd']:.2f} on {DEMO_INSTANCE_TYPE})",
+            f"(on AWS: an estimated ${job['plan']['estimated_cost_usd']:.2f} on {instance_type})",
             flush=True,
         )
         downloaded = run_loractl(["trainings", "download", str(job["id"]), str(results)], connection)
     finally:
         runtime.stop()
     lora = Path(downloaded["path"])
-    without, with_lora, difference = render_with_and_without(fm_type, lora, results)
+    without, with_lora, difference = render_with_and_without(fm_type, files, lora, results)
+    print(f"[demo] LoRA keys: {kohya_key_check(fm_type, lora)}", flush=True)
     print(
         "\n".join(
             [

@@ -30,6 +30,7 @@ from rich.progress import (
 
 from functions.domain.catalog import DEFAULT_INSTANCE_TYPE, FmType, ResourceStatus
 from functions.domain.dataset_rules import UPLOAD_URLS_PER_RESPONSE, DeclaredFile, check_declared_files
+from functions.domain.families import ComponentRole
 from functions.domain.ids import ID_LENGTH, is_valid_id
 from functions.domain.statuses import TERMINAL_STATUSES as DOMAIN_TERMINAL_STATUSES
 from functions.domain.statuses import JobStatus
@@ -168,6 +169,7 @@ def models_upload(args: argparse.Namespace) -> int:
                 "fm_type": args.fm_type,
                 "filename": stored_filename(file.name),
                 "size_bytes": size,
+                **({"component": args.component} if args.component else {}),
             }
             created = client.post("/models", body)
             model_id = str(api_shapes.created_record(created, "model")["id"])
@@ -210,7 +212,8 @@ def models_import(args: argparse.Namespace) -> int:
         or "imported"
     )
     body = {"name": name, "kind": args.kind, "fm_type": args.fm_type, "source_url": args.url}
-    body.update({k: v for k, v in {"filename": args.filename, "sha256": args.sha256}.items() if v})
+    optional = {"filename": args.filename, "sha256": args.sha256, "component": args.component}
+    body.update({k: v for k, v in optional.items() if v})
     if args.token_env:
         token = os.environ.get(args.token_env, "").strip()
         if not token:
@@ -687,7 +690,26 @@ def trainings_create(args: argparse.Namespace) -> int:
             "instance_type": args.instance_type or DEFAULT_INSTANCE_TYPE,
             "config": config,
         }
+        components = _components(client, args.component or [])
+        if components:
+            body["components"] = components
     return _create_training(args, body, prompts)
+
+
+def _components(client: Any, values: list[str]) -> dict[str, str]:
+    """``--component ROLE=MODEL`` values as the API's ``components`` (model ids resolved)."""
+    roles = [role.value for role in ComponentRole]
+    components: dict[str, str] = {}
+    for value in values:
+        role, sep, model = value.partition("=")
+        if not sep or not model:
+            raise UsageError(f"--component {value!r}: give ROLE=MODEL, e.g. t5xxl=MODEL_ID")
+        if role not in roles:
+            raise UsageError(f"--component {value!r}: the role must be one of {', '.join(roles)}")
+        if role in components:
+            raise UsageError(f"--component: {role} is given twice")
+        components[role] = resolve_id(client, "model", model)
+    return components
 
 
 def _create_training(args: argparse.Namespace, body: dict[str, Any], prompts: list[dict[str, Any]]) -> int:

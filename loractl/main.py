@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from rich.text import Text
 
 from functions.domain.catalog import DEFAULT_INSTANCE_TYPE
-from functions.domain.families import FAMILIES
+from functions.domain.families import FAMILIES, ComponentRole
 from loractl import commands
 from loractl.api_shapes import UnexpectedResponseError
 from loractl.client import ApiConnectionError, ApiError
@@ -24,6 +24,7 @@ from loractl.uploads import DEFAULT_WORKERS, TransferError
 EXIT_OK, EXIT_USAGE, EXIT_API, EXIT_JOB_FAILED, EXIT_CONNECTION, EXIT_TIMEOUT = 0, 2, 3, 4, 5, 6
 # --fm-type's choices, from the family specs: a new family needs no change here.
 FM_TYPES = [fm_type.value for fm_type in FAMILIES]
+COMPONENT_ROLES = [role.value for role in ComponentRole]
 NATIVE_SIDES = " / ".join(f"{spec.fm_type.value} {spec.native_side}" for spec in FAMILIES.values())
 EPILOG = """\
 global options (before or after the subcommand):
@@ -144,6 +145,12 @@ def _models(root: argparse._SubParsersAction) -> None:
     )
     upload.add_argument("--name", help="display name (default: the file name)")
     upload.add_argument(
+        "--component",
+        choices=COMPONENT_ROLES,
+        help="FLUX.1 / SD 3.5: this file is the family's ae, clip_l, clip_g or t5xxl component, "
+        "not its main checkpoint (docs/flux-and-sd35.md)",
+    )
+    upload.add_argument(
         "--workers",
         type=int,
         default=DEFAULT_WORKERS,
@@ -161,6 +168,12 @@ def _models(root: argparse._SubParsersAction) -> None:
         "--kind", choices=["checkpoint", "lora"], default="checkpoint", help="default checkpoint"
     )
     imported.add_argument("--name", help="display name (default: the file name)")
+    imported.add_argument(
+        "--component",
+        choices=COMPONENT_ROLES,
+        help="FLUX.1 / SD 3.5: this file is the family's ae, clip_l, clip_g or t5xxl component, "
+        "not its main checkpoint (docs/flux-and-sd35.md)",
+    )
     imported.add_argument(
         "--filename", help="stored file name (needed when the URL has no .safetensors name)"
     )
@@ -337,6 +350,12 @@ def _trainings(root: argparse._SubParsersAction) -> None:
     create = _command(group, "create", commands.trainings_create, "start a training job")
     create.add_argument("--model", required=True, help="base checkpoint id (or prefix)")
     create.add_argument("--dataset", required=True, help="dataset id (or prefix)")
+    create.add_argument(
+        "--component",
+        action="append",
+        metavar="ROLE=MODEL",
+        help="FLUX.1 / SD 3.5: a component model by role, e.g. t5xxl=MODEL_ID (or prefix); repeatable",
+    )
     _fm_type(create, required=False, help_="base-model family (default: the base model's)")
     create.add_argument("--instance-type", help=f"e.g. ml.g5.xlarge (default {DEFAULT_INSTANCE_TYPE})")
     create.add_argument(

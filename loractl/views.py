@@ -55,7 +55,14 @@ def progress_text(job: dict[str, Any]) -> str | None:
 
 
 def model_row(model: dict[str, Any]) -> dict[str, Any]:
-    return {**model, "size": size(model.get("size_bytes")), "created_at": when(model.get("created_at"))}
+    # a FLUX.1 / SD 3.5 component shows its role: "checkpoint:t5xxl"
+    kind = f"{model.get('kind')}:{model['component']}" if model.get("component") else model.get("kind")
+    return {
+        **model,
+        "kind": kind,
+        "size": size(model.get("size_bytes")),
+        "created_at": when(model.get("created_at")),
+    }
 
 
 def dataset_row(dataset: dict[str, Any]) -> dict[str, Any]:
@@ -110,6 +117,10 @@ def training_sections(job: dict[str, Any]) -> list[Section]:
                 ("sagemaker job", job.get("training_job_name")),  # Batch's name for it, when queued
                 ("reason", stop_reason(job)),
                 ("family", job.get("fm_type")),
+                (
+                    "components",
+                    ", ".join(f"{role}={mid}" for role, mid in (job.get("components") or {}).items()) or None,
+                ),
                 ("base model", job.get("base_model_id")),
                 ("dataset", job.get("dataset_id")),
                 ("trigger word", job.get("trigger_word")),
@@ -200,6 +211,8 @@ def model_sections(model: dict[str, Any]) -> list[Section]:
                 ("name", model.get("name")),
                 ("kind", model.get("kind")),
                 ("family", model.get("fm_type")),
+                ("component", model.get("component")),
+                ("includes", ", ".join(model.get("included_components") or []) or None),
                 ("status", model.get("status")),
                 ("reason", model.get("failure_reason")),
                 ("file", f"{model.get('filename')} ({size(model.get('size_bytes'))})"),

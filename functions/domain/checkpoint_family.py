@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from functions.domain.catalog import FmType
 from functions.domain.checkpoint_layout import SD2_TEXT, SD15_TEXT, UNET, CheckpointPart
 from functions.domain.families import FAMILIES, ComponentRole
-from functions.domain.flow_checkpoints import component_problems, describe, main_checkpoint_problems
+from functions.domain.flow_checkpoints import a_family, component_problems, describe, main_checkpoint_problems
 
 # Families whose main file is not an LDM-layout UNet checkpoint (functions.domain.flow_checkpoints).
 FLOW_FAMILIES = frozenset({FmType.FLUX1, FmType.SD35})
@@ -137,8 +137,10 @@ def recognise(header: Mapping[str, object]) -> FmType | None:
 def _what_it_is(shapes: Shapes, expected: FmType) -> str | None:
     """A plain description of a checkpoint that is clearly something else than ``expected``."""
     family = _family_of(shapes)
+    if family in FLOW_FAMILIES:
+        return f"it is {(describe(shapes) or '').split(' (')[0]}"
     if family is not None and family is not expected:
-        return f"it is an {FAMILY_NAMES[family]} checkpoint"
+        return f"it is {a_family(family)} checkpoint"
     if any(name.startswith(SD2_TEXT) for name in shapes):
         return "it has an OpenCLIP text encoder under cond_stage_model.model. (an SD 2.x checkpoint)"
     if shapes and all("lora_" in name for name in shapes):

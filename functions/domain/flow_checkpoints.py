@@ -48,6 +48,12 @@ _ROLE_NAMES = {
 }
 
 
+def a_family(family: FmType) -> str:
+    """The family's name with its article, as spoken: "an SD 1.5", "an SDXL", "a FLUX.1"."""
+    name = FAMILIES[family].display_name
+    return f"{'an' if name.startswith('S') else 'a'} {name}"
+
+
 def _strip_prefix(shapes: Shapes, prefix: str) -> dict[str, Sequence[int]]:
     return {k[len(prefix) :]: v for k, v in shapes.items() if k.startswith(prefix)}
 
@@ -156,16 +162,16 @@ def _sd35_problems(shapes: Shapes) -> list[str]:
 
 def main_checkpoint_problems(shapes: Shapes, family: FmType) -> list[str]:
     """Why a file is not ``family``'s main checkpoint (FLUX.1 / SD 3.5); empty when it is."""
-    label = FAMILIES[family].display_name
+    label = a_family(family)
     found = _main_file_kind(shapes)
     if found is not family:
         what = describe(shapes)
         if what is not None:
-            return [f"not an {label} checkpoint: it is {what.split(' (')[0]}"]
+            return [f"not {label} checkpoint: it is {what.split(' (')[0]}"]
         part = FAMILIES[family].checkpoint_parts[0]
-        return [f"not an {label} checkpoint: missing {part.name} ({', '.join(part.keys)})"]
+        return [f"not {label} checkpoint: missing {part.name} ({', '.join(part.keys)})"]
     problems = _flux_problems(shapes) if family is FmType.FLUX1 else _sd35_problems(shapes)
-    return [f"not an {label} checkpoint: {p}" for p in problems]
+    return [f"not {label} checkpoint: {p}" for p in problems]
 
 
 def sd35_included_components(shapes: Shapes) -> frozenset[ComponentRole]:

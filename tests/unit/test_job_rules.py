@@ -8,10 +8,13 @@ import pytest
 
 from functions.domain.catalog import FmType, ModelKind, ResourceStatus
 from functions.domain.dataset_rules import ConceptSummary, DatasetManifest
+from functions.domain.families import ComponentRole
 from functions.domain.job_rules import (
     base_model_problems,
+    component_problems,
     concurrency_refusal,
     dataset_problems,
+    host_memory_problems,
     instance_problems,
     runtime_problems,
 )
@@ -140,3 +143,102 @@ class TestLimits:
         assert concurrency_refusal(1, 2) is None
         refusal = concurrency_refusal(2, 2)
         assert refusal is not None and "2 active training job(s)" in refusal and "limit is 2" in refusal
+
+
+# --- FLUX.1 / SD 3.5 components and host memory
+
+
+def _flux_components(**changes: ModelRecord | None) -> dict[ComponentRole, ModelRecord | None]:
+    components: dict[ComponentRole, ModelRecord | None] = {
+        role: _model(id=f"c-{role.value}", fm_type=FmType.FLUX1, component=role)
+        for role in (ComponentRole.AE, ComponentRole.CLIP_L, ComponentRole.T5XXL)
+    }
+    components.update({ComponentRole(k): v for k, v in changes.items()})
+    return components
+
+
+def _fields(problems: Sequence[FieldProblem]) -> list[str]:
+    return [p.field for p in problems]
+
+
+def test_a_flux_job_with_its_three_components_passes() -> None:
+    base = _model(fm_type=FmType.FLUX1)
+    assert component_problems(FmType.FLUX1, base, _flux_components(), OWNER) == []
+
+
+def test_each_missing_flux_component_is_named_with_what_to_upload() -> None:
+    components = _flux_components()
+    del components[ComponentRole.T5XXL]
+    (problem,) = component_problems(FmType.FLUX1, _model(fm_type=FmType.FLUX1), components, OWNER)
+    assert problem.field == "components.t5xxl"
+    assert (
+        "FLUX.1 jobs need the T5-XXL text encoder" in problem.problem and "component t5xxl" in problem.problem
+    )
+
+
+def test_a_component_the_family_does_not_take_is_refused() -> None:
+    clip_g = _model(id="g", fm_type=FmType.SD35, component=ComponentRole.CLIP_G)
+    problems = component_problems(FmType.FLUX1, _model(), _flux_components(clip_g=clip_g), OWNER)
+    assert _fields(problems) == ["components.clip_g"]
+    sd15 = component_problems(FmType.SD15, _model(), {ComponentRole.AE: clip_g}, OWNER)
+    assert _fields(sd15) == ["components.ae"] and "everything is in the checkpoint" in sd15[0].problem
+
+
+@pytest.mark.parametrize(
+    ("record", "says"),
+    [
+        (None, "does not name one of your models"),
+        (_model(owner="someone-else", component=ComponentRole.T5XXL), "does not name one of your models"),
+        (_model(status=ResourceStatus.UPLOADING, component=ComponentRole.T5XXL), "not ready"),
+        (_model(component=ComponentRole.CLIP_L, fm_type=FmType.FLUX1), "must be a t5xxl component"),
+        (_model(), "must be a t5xxl component; model m1 is a checkpoint"),
+        (_model(component=ComponentRole.T5XXL, fm_type=FmType.SD15), "was uploaded for sd15"),
+    ],
+)
+def test_a_wrong_component_model_is_refused(record: ModelRecord | None, says: str) -> None:
+    problems = component_problems(FmType.FLUX1, _model(), _flux_components(t5xxl=record), OWNER)
+    assert _fields(problems) == ["components.t5xxl"] and says in problems[0].problem
+
+
+def test_clip_l_and_t5xxl_uploaded_for_flux_serve_sd35_jobs() -> None:
+    shared = {
+        ComponentRole.CLIP_L: _model(id="l", fm_type=FmType.FLUX1, component=ComponentRole.CLIP_L),
+        ComponentRole.T5XXL: _model(id="t", fm_type=FmType.FLUX1, component=ComponentRole.T5XXL),
+        ComponentRole.CLIP_G: _model(id="g", fm_type=FmType.SD35, component=ComponentRole.CLIP_G),
+    }
+    assert component_problems(FmType.SD35, _model(fm_type=FmType.SD35), shared, OWNER) == []
+
+
+def test_sd35_needs_only_the_text_encoders_its_checkpoint_lacks() -> None:
+    carries_all = _model(fm_type=FmType.SD35, included_components=list(ComponentRole)[1:])
+    assert component_problems(FmType.SD35, carries_all, {}, OWNER) == []
+    carries_clips = _model(
+        fm_type=FmType.SD35, included_components=[ComponentRole.CLIP_L, ComponentRole.CLIP_G]
+    )
+    problems = component_problems(FmType.SD35, carries_clips, {}, OWNER)
+    assert _fields(problems) == ["components.t5xxl"]
+    assert "the base checkpoint does not include it" in problems[0].problem
+
+
+def test_a_component_is_not_a_base_model() -> None:
+    (problem,) = base_model_problems(
+        _model(component=ComponentRole.T5XXL, fm_type=FmType.FLUX1), OWNER, FmType.FLUX1
+    )
+    assert problem.field == "base_model_id" and "components.t5xxl" in problem.problem
+
+
+def test_host_memory_must_hold_the_model_files() -> None:
+    flux_dev_and_t5 = int(34 * 1e9)  # flux1-dev (23.8 GB) + t5xxl_fp16 (9.8 GB) + the rest
+    (problem,) = host_memory_problems("ml.g5.2xlarge", FmType.FLUX1, flux_dev_and_t5)
+    assert problem.field == "instance_type"
+    assert "ml.g5.2xlarge has 32 GiB of host memory" in problem.problem and "ml.g5.4xlarge" in problem.problem
+    assert "ml.g5.xlarge" not in problem.problem.split("fit:")[1]
+    assert host_memory_problems("ml.g5.4xlarge", FmType.FLUX1, flux_dev_and_t5) == []
+    fp8_files = int(17 * 1e9)  # flux1-dev fp8 + t5xxl fp8
+    assert host_memory_problems("ml.g5.2xlarge", FmType.FLUX1, fp8_files) == []
+
+
+def test_the_family_floor_applies_whatever_the_files() -> None:
+    (problem,) = host_memory_problems("ml.g5.xlarge", FmType.FLUX1, 1000)
+    assert "needs 32 GiB" in problem.problem
+    assert host_memory_problems("ml.g4dn.xlarge", FmType.SD15, 2 * 1024**3) == []
