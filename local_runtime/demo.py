@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from functions.domain.catalog import FAMILIES, INSTANCE_TYPES, FmType, instance_supports
+from functions.domain.catalog import INSTANCE_TYPES, FmType, instance_fits
 from functions.settings import DEFAULTS
 from local_runtime.quiet import disable_library_progress_bars, silence_known_noise
 from local_runtime.runtime import LocalRuntime, LocalRuntimeOptions
@@ -41,8 +41,7 @@ def demo_instance_type(fm_type: FmType) -> str:
     fitting = [
         INSTANCE_TYPES[name]
         for name in DEFAULTS.allowed_instance_types
-        if instance_supports(INSTANCE_TYPES[name], fm_type)
-        and INSTANCE_TYPES[name].memory_gib >= FAMILIES[fm_type].min_host_memory_gb
+        if instance_fits(INSTANCE_TYPES[name], fm_type)
     ]
     return min(fitting, key=lambda it: it.price_per_hour_usd).name
 

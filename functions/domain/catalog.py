@@ -98,3 +98,11 @@ def host_memory_needed_gib(fm_type: FmType, model_bytes: int) -> int:
 def instance_supports(instance: InstanceType, fm_type: FmType) -> bool:
     """True when the instance's GPU memory is enough for the model family."""
     return instance.gpu_memory_gb >= MIN_GPU_MEMORY_GB[fm_type]
+
+
+def instance_fits(instance: InstanceType, fm_type: FmType) -> bool:
+    """Enough GPU memory and the family's host-memory floor (the files' own sizes are checked per
+    job: functions.domain.job_rules.host_memory_problems)."""
+    return (
+        instance_supports(instance, fm_type) and instance.memory_gib >= FAMILIES[fm_type].min_host_memory_gb
+    )

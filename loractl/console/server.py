@@ -41,7 +41,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
-from functions.domain.catalog import INSTANCE_TYPES, MIN_GPU_MEMORY_GB, FmType, instance_supports
+from functions.domain.catalog import INSTANCE_TYPES, MIN_GPU_MEMORY_GB, FmType, instance_fits
 from functions.domain.families import FAMILIES
 from loractl import api_shapes
 from loractl.client import ApiClient, ApiConnectionError, ApiError
@@ -65,12 +65,13 @@ DOWNLOAD_TIMEOUT = httpx.Timeout(300.0, connect=15.0)
 
 
 def instance_catalogue() -> list[dict[str, Any]]:
-    """The instance types the service launches, with GPU memory and list price (functions.domain.catalog,
-    the same table the API validates against; a deployment's price overrides show in the plan)."""
+    """The instance types the service launches, with GPU and host memory and list price
+    (functions.domain.catalog, the same table the API validates against; a deployment's price
+    overrides show in the plan)."""
     rows = []
     for instance in INSTANCE_TYPES.values():
         row = asdict(instance)
-        row["families"] = [fm.value for fm in FmType if instance_supports(instance, fm)]
+        row["families"] = [fm.value for fm in FmType if instance_fits(instance, fm)]
         rows.append(row)
     return sorted(rows, key=lambda r: (r["price_per_hour_usd"], r["name"]))
 

@@ -29,7 +29,7 @@ def safetensors_bytes(tensor_bytes: int = 64, metadata: dict[str, str] | None = 
     return struct.pack("<Q", len(raw)) + raw + bytes(tensor_bytes)
 
 
-def _tensor_file(shapes: dict[str, list[int]], metadata: dict[str, str] | None = None) -> bytes:
+def tensor_file(shapes: dict[str, list[int]], metadata: dict[str, str] | None = None) -> bytes:
     """A valid safetensors file with uint8 tensors of these shapes (zeros)."""
     header: dict[str, Any] = {}
     offset = 0
@@ -83,7 +83,7 @@ def checkpoint_bytes(fm_type: str = "sd15", extra_bytes: int = 0) -> bytes:
     shapes = checkpoint_shapes(fm_type)
     if extra_bytes:
         shapes["model_ema.padding"] = [extra_bytes]
-    return _tensor_file(shapes)
+    return tensor_file(shapes)
 
 
 def png_bytes(color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
@@ -93,7 +93,12 @@ def png_bytes(color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
 
 
 def upload_model(
-    api: ApiCaller, content: bytes, fm_type: str = "sd15", kind: str = "checkpoint"
+    api: ApiCaller,
+    content: bytes,
+    fm_type: str = "sd15",
+    kind: str = "checkpoint",
+    component: str | None = None,
+    filename: str = "base.safetensors",
 ) -> dict[str, Any]:
     status, created = api(
         "POST",
@@ -102,8 +107,9 @@ def upload_model(
             "name": "base",
             "kind": kind,
             "fm_type": fm_type,
-            "filename": "base.safetensors",
+            "filename": filename,
             "size_bytes": len(content),
+            **({"component": component} if component else {}),
         },
     )
     assert status == 201, created

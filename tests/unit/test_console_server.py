@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from functions.domain.families import FAMILIES
+from functions.domain.families import FAMILIES, FmType
 from loractl.client import ApiError
 from loractl.config import Connection
 from loractl.console.server import COOKIE_NAME, STATIC_FILES, ConsoleServer, instance_catalogue
@@ -176,8 +176,11 @@ def test_the_console_pages_name_no_family_of_their_own() -> None:
 def test_the_instance_catalogue_names_gpu_memory_price_and_families() -> None:
     rows = instance_catalogue()
     assert rows and all(row["gpu_memory_gb"] > 0 and row["price_per_hour_usd"] > 0 for row in rows)
+    assert all(row["memory_gib"] >= 16 for row in rows)  # host memory, which FLUX.1 needs 32 GiB of
     assert [r["price_per_hour_usd"] for r in rows] == sorted(r["price_per_hour_usd"] for r in rows)
-    assert all(set(row["families"]) <= {"sd15", "sdxl"} for row in rows)
+    assert all(set(row["families"]) <= {fm.value for fm in FmType} for row in rows)
+    g5 = {row["name"]: row["families"] for row in rows}
+    assert "flux1" not in g5["ml.g5.xlarge"] and "flux1" in g5["ml.g5.2xlarge"]  # 16 vs 32 GiB
     # SDXL needs >= 24 GB (functions.domain.catalog.MIN_GPU_MEMORY_GB): no smaller GPU offers it.
     assert all(row["gpu_memory_gb"] >= 24 for row in rows if "sdxl" in row["families"])
 
