@@ -27,6 +27,9 @@ TOKENIZER_CACHE_DIR_ENV = "LORA_TOKENIZER_CACHE_DIR"
 # OpenAI's CLIP pads with its end-of-text token.
 CLIP_L_TOKENIZER_REPO = "openai/clip-vit-large-patch14"
 OPEN_CLIP_BIGG_TOKENIZER_REPO = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
+# FLUX.1's and SD 3.5's T5-XXL tokenizer (sd-scripts library/strategy_flux.py line 20,
+# strategy_sd3.py line 23): a SentencePiece model, baked by bake_assets.bake_t5_tokenizer.
+T5_TOKENIZER_REPO = "google/t5-v1_1-xxl"
 _PAD_TOKENS = {OPEN_CLIP_BIGG_TOKENIZER_REPO: "!"}
 _DEFAULT_PAD_TOKEN = "<|endoftext|>"
 CLIP_VOCAB_SIZE = 49408

@@ -55,3 +55,29 @@ def test_a_download_that_writes_nothing_fails_the_build(tmp_path: Path) -> None:
 def test_usage_is_printed_without_a_target(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "Usage" in capsys.readouterr().err
+
+
+def test_the_t5_tokenizer_is_saved_where_sd_scripts_and_the_engine_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sd-scripts' strategy_base._load_tokenizer loads ``<dir>/google_t5-v1_1-xxl`` before going
+    online; the diffusers engine reads the same folder (flux1_files._t5_tokenizer)."""
+    from training_container.bake_assets import bake_t5_tokenizer
+    from training_container.clip_tokenizers import T5_TOKENIZER_REPO, baked_tokenizer_folder
+    from training_container.testing.tiny_flow_models import tiny_t5_tokenizer
+
+    loaded: list[str] = []
+
+    def load(repo_id: str) -> object:
+        loaded.append(repo_id)
+        return tiny_t5_tokenizer()  # the real one is converted from spiece.model at build time
+
+    folder = bake_t5_tokenizer(tmp_path, load)
+    assert loaded == [T5_TOKENIZER_REPO] and folder.name == "google_t5-v1_1-xxl"
+    monkeypatch.setenv(TOKENIZER_CACHE_DIR_ENV, str(tmp_path))
+    assert baked_tokenizer_folder(T5_TOKENIZER_REPO) == folder
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(str(folder)).tokenize("a cat") == tiny_t5_tokenizer().tokenize(
+        "a cat"
+    )

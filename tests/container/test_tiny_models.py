@@ -13,8 +13,11 @@ from training_container.errors import JobFailure
 from training_container.model_loading import detect_family, family_config_bundle, load_base_pipeline
 from training_container.testing.tiny_models import build_tiny_pipeline, save_tiny_diffusers_folder
 
+# The single-file (LDM layout) families; FLUX.1's files round-trip in test_flux_files.py.
+LDM_FAMILIES = [FmType.SD15, FmType.SDXL]
 
-@pytest.mark.parametrize("fm_type", list(FmType))
+
+@pytest.mark.parametrize("fm_type", LDM_FAMILIES)
 def test_single_file_round_trips_every_weight(tiny_checkpoints: dict[FmType, Path], fm_type: FmType) -> None:
     reference = build_tiny_pipeline(fm_type)
     loaded = load_base_pipeline(tiny_checkpoints[fm_type], fm_type)
@@ -44,7 +47,7 @@ def test_offline_tokenizer_matches_clip_ids() -> None:
     assert load_clip_tokenizer()("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
 
 
-@pytest.mark.parametrize("fm_type", list(FmType))
+@pytest.mark.parametrize("fm_type", LDM_FAMILIES)
 def test_full_size_configs_are_committed(fm_type: FmType) -> None:
     bundle = family_config_bundle(fm_type)
     expected = {"model_index", "unet", "vae", "text_encoder", "scheduler"}
@@ -52,3 +55,18 @@ def test_full_size_configs_are_committed(fm_type: FmType) -> None:
         expected.add("text_encoder_2")
         assert bundle["unet"]["cross_attention_dim"] == 2048
     assert expected <= set(bundle)
+
+
+def test_flux_full_size_configs_are_committed() -> None:
+    """FLUX.1 dev's part configs (model_configs/flux1), read when a file carries none of its own."""
+    import json
+
+    from training_container.model_loading import MODEL_CONFIGS_DIR
+
+    folder = MODEL_CONFIGS_DIR / "flux1"
+    configs = {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
+    assert set(configs) == {"transformer", "vae", "text_encoder", "text_encoder_2", "scheduler"}
+    assert (
+        configs["transformer"]["num_attention_heads"] * configs["transformer"]["attention_head_dim"] == 3072
+    )
+    assert configs["vae"]["latent_channels"] == 16 and configs["text_encoder_2"]["d_model"] == 4096

@@ -31,6 +31,7 @@ from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, T5Config,
 from functions.domain.families import ComponentRole
 from training_container.clip_tokenizers import (
     CLIP_L_TOKENIZER_REPO,
+    T5_TOKENIZER_REPO,
     baked_tokenizer_folder,
     load_clip_tokenizer,
 )
@@ -39,7 +40,6 @@ from training_container.errors import JobFailure
 
 DIFFUSERS_CONFIG_METADATA_KEY = "lora_on_aws.diffusers_config"  # the same key as model_loading's
 T5_VOCAB_METADATA_KEY = "lora_on_aws.t5_vocab"  # [[piece, score], ...] of a test model's tokenizer
-T5_TOKENIZER_REPO = "google/t5-v1_1-xxl"  # sd-scripts library/strategy_flux.py line 20
 T5_MAX_TOKENS = 512  # FLUX.1 dev's t5xxl_max_token_length (flux_train_network.py lines 171-177)
 FLUX_CONFIGS_DIR = Path(__file__).parent / "model_configs" / "flux1"
 
