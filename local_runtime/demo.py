@@ -48,8 +48,9 @@ def demo_instance_type(fm_type: FmType) -> str:
 
 def demo_config(fm_type: FmType, steps: int) -> dict[str, Any]:
     """Kohya parameters small enough for CPU, with a learning rate that visibly moves the LoRA."""
-    # FLUX.1: the tiny T5's short prompts; sd-scripts' 512 tokens would only cost CPU time here.
-    family = {"t5xxl_max_token_length": 16} if fm_type is FmType.FLUX1 else {}
+    # FLUX.1 / SD 3.5: the tiny T5's short prompts; sd-scripts' 512 / 256 tokens would only cost
+    # CPU time here.
+    family = {"t5xxl_max_token_length": 16} if fm_type in FILE_LOADERS else {}
     return family | {
         "resolution": 256,
         "min_bucket_reso": 256,
@@ -80,47 +81,49 @@ def build_inputs(fm_type: FmType, folder: Path, steps: int) -> tuple[dict[str, P
     from training_container.testing.tiny_flow_models import save_tiny_model_files
     from training_container.testing.tiny_models import make_tiny_dataset
 
-    try:
-        files = save_tiny_model_files(fm_type, folder / "model")
-    except ValueError as error:  # SD 3.5: no tiny SAI single file yet (docs/flux-and-sd35.md)
-        raise DemoError(f"the demo cannot build {fm_type.value} files yet: {error}") from error
+    files = save_tiny_model_files(fm_type, folder / "model")
     dataset = make_tiny_dataset(folder / "dataset", concept=DEMO_CONCEPT, repeats=2, n_images=4)
     config = folder / "lora.json"
     config.write_text(json.dumps(demo_config(fm_type, steps), indent=2), encoding="utf-8")
     return files, dataset, config
 
 
+def _file_loaders() -> dict[FmType, Any]:
+    from training_container.engines.families.flux1_files import load_flux_pipeline
+    from training_container.engines.families.sd35_files import load_sd35_pipeline
+
+    return {FmType.FLUX1: load_flux_pipeline, FmType.SD35: load_sd35_pipeline}
+
+
+# The families uploaded as several files, loaded from them (the others from build_tiny_pipeline).
+FILE_LOADERS = (FmType.FLUX1, FmType.SD35)
+
+
 def _pipelines(fm_type: FmType, files: dict[str, Path], lora: Path, folder: Path) -> tuple[Any, Any]:
     """The base pipeline and the same with the LoRA, loaded as users load it: diffusers'
-    ``load_lora_weights`` for SD 1.5 / SDXL; FLUX.1 merged into the BFL file by lora_flux's names
-    as ComfyUI does (diffusers' FLUX LoRA loader only splits FLUX.1's real widths)."""
+    ``load_lora_weights`` for SD 1.5 / SDXL; FLUX.1 / SD 3.5 merged into the uploaded file by
+    sd-scripts' module names, as ComfyUI does (diffusers' loaders split FLUX.1 only at its real
+    widths and read no lora_sd3 names)."""
     import torch
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from training_container.engines.families.flux1_files import load_flux_pipeline
+    from functions.domain.families import ComponentRole
     from training_container.testing.tiny_flow_models import merge_kohya_lora_into_bfl
     from training_container.testing.tiny_models import build_tiny_pipeline
 
-    if fm_type is not FmType.FLUX1:
+    if fm_type not in FILE_LOADERS:
         base, with_lora = build_tiny_pipeline(fm_type, seed=0), build_tiny_pipeline(fm_type, seed=0)
         with_lora.load_lora_weights(str(lora.parent), weight_name=lora.name)
         return base, with_lora
-    from functions.domain.families import ComponentRole
-
+    load = _file_loaders()[fm_type]
     components = {ComponentRole(k): v for k, v in files.items() if k != "checkpoint"}
-    merged = folder / "flux1-with-lora.safetensors"
+    merged = folder / f"{fm_type.value}-with-lora.safetensors"
     with safe_open(str(files["checkpoint"]), framework="pt") as handle:
         metadata = handle.metadata()
-    save_file(
-        merge_kohya_lora_into_bfl(load_file(str(files["checkpoint"])), load_file(str(lora))),
-        str(merged),
-        metadata,
-    )
-    return (
-        load_flux_pipeline(files["checkpoint"], components, torch.float32),
-        load_flux_pipeline(merged, components, torch.float32),
-    )
+    weights = merge_kohya_lora_into_bfl(load_file(str(files["checkpoint"])), load_file(str(lora)))
+    save_file(weights, str(merged), metadata)
+    return load(files["checkpoint"], components, torch.float32), load(merged, components, torch.float32)
 
 
 def render_with_and_without(
@@ -133,7 +136,7 @@ def render_with_and_without(
 
     disable_library_progress_bars()
     base, with_lora_pipe = _pipelines(fm_type, files, lora, folder)
-    extra = {"max_sequence_length": 16} if fm_type is FmType.FLUX1 else {}
+    extra = {"max_sequence_length": 16} if fm_type in FILE_LOADERS else {}
 
     def render(pipe: Any) -> Any:
         pipe.set_progress_bar_config(disable=True)
@@ -166,6 +169,7 @@ EXPECTED_KOHYA_MODULE = {
     FmType.SD15: "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q",
     FmType.SDXL: "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q",
     FmType.FLUX1: "lora_unet_double_blocks_0_img_attn_qkv",
+    FmType.SD35: "lora_unet_joint_blocks_0_x_block_attn_qkv",  # networks/lora_sd3.py
 }
 
 

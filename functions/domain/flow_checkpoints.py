@@ -40,7 +40,10 @@ _SD3_INCLUDED_MARKERS = {
 }
 _CLIP_TOKEN_EMBEDDING = "text_model.embeddings.token_embedding.weight"
 _REAL_CLIP_WIDTHS = {768: ComponentRole.CLIP_L, 1280: ComponentRole.CLIP_G}
-_ROLE_NAMES = {
+_ANY_CLIP = "clip"  # a CLIP text encoder of a width that is neither CLIP-L's nor CLIP-G's
+_CLIP_ROLES = (ComponentRole.CLIP_L, ComponentRole.CLIP_G)
+_ROLE_NAMES: dict[ComponentRole | str, str] = {
+    _ANY_CLIP: "a CLIP text encoder",
     ComponentRole.AE: "an autoencoder (AE)",
     ComponentRole.CLIP_L: "a CLIP-L text encoder",
     ComponentRole.CLIP_G: "a CLIP-G text encoder",
@@ -74,7 +77,7 @@ def _width(shapes: Shapes, key: str, axis: int) -> int | None:
     return shape[axis] if shape is not None and len(shape) > axis else None
 
 
-def _component_role(shapes: Shapes) -> ComponentRole | None:
+def _component_role(shapes: Shapes) -> ComponentRole | str | None:
     """Which component a file's tensors are, or None (not one of them)."""
     if "encoder.conv_in.weight" in shapes and "decoder.conv_in.weight" in shapes:
         return ComponentRole.AE
@@ -85,10 +88,8 @@ def _component_role(shapes: Shapes) -> ComponentRole | None:
         return ComponentRole.T5XXL
     if _CLIP_TOKEN_EMBEDDING in shapes and "text_model.final_layer_norm.weight" in shapes:
         width = _width(shapes, _CLIP_TOKEN_EMBEDDING, 1)
-        if width in _REAL_CLIP_WIDTHS:
-            return _REAL_CLIP_WIDTHS[width]
-        # A width no real CLIP has (a test model): the projection tells G (always has one) from L.
-        return ComponentRole.CLIP_G if "text_projection.weight" in shapes else ComponentRole.CLIP_L
+        # A width no real CLIP has (a test model) cannot tell L from G: _ANY_CLIP accepts either.
+        return _REAL_CLIP_WIDTHS.get(width or 0, _ANY_CLIP)
     return None
 
 
@@ -126,7 +127,7 @@ def component_problems(shapes: Shapes, role: ComponentRole) -> list[str]:
     """Why a file is not the ``role`` component; empty when it is."""
     found = _component_role(shapes)
     label = _ROLE_NAMES[role].split(" ", 1)[1]
-    if found is role:
+    if found is role or (found == _ANY_CLIP and role in _CLIP_ROLES):
         problems = _ae_problems(shapes) if role is ComponentRole.AE else []
         return [f"not {_ROLE_NAMES[role]}: {p}" for p in problems]
     what = describe(shapes)

@@ -36,9 +36,8 @@ def tiny_headers(tmp_path_factory: pytest.TempPathFactory) -> dict[FmType, dict[
     }
 
 
-# The families whose uploads the project builds tiny (SD 3.5's SAI single file is not built yet:
-# tests/unit/test_flow_checkpoints.py covers its layout with synthetic headers).
-TINY_FILE_FAMILIES = [FmType.SD15, FmType.SDXL, FmType.FLUX1]
+# Every family's main upload, built tiny (tests/unit/test_flow_checkpoints.py adds real widths).
+TINY_FILE_FAMILIES = list(FmType)
 
 
 @pytest.mark.parametrize("family", TINY_FILE_FAMILIES)

@@ -43,7 +43,8 @@ from training_container.engines.families.flux1_files import (
     T5_VOCAB_METADATA_KEY,
 )
 from training_container.engines.families.flux1_layout import flux_to_bfl
-from training_container.ldm_layout import VAE_PREFIX, clip_to_ldm, vae_to_ldm
+from training_container.engines.families.sd35_layout import sd35_to_sai
+from training_container.ldm_layout import UNET_PREFIX, VAE_PREFIX, clip_to_ldm, vae_to_ldm
 from training_container.testing.tiny_models import (
     TEXT_2_HIDDEN_SIZE,
     TEXT_HIDDEN_SIZE,
@@ -202,8 +203,11 @@ def _bundle(**configs: Any) -> dict[str, str]:
 
 def _clip_state(model: Any) -> dict[str, torch.Tensor]:
     """A CLIP text model as clip_l.safetensors / clip_g.safetensors hold it: transformers 4's names,
-    always under ``text_model.`` (what sd-scripts' transformers 4.54 loads)."""
-    return clip_to_ldm(model.state_dict(), "")
+    the encoder under ``text_model.`` and ``text_projection.weight`` beside it (what sd-scripts'
+    transformers 4.54 loads)."""
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+    projection = {k: v for k, v in state.items() if k.startswith("text_projection.")}
+    return {**clip_to_ldm({k: v for k, v in state.items() if k not in projection}, ""), **projection}
 
 
 def _save_flux_files(folder: Path, seed: int) -> dict[str, Path]:
@@ -235,15 +239,62 @@ def _save_flux_files(folder: Path, seed: int) -> dict[str, Path]:
     }
 
 
-def save_tiny_model_files(fm_type: FmType | str, folder: Path | str, seed: int = 0) -> dict[str, Path]:
+def _t5_file(t5: Any, tokenizer: Any, config_name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    state = {k: v for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"}
+    metadata = {config_name: t5.config.to_dict()}
+    return state, {T5_VOCAB_METADATA_KEY: json.dumps(_t5_vocab(tokenizer)), **_bundle(**metadata)}
+
+
+def _save_sd35_files(folder: Path, seed: int, include_text_encoders: bool) -> dict[str, Path]:
+    """sd3.5 single file (MMDiT + VAE in SAI's layout), and clip_l / clip_g / t5xxl files unless
+    ``include_text_encoders`` puts them inside it (sd-scripts library/sd3_utils.py prefixes)."""
+    pipe = build_tiny_sd35_pipeline(seed)
+    transformer, vae = pipe.transformer, pipe.vae
+    encoders = {
+        ComponentRole.CLIP_L: (_clip_state(pipe.text_encoder), {}, "text_encoder", pipe.text_encoder),
+        ComponentRole.CLIP_G: (_clip_state(pipe.text_encoder_2), {}, "text_encoder_2", pipe.text_encoder_2),
+        ComponentRole.T5XXL: (
+            *_t5_file(pipe.text_encoder_3, pipe.tokenizer_3, "text_encoder_3"),
+            "text_encoder_3",
+            pipe.text_encoder_3,
+        ),
+    }
+    state = {**sd35_to_sai(transformer.state_dict(), transformer.config)}
+    state.update(vae_to_ldm(vae.state_dict(), vae.config))
+    configs: dict[str, Any] = {
+        "transformer": dict(transformer.config),
+        "vae": dict(vae.config),
+        "scheduler": dict(pipe.scheduler.config),
+    }
+    metadata: dict[str, str] = {}
+    files: dict[str, Path] = {}
+    for role, (tensors, extra, name, model) in encoders.items():
+        if include_text_encoders:
+            state.update({f"text_encoders.{role.value}.transformer.{k}": v for k, v in tensors.items()})
+            configs[name] = model.config.to_dict()
+            metadata.update({k: v for k, v in extra.items() if k != DIFFUSERS_CONFIG_METADATA_KEY})
+        else:
+            file_metadata = {**extra, **_bundle(**{name: model.config.to_dict()})}
+            files[role.value] = _save(tensors, folder / f"{role.value}.safetensors", file_metadata)
+    main = _save(state, folder / "sd3.5_tiny.safetensors", {**metadata, **_bundle(**configs)})
+    return {"checkpoint": main, **files}
+
+
+def save_tiny_model_files(
+    fm_type: FmType | str, folder: Path | str, seed: int = 0, include_text_encoders: bool = False
+) -> dict[str, Path]:
     """The files a user uploads for a family, tiny: ``checkpoint`` plus one per component role.
 
     SD 1.5 / SDXL: the one single-file checkpoint. FLUX.1: the transformer in BFL's layout and its
-    AE, CLIP-L and T5-XXL files, as sd-scripts loads them (library/flux_utils.py).
+    AE, CLIP-L and T5-XXL files, as sd-scripts loads them (library/flux_utils.py). SD 3.5: the SAI
+    single file with its text encoders as separate files, like sd3.5_large's distribution (or
+    inside it, ``include_text_encoders``).
     """
     family, target = FmType(fm_type), Path(folder)
     if family is FmType.FLUX1:
         return _save_flux_files(target, seed)
+    if family is FmType.SD35:
+        return _save_sd35_files(target, seed, include_text_encoders)
     if family in TINY_PIPELINES:
         return {"checkpoint": save_tiny_checkpoint(family, target / f"tiny-{family.value}.safetensors", seed)}
     raise ValueError(f"no tiny files for {family.value}")
@@ -252,16 +303,17 @@ def save_tiny_model_files(fm_type: FmType | str, folder: Path | str, seed: int =
 def merge_kohya_lora_into_bfl(
     bfl: dict[str, torch.Tensor], lora: dict[str, torch.Tensor], scale: float = 1.0
 ) -> dict[str, torch.Tensor]:
-    """BFL transformer weights with a sd-scripts ``lora_flux`` LoRA merged in, as ComfyUI and
-    sd-scripts apply it: ``W += up @ down * alpha / rank`` on the fused original layer, found by
-    its name (``lora_unet_`` + the BFL module path with ``.`` -> ``_``, networks/lora_flux.py
-    lines 826-827). Used to render with a LoRA at widths diffusers' FLUX LoRA loader cannot split
-    (it assumes FLUX.1's real 3072-wide single blocks)."""
+    """Original-layout transformer weights (FLUX.1's BFL file, SD 3.5's SAI file) with a sd-scripts
+    ``lora_flux`` / ``lora_sd3`` LoRA merged in, as ComfyUI and sd-scripts apply it:
+    ``W += up @ down * alpha / rank`` on the fused original layer, found by its name (``lora_unet_``
+    + the module path with ``.`` -> ``_``: networks/lora_flux.py lines 826-827, lora_sd3.py alike).
+    Used to render with a LoRA at widths diffusers' LoRA loaders cannot split (its FLUX loader
+    assumes FLUX.1's real 3072-wide single blocks; it has no loader for lora_sd3 names)."""
     merged = dict(bfl)
     for key, weight in bfl.items():
         if not key.endswith(".weight"):
             continue
-        name = "lora_unet_" + key.removesuffix(".weight").replace(".", "_")
+        name = "lora_unet_" + key.removeprefix(UNET_PREFIX).removesuffix(".weight").replace(".", "_")
         down, up = lora.get(f"{name}.lora_down.weight"), lora.get(f"{name}.lora_up.weight")
         if down is None or up is None:
             continue

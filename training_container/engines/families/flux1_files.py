@@ -63,17 +63,22 @@ def read_metadata(path: Path, what: str) -> dict[str, str]:
         raise JobFailure(f"{what} {path.name} is not a readable .safetensors file ({error})") from error
 
 
-def _config(metadata: Mapping[str, str], name: str) -> dict[str, Any]:
+def component_config(
+    metadata: Mapping[str, str], name: str, committed: Path = FLUX_CONFIGS_DIR
+) -> dict[str, Any]:
     """A component's diffusers config: the file's own, else the committed full-size one."""
     embedded = metadata.get(DIFFUSERS_CONFIG_METADATA_KEY)
     if embedded:
         bundle = json.loads(embedded)
         if name in bundle:
             return dict(bundle[name])
-    return dict(json.loads((FLUX_CONFIGS_DIR / f"{name}.json").read_text()))
+    return dict(json.loads((committed / f"{name}.json").read_text()))
 
 
-def _materialise(
+_config = component_config
+
+
+def materialise(
     model: torch.nn.Module, state: Mapping[str, torch.Tensor], dtype: torch.dtype, what: str
 ) -> Any:
     """Give a meta-device model the file's tensors; refuse a file missing any of them."""
@@ -99,7 +104,7 @@ def load_flux_transformer(path: Path, dtype: torch.dtype) -> FluxTransformer2DMo
         state = flux_from_bfl(tensors, shapes)
     except KeyError as error:
         raise JobFailure(f"the FLUX.1 transformer {path.name} lacks the tensor {error}") from error
-    return _materialise(model, state, dtype, "the FLUX.1 transformer")
+    return materialise(model, state, dtype, "the FLUX.1 transformer")
 
 
 def load_ae(path: Path, dtype: torch.dtype) -> AutoencoderKL:
@@ -107,7 +112,7 @@ def load_ae(path: Path, dtype: torch.dtype) -> AutoencoderKL:
     config = _config(metadata, "vae")
     with init_empty_weights():
         model = AutoencoderKL.from_config(config)
-    return _materialise(model, convert_ldm_vae_checkpoint(tensors, config), dtype, "the AE")
+    return materialise(model, convert_ldm_vae_checkpoint(tensors, config), dtype, "the AE")
 
 
 def load_clip_l(path: Path, dtype: torch.dtype) -> CLIPTextModel:
@@ -119,7 +124,7 @@ def load_clip_l(path: Path, dtype: torch.dtype) -> CLIPTextModel:
     # (transformers 4); transformers 5's CLIPTextModel may name them without it.
     if not any(k.startswith("text_model.") for k in model.state_dict()):
         tensors = {k.removeprefix("text_model."): v for k, v in tensors.items()}
-    return _materialise(model, tensors, dtype, "the CLIP-L text encoder")
+    return materialise(model, tensors, dtype, "the CLIP-L text encoder")
 
 
 def load_t5xxl(path: Path, dtype: torch.dtype) -> tuple[T5EncoderModel, Any]:
@@ -129,11 +134,11 @@ def load_t5xxl(path: Path, dtype: torch.dtype) -> tuple[T5EncoderModel, Any]:
         model = T5EncoderModel(T5Config(**_config(metadata, "text_encoder_2")))
     if "encoder.embed_tokens.weight" not in tensors and "shared.weight" in tensors:
         tensors["encoder.embed_tokens.weight"] = tensors["shared.weight"]  # tied in T5
-    encoder = _materialise(model, tensors, dtype, "the T5-XXL text encoder")
-    return encoder, _t5_tokenizer(metadata)
+    encoder = materialise(model, tensors, dtype, "the T5-XXL text encoder")
+    return encoder, t5_tokenizer(metadata)
 
 
-def _t5_tokenizer(metadata: Mapping[str, str]) -> Any:
+def t5_tokenizer(metadata: Mapping[str, str]) -> Any:
     vocab = metadata.get(T5_VOCAB_METADATA_KEY)
     if vocab:
         pieces = [(str(piece), float(score)) for piece, score in json.loads(vocab)]

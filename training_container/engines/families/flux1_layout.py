@@ -21,34 +21,36 @@ from functions.domain.checkpoint_layout import UNET
 
 @dataclass(frozen=True)
 class Fused:
-    """One BFL tensor and the diffusers tensors it holds, concatenated along dim 0 in order.
+    """One original tensor (BFL's, SAI's) and the diffusers tensors it holds, concatenated along
+    dim 0 in order.
 
-    ``swap``: BFL's final AdaLN gives (shift, scale), diffusers' (scale, shift).
+    ``swap``: the original's final AdaLN gives (shift, scale), diffusers' (scale, shift).
     """
 
-    bfl: str
+    original: str
     diffusers: tuple[str, ...]
     swap: bool = False
 
 
-def _linear(bfl: str, *diffusers: str, swap: bool = False) -> Iterator[Fused]:
+def linear_pair(original: str, *diffusers: str, swap: bool = False) -> Iterator[Fused]:
+    """A linear layer's weight and bias."""
     for param in ("weight", "bias"):
-        yield Fused(f"{bfl}.{param}", tuple(f"{d}.{param}" for d in diffusers), swap)
+        yield Fused(f"{original}.{param}", tuple(f"{d}.{param}" for d in diffusers), swap)
 
 
 def _double_block(i: int) -> Iterator[Fused]:
     b, d = f"double_blocks.{i}", f"transformer_blocks.{i}"
-    yield from _linear(f"{b}.img_mod.lin", f"{d}.norm1.linear")
-    yield from _linear(f"{b}.txt_mod.lin", f"{d}.norm1_context.linear")
-    yield from _linear(f"{b}.img_attn.qkv", f"{d}.attn.to_q", f"{d}.attn.to_k", f"{d}.attn.to_v")
-    yield from _linear(
+    yield from linear_pair(f"{b}.img_mod.lin", f"{d}.norm1.linear")
+    yield from linear_pair(f"{b}.txt_mod.lin", f"{d}.norm1_context.linear")
+    yield from linear_pair(f"{b}.img_attn.qkv", f"{d}.attn.to_q", f"{d}.attn.to_k", f"{d}.attn.to_v")
+    yield from linear_pair(
         f"{b}.txt_attn.qkv", f"{d}.attn.add_q_proj", f"{d}.attn.add_k_proj", f"{d}.attn.add_v_proj"
     )
-    yield from _linear(f"{b}.img_attn.proj", f"{d}.attn.to_out.0")
-    yield from _linear(f"{b}.txt_attn.proj", f"{d}.attn.to_add_out")
+    yield from linear_pair(f"{b}.img_attn.proj", f"{d}.attn.to_out.0")
+    yield from linear_pair(f"{b}.txt_attn.proj", f"{d}.attn.to_add_out")
     for stream, mlp in (("img", "ff"), ("txt", "ff_context")):
-        yield from _linear(f"{b}.{stream}_mlp.0", f"{d}.{mlp}.net.0.proj")
-        yield from _linear(f"{b}.{stream}_mlp.2", f"{d}.{mlp}.net.2")
+        yield from linear_pair(f"{b}.{stream}_mlp.0", f"{d}.{mlp}.net.0.proj")
+        yield from linear_pair(f"{b}.{stream}_mlp.2", f"{d}.{mlp}.net.2")
     yield Fused(f"{b}.img_attn.norm.query_norm.scale", (f"{d}.attn.norm_q.weight",))
     yield Fused(f"{b}.img_attn.norm.key_norm.scale", (f"{d}.attn.norm_k.weight",))
     yield Fused(f"{b}.txt_attn.norm.query_norm.scale", (f"{d}.attn.norm_added_q.weight",))
@@ -57,9 +59,11 @@ def _double_block(i: int) -> Iterator[Fused]:
 
 def _single_block(i: int) -> Iterator[Fused]:
     b, d = f"single_blocks.{i}", f"single_transformer_blocks.{i}"
-    yield from _linear(f"{b}.modulation.lin", f"{d}.norm.linear")
-    yield from _linear(f"{b}.linear1", f"{d}.attn.to_q", f"{d}.attn.to_k", f"{d}.attn.to_v", f"{d}.proj_mlp")
-    yield from _linear(f"{b}.linear2", f"{d}.proj_out")
+    yield from linear_pair(f"{b}.modulation.lin", f"{d}.norm.linear")
+    yield from linear_pair(
+        f"{b}.linear1", f"{d}.attn.to_q", f"{d}.attn.to_k", f"{d}.attn.to_v", f"{d}.proj_mlp"
+    )
+    yield from linear_pair(f"{b}.linear2", f"{d}.proj_out")
     yield Fused(f"{b}.norm.query_norm.scale", (f"{d}.attn.norm_q.weight",))
     yield Fused(f"{b}.norm.key_norm.scale", (f"{d}.attn.norm_k.weight",))
 
@@ -67,19 +71,19 @@ def _single_block(i: int) -> Iterator[Fused]:
 def flux_table(num_layers: int, num_single_layers: int, guidance: bool) -> list[Fused]:
     """Every tensor of a FLUX.1 transformer with that many blocks (schnell: no guidance)."""
     table = [
-        *_linear("time_in.in_layer", "time_text_embed.timestep_embedder.linear_1"),
-        *_linear("time_in.out_layer", "time_text_embed.timestep_embedder.linear_2"),
-        *_linear("vector_in.in_layer", "time_text_embed.text_embedder.linear_1"),
-        *_linear("vector_in.out_layer", "time_text_embed.text_embedder.linear_2"),
-        *_linear("txt_in", "context_embedder"),
-        *_linear("img_in", "x_embedder"),
-        *_linear("final_layer.linear", "proj_out"),
-        *_linear("final_layer.adaLN_modulation.1", "norm_out.linear", swap=True),
+        *linear_pair("time_in.in_layer", "time_text_embed.timestep_embedder.linear_1"),
+        *linear_pair("time_in.out_layer", "time_text_embed.timestep_embedder.linear_2"),
+        *linear_pair("vector_in.in_layer", "time_text_embed.text_embedder.linear_1"),
+        *linear_pair("vector_in.out_layer", "time_text_embed.text_embedder.linear_2"),
+        *linear_pair("txt_in", "context_embedder"),
+        *linear_pair("img_in", "x_embedder"),
+        *linear_pair("final_layer.linear", "proj_out"),
+        *linear_pair("final_layer.adaLN_modulation.1", "norm_out.linear", swap=True),
     ]
     if guidance:
         table += [
-            *_linear("guidance_in.in_layer", "time_text_embed.guidance_embedder.linear_1"),
-            *_linear("guidance_in.out_layer", "time_text_embed.guidance_embedder.linear_2"),
+            *linear_pair("guidance_in.in_layer", "time_text_embed.guidance_embedder.linear_1"),
+            *linear_pair("guidance_in.out_layer", "time_text_embed.guidance_embedder.linear_2"),
         ]
     for i in range(num_layers):
         table += _double_block(i)
@@ -88,7 +92,7 @@ def flux_table(num_layers: int, num_single_layers: int, guidance: bool) -> list[
     return table
 
 
-def _swap_halves(tensor: torch.Tensor) -> torch.Tensor:
+def swap_halves(tensor: torch.Tensor) -> torch.Tensor:
     first, second = tensor.chunk(2, dim=0)
     return torch.cat([second, first], dim=0)
 
@@ -101,7 +105,7 @@ def flux_to_bfl(state: Mapping[str, torch.Tensor], config: Mapping[str, object])
     out = {}
     for entry in table:
         tensor = torch.cat([state[name] for name in entry.diffusers], dim=0)
-        out[entry.bfl] = _swap_halves(tensor) if entry.swap else tensor
+        out[entry.original] = swap_halves(tensor) if entry.swap else tensor
     return out
 
 
@@ -128,9 +132,9 @@ def flux_from_bfl(
     layers, single_layers, guidance = flux_architecture(list(plain))
     out: dict[str, torch.Tensor] = {}
     for entry in flux_table(layers, single_layers, guidance):
-        tensor = plain[entry.bfl]
+        tensor = plain[entry.original]
         if entry.swap:
-            tensor = _swap_halves(tensor)
+            tensor = swap_halves(tensor)
         sizes = [target_shapes[name][0] for name in entry.diffusers]
         for name, part in zip(entry.diffusers, torch.split(tensor, sizes, dim=0), strict=True):
             out[name] = part

@@ -56,6 +56,7 @@ from training_container.engines.families.flow_matching import (
     lora_part_from_rules,
 )
 from training_container.engines.families.fused_lora import LoraPart
+from training_container.engines.families.sd35_files import load_sd35_pipeline
 from training_container.errors import JobFailure
 from training_container.model_loading import BasePipeline
 
@@ -119,12 +120,7 @@ class SD35Adapter(FlowMatchingAdapter):
     def pipeline_from_files(
         cls, model_path: Path, components: Mapping[ComponentRole, Path], dtype: torch.dtype
     ) -> BasePipeline:
-        """Not yet: the diffusers engine trains SD 3.5 from a diffusers folder; uploaded SAI files
-        train on the kohya engine (sd3_train_network.py), which the training image runs."""
-        raise JobFailure(
-            f"the diffusers engine cannot load the single-file SD 3.5 checkpoint {model_path.name}; "
-            "run the job on the kohya engine (the training image's default)"
-        )
+        return load_sd35_pipeline(model_path, components, dtype)
 
     def configure(self, config: Mapping[str, Any]) -> None:
         """The job's values for the options sd-scripts reads (fields of ``SD35Training``)."""

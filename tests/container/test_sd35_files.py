@@ -1,0 +1,146 @@
+"""SD 3.5 from the files users upload (the SAI single file, its text encoders inside it or as
+clip_l / clip_g / t5xxl components), on tiny random-weight models: agreement with diffusers' own
+converter, loading, and a whole diffusers-engine job through the container entrypoint."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from functions.domain.families import ComponentRole, FmType
+from functions.domain.kohya_params import validate_config
+from functions.domain.training_contract import JOB_CHANNEL, JOB_SPEC_FILENAME, TrainingJobSpec
+from training_container.engines.families.sd35_files import load_sd35_pipeline
+from training_container.engines.families.sd35_layout import sd35_architecture, sd35_to_sai
+from training_container.entrypoint import run_job
+from training_container.errors import JobFailure
+from training_container.testing.tiny_flow_models import (
+    build_tiny_sd35_pipeline,
+    merge_kohya_lora_into_bfl,
+    save_tiny_model_files,
+)
+from training_container.testing.tiny_models import make_tiny_dataset
+
+SIDE = 64
+
+
+def _components(files: dict[str, Path]) -> dict[ComponentRole, Path]:
+    return {ComponentRole(k): v for k, v in files.items() if k != "checkpoint"}
+
+
+def test_the_sai_layout_is_diffusers_own() -> None:
+    """diffusers' converter (any width, MMDiT-X dual attention and QK norms included) reads the
+    SAI tensors we write back into exactly the model they came from."""
+    transformer = build_tiny_sd35_pipeline().transformer
+    state = transformer.state_dict()
+    sai = sd35_to_sai(state, transformer.config)
+    converted = convert_sd3_transformer_checkpoint_to_diffusers(dict(sai))
+    assert converted.keys() == state.keys()
+    assert all(torch.equal(converted[k], state[k]) for k in state)
+    architecture = sd35_architecture(sai)
+    for key in (
+        "num_layers",
+        "attention_head_dim",
+        "num_attention_heads",
+        "dual_attention_layers",
+        "qk_norm",
+    ):
+        assert architecture[key] == transformer.config[key], key
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["text-encoders-as-components", "text-encoders-inside"])
+def test_the_uploaded_files_load_as_the_pipeline_they_came_from(tmp_path: Path, inside: bool) -> None:
+    files = save_tiny_model_files(FmType.SD35, tmp_path, include_text_encoders=inside)
+    assert set(files) == ({"checkpoint"} if inside else {"checkpoint", "clip_l", "clip_g", "t5xxl"})
+    reference = build_tiny_sd35_pipeline(seed=0)
+    loaded = load_sd35_pipeline(files["checkpoint"], _components(files), torch.float32)
+    for name in ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
+        ours, theirs = getattr(loaded, name).state_dict(), getattr(reference, name).state_dict()
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs if k in ours), name
+        assert set(theirs) - set(ours) <= {"encoder.embed_tokens.weight"}, name
+
+
+def test_a_text_encoder_neither_inside_nor_given_is_named(tmp_path: Path) -> None:
+    files = save_tiny_model_files(FmType.SD35, tmp_path)
+    components = _components(files)
+    del components[ComponentRole.CLIP_G]
+    with pytest.raises(
+        JobFailure, match="does not include the CLIP-G text encoder and the job has no clip_g"
+    ):
+        load_sd35_pipeline(files["checkpoint"], components, torch.float32)
+
+
+def test_an_sd35_job_from_uploaded_files_writes_sd_scripts_keys_that_change_the_image(tmp_path: Path) -> None:
+    files = save_tiny_model_files(FmType.SD35, tmp_path / "files")
+    data = tmp_path / "opt_ml" / "input" / "data"
+    (data / "model").mkdir(parents=True)
+    shutil.copyfile(files["checkpoint"], data / "model" / "sd3.5.safetensors")
+    for role, path in _components(files).items():
+        (data / role.value).mkdir()
+        shutil.copyfile(path, data / role.value / path.name)
+    make_tiny_dataset(data / "dataset", concept="demo", repeats=1, n_images=2, size=(SIDE, SIDE))
+    user = {
+        "resolution": str(SIDE),
+        "enable_bucket": False,
+        "max_train_steps": 2,
+        "network_dim": 4,
+        "network_alpha": 2.0,
+        "t5xxl_max_token_length": 16,
+        "mixed_precision": "no",
+        "learning_rate": 1e-2,
+        "unet_lr": 1e-2,
+    }
+    config, problems = validate_config(user, FmType.SD35)
+    assert not problems, problems
+    spec = TrainingJobSpec(
+        job_id="job-sd35",
+        fm_type=FmType.SD35,
+        engine="diffusers",
+        output_name="sd35-lora",
+        base_model_filename="sd3.5.safetensors",
+        component_filenames={role: path.name for role, path in _components(files).items()},
+        config=config,
+        sample_prompts=[{"prompt": "demo, a square", "width": SIDE, "height": SIDE, "steps": 2, "seed": 1}],
+    )
+    (data / JOB_CHANNEL).mkdir()
+    (data / JOB_CHANNEL / JOB_SPEC_FILENAME).write_text(spec.to_json())
+
+    root = tmp_path / "opt_ml"
+    assert run_job(root) == 0, (root / "output" / "failure").read_text()
+
+    lora = root / "model" / "sd35-lora.safetensors"
+    tensors = load_file(str(lora))
+    with safe_open(str(lora), framework="pt") as handle:
+        metadata = handle.metadata()
+    modules = {key.split(".")[0] for key in tensors}
+    assert "lora_unet_joint_blocks_0_x_block_attn_qkv" in modules  # fused, as lora_sd3 names it
+    assert "lora_unet_joint_blocks_0_x_block_adaLN_modulation_1" in modules
+    assert all(m.startswith("lora_unet_joint_blocks_") for m in modules)
+    assert metadata["ss_network_module"] == "networks.lora_sd3"
+    assert json.loads((root / "model" / "summary.json").read_text())["samples"]
+
+    base = load_file(str(files["checkpoint"]))
+    merged_path = tmp_path / "merged.safetensors"
+    with safe_open(str(files["checkpoint"]), framework="pt") as handle:
+        save_file(merge_kohya_lora_into_bfl(base, tensors), str(merged_path), handle.metadata())
+    merged = load_file(str(merged_path))
+    assert sum(1 for k in base if not torch.equal(base[k], merged[k])) == len(modules)  # each found its layer
+
+    def render(checkpoint: Path) -> np.ndarray:
+        pipe = load_sd35_pipeline(checkpoint, _components(files), torch.float32)
+        generator = torch.Generator().manual_seed(0)
+        images = pipe(
+            "demo", height=SIDE, width=SIDE, num_inference_steps=2, max_sequence_length=16,
+            generator=generator, output_type="np",
+        ).images  # fmt: skip
+        return np.asarray(images)
+
+    assert not np.allclose(render(files["checkpoint"]), render(merged_path))
