@@ -11,6 +11,9 @@ from botocore.exceptions import ClientError
 
 from functions.adapters.aws_clients import s3_client
 
+# S3 multipart limits (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html): parts of
+# 5 MiB to 5 GiB, at most 10,000 parts, objects up to 5 TiB. At the 32 GiB model limit
+# (settings.model_import_max_bytes) 64 MiB parts make 512 parts, far inside the limit.
 MIN_PART_SIZE = 64 * 1024**2
 MAX_PARTS = 10_000
 

@@ -49,6 +49,7 @@ class InstanceType:
     supports_bf16: bool
     # Host memory in GiB, from AWS's accelerated-computing instance tables (Amazon EC2 G4dn, G5,
     # G6, G6e and P4d product pages: g5.xlarge 16, g5.2xlarge 32, g5.4xlarge 64, g6e.xlarge 32 ...).
+    # https://aws.amazon.com/ec2/instance-types/{g4,g5,g6,g6e,p4}/ (the "Memory (GiB)" column).
     memory_gib: int
 
 
