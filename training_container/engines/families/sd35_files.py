@@ -85,7 +85,7 @@ def _clip(tensors: dict[str, torch.Tensor], config: dict[str, Any], dtype: torch
     if "text_projection.weight" in expected and "text_projection.weight" not in tensors:
         # CLIP-L files may lack it; sd-scripts adds an identity projection (sd3_utils.py line 153).
         width = int(config["hidden_size"])
-        tensors["text_projection.weight"] = torch.eye(width, int(config.get("projection_dim", width)))
+        tensors["text_projection.weight"] = torch.eye(width, int(config["projection_dim"]))
     return materialise(model, tensors, dtype, what)
 
 
