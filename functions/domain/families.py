@@ -226,6 +226,26 @@ _SD35_STEPS_PER_SECOND = MappingProxyType(
     }
 )
 
+# What the FLUX.1 and SD 3.5 guides share (docs/flux_train_network.md lines 124-150,
+# docs/sd3_train_network.md): 1024 px, bf16 with gradient checkpointing, a transformer-only LoRA
+# with cached text-encoder outputs, dim 16 / alpha 1 at 1e-4 with a constant schedule.
+_DIT_DEFAULTS: Mapping[str, FamilyDefault] = MappingProxyType(
+    {
+        "resolution": "1024,1024",
+        "min_bucket_reso": 256,
+        "max_bucket_reso": 2048,
+        "mixed_precision": "bf16",
+        "gradient_checkpointing": True,
+        "network_train_unet_only": True,
+        "cache_text_encoder_outputs": True,
+        "network_dim": 16,
+        "network_alpha": 1.0,
+        "learning_rate": 1e-4,
+        "unet_lr": 1e-4,
+        "lr_scheduler": "constant",
+    }
+)
+
 
 FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
     {
@@ -349,7 +369,7 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
             ),
             # FLUX.1 from sd-scripts' docs/flux_train_network.md (v0.10.1): its example command
             # (lines 124-150) and recommendations: guidance 1.0 (dev is guidance-distilled),
-            # flux_shift sampling, raw prediction, fp8 base, cached latents and text-encoder
+            # shift sampling, raw prediction, fp8 base, cached latents and text-encoder
             # outputs, U-Net-only LoRA (training CLIP-L is optional, T5-XXL is not trained).
             FamilySpec(
                 fm_type=FmType.FLUX1,
@@ -361,18 +381,7 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                 bucket_step_multiple=32,
                 kohya_defaults=MappingProxyType(
                     {
-                        "resolution": "1024,1024",
-                        "min_bucket_reso": 256,
-                        "max_bucket_reso": 2048,
-                        "mixed_precision": "bf16",
-                        "gradient_checkpointing": True,
-                        "network_train_unet_only": True,
-                        "cache_text_encoder_outputs": True,
-                        "network_dim": 16,
-                        "network_alpha": 1.0,
-                        "learning_rate": 1e-4,
-                        "unet_lr": 1e-4,
-                        "lr_scheduler": "constant",
+                        **_DIT_DEFAULTS,
                         "fp8_base": True,
                         # "Recommended Settings" (lines 350-353): "--timestep_sampling shift
                         # --discrete_flow_shift 3.1582 --model_prediction_type raw --guidance_scale 1.0";
@@ -429,18 +438,7 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                 bucket_step_multiple=32,
                 kohya_defaults=MappingProxyType(
                     {
-                        "resolution": "1024,1024",
-                        "min_bucket_reso": 256,
-                        "max_bucket_reso": 2048,
-                        "mixed_precision": "bf16",
-                        "gradient_checkpointing": True,
-                        "network_train_unet_only": True,
-                        "cache_text_encoder_outputs": True,
-                        "network_dim": 16,
-                        "network_alpha": 1.0,
-                        "learning_rate": 1e-4,
-                        "unet_lr": 1e-4,
-                        "lr_scheduler": "constant",
+                        **_DIT_DEFAULTS,
                         "weighting_scheme": "uniform",
                         "training_shift": 1.0,
                     }
