@@ -5,7 +5,6 @@ width, loading, and a whole diffusers-engine job through the container entrypoin
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from functions.domain.families import ComponentRole, FmType
-from functions.domain.kohya_params import validate_config
-from functions.domain.training_contract import JOB_CHANNEL, JOB_SPEC_FILENAME, TrainingJobSpec
+from tests.container.upload_jobs import SIDE, components_of, lay_out_upload_job
 from training_container.engines.families.flux1_files import load_flux_pipeline
 from training_container.engines.families.flux1_layout import flux_from_bfl, flux_to_bfl
 from training_container.entrypoint import run_job
@@ -29,18 +27,11 @@ from training_container.testing.tiny_flow_models import (
     save_tiny_model_files,
     tiny_flux_transformer,
 )
-from training_container.testing.tiny_models import make_tiny_dataset
-
-SIDE = 64
 
 
 @pytest.fixture(scope="module")
 def flux_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return save_tiny_model_files(FmType.FLUX1, tmp_path_factory.mktemp("flux"), seed=0)
-
-
-def _components(files: dict[str, Path]) -> dict[ComponentRole, Path]:
-    return {ComponentRole(k): v for k, v in files.items() if k != "checkpoint"}
 
 
 def test_the_bfl_layout_round_trips_every_tensor() -> None:
@@ -63,7 +54,7 @@ def test_the_layout_is_diffusers_own_at_the_real_width() -> None:
 
 def test_the_uploaded_files_load_as_the_pipeline_they_came_from(flux_files: dict[str, Path]) -> None:
     reference = build_tiny_flux_pipeline(seed=0)
-    loaded = load_flux_pipeline(flux_files["checkpoint"], _components(flux_files), torch.float32)
+    loaded = load_flux_pipeline(flux_files["checkpoint"], components_of(flux_files), torch.float32)
     for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
         ours, theirs = getattr(loaded, name).state_dict(), getattr(reference, name).state_dict()
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs if k in ours), name
@@ -72,52 +63,24 @@ def test_the_uploaded_files_load_as_the_pipeline_they_came_from(flux_files: dict
 
 
 def test_a_missing_component_is_named(flux_files: dict[str, Path]) -> None:
-    components = _components(flux_files)
+    components = components_of(flux_files)
     del components[ComponentRole.AE]
     with pytest.raises(JobFailure, match="no ae component"):
         load_flux_pipeline(flux_files["checkpoint"], components, torch.float32)
-
-
-def _lay_out_job(root: Path, files: dict[str, Path], sample_prompts: list[dict[str, object]]) -> Path:
-    data = root / "input" / "data"
-    (data / "model").mkdir(parents=True)
-    shutil.copyfile(files["checkpoint"], data / "model" / "flux1-dev.safetensors")
-    for role, path in _components(files).items():
-        (data / role.value).mkdir()
-        shutil.copyfile(path, data / role.value / path.name)
-    make_tiny_dataset(data / "dataset", concept="demo", repeats=1, n_images=2, size=(SIDE, SIDE))
-    user = {
-        "resolution": str(SIDE),
-        "enable_bucket": False,
-        "max_train_steps": 2,
-        "network_dim": 4,
-        "network_alpha": 2.0,
-        "t5xxl_max_token_length": 16,
-        "mixed_precision": "no",
-        "sample_every_n_epochs": None,
-    }
-    config, problems = validate_config({k: v for k, v in user.items() if v is not None}, FmType.FLUX1)
-    assert not problems, problems
-    spec = TrainingJobSpec(
-        job_id="job-flux",
-        fm_type=FmType.FLUX1,
-        engine="diffusers",
-        output_name="flux-lora",
-        base_model_filename="flux1-dev.safetensors",
-        component_filenames={role: path.name for role, path in _components(files).items()},
-        config=config,
-        sample_prompts=sample_prompts,
-    )
-    (data / JOB_CHANNEL).mkdir()
-    (data / JOB_CHANNEL / JOB_SPEC_FILENAME).write_text(spec.to_json())
-    return root
 
 
 def test_a_flux_job_from_uploaded_files_writes_sd_scripts_keys_that_change_the_image(
     tmp_path: Path, flux_files: dict[str, Path]
 ) -> None:
     prompts = [{"prompt": "demo, a square", "width": SIDE, "height": SIDE, "steps": 2, "seed": 1}]
-    root = _lay_out_job(tmp_path / "opt_ml", flux_files, prompts)
+    root = lay_out_upload_job(
+        tmp_path / "opt_ml",
+        FmType.FLUX1,
+        flux_files,
+        base_name="flux1-dev.safetensors",
+        output_name="flux-lora",
+        sample_prompts=prompts,
+    )
 
     assert run_job(root) == 0, (root / "output" / "failure").read_text()
 
@@ -142,7 +105,7 @@ def test_a_flux_job_from_uploaded_files_writes_sd_scripts_keys_that_change_the_i
     assert touched == len(modules)  # every LoRA module found its layer by name
 
     def render(transformer_file: Path) -> np.ndarray:
-        pipe = load_flux_pipeline(transformer_file, _components(flux_files), torch.float32)
+        pipe = load_flux_pipeline(transformer_file, components_of(flux_files), torch.float32)
         generator = torch.Generator().manual_seed(0)
         images = pipe(
             "demo",

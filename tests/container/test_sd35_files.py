@@ -5,7 +5,6 @@ converter, loading, and a whole diffusers-engine job through the container entry
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from functions.domain.families import ComponentRole, FmType
-from functions.domain.kohya_params import validate_config
-from functions.domain.training_contract import JOB_CHANNEL, JOB_SPEC_FILENAME, TrainingJobSpec
+from tests.container.upload_jobs import SIDE, components_of, lay_out_upload_job
 from training_container.engines.families.sd35_files import load_sd35_pipeline
 from training_container.engines.families.sd35_layout import sd35_architecture, sd35_to_sai
 from training_container.entrypoint import run_job
@@ -27,13 +25,6 @@ from training_container.testing.tiny_flow_models import (
     merge_kohya_lora_into_bfl,
     save_tiny_model_files,
 )
-from training_container.testing.tiny_models import make_tiny_dataset
-
-SIDE = 64
-
-
-def _components(files: dict[str, Path]) -> dict[ComponentRole, Path]:
-    return {ComponentRole(k): v for k, v in files.items() if k != "checkpoint"}
 
 
 def test_the_sai_layout_is_diffusers_own() -> None:
@@ -61,7 +52,7 @@ def test_the_uploaded_files_load_as_the_pipeline_they_came_from(tmp_path: Path, 
     files = save_tiny_model_files(FmType.SD35, tmp_path, include_text_encoders=inside)
     assert set(files) == ({"checkpoint"} if inside else {"checkpoint", "clip_l", "clip_g", "t5xxl"})
     reference = build_tiny_sd35_pipeline(seed=0)
-    loaded = load_sd35_pipeline(files["checkpoint"], _components(files), torch.float32)
+    loaded = load_sd35_pipeline(files["checkpoint"], components_of(files), torch.float32)
     for name in ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
         ours, theirs = getattr(loaded, name).state_dict(), getattr(reference, name).state_dict()
         assert all(torch.equal(ours[k], theirs[k]) for k in theirs if k in ours), name
@@ -70,7 +61,7 @@ def test_the_uploaded_files_load_as_the_pipeline_they_came_from(tmp_path: Path, 
 
 def test_a_text_encoder_neither_inside_nor_given_is_named(tmp_path: Path) -> None:
     files = save_tiny_model_files(FmType.SD35, tmp_path)
-    components = _components(files)
+    components = components_of(files)
     del components[ComponentRole.CLIP_G]
     with pytest.raises(
         JobFailure, match="does not include the CLIP-G text encoder and the job has no clip_g"
@@ -80,40 +71,15 @@ def test_a_text_encoder_neither_inside_nor_given_is_named(tmp_path: Path) -> Non
 
 def test_an_sd35_job_from_uploaded_files_writes_sd_scripts_keys_that_change_the_image(tmp_path: Path) -> None:
     files = save_tiny_model_files(FmType.SD35, tmp_path / "files")
-    data = tmp_path / "opt_ml" / "input" / "data"
-    (data / "model").mkdir(parents=True)
-    shutil.copyfile(files["checkpoint"], data / "model" / "sd3.5.safetensors")
-    for role, path in _components(files).items():
-        (data / role.value).mkdir()
-        shutil.copyfile(path, data / role.value / path.name)
-    make_tiny_dataset(data / "dataset", concept="demo", repeats=1, n_images=2, size=(SIDE, SIDE))
-    user = {
-        "resolution": str(SIDE),
-        "enable_bucket": False,
-        "max_train_steps": 2,
-        "network_dim": 4,
-        "network_alpha": 2.0,
-        "t5xxl_max_token_length": 16,
-        "mixed_precision": "no",
-        "learning_rate": 1e-2,
-        "unet_lr": 1e-2,
-    }
-    config, problems = validate_config(user, FmType.SD35)
-    assert not problems, problems
-    spec = TrainingJobSpec(
-        job_id="job-sd35",
-        fm_type=FmType.SD35,
-        engine="diffusers",
+    root = lay_out_upload_job(
+        tmp_path / "opt_ml",
+        FmType.SD35,
+        files,
+        base_name="sd3.5.safetensors",
         output_name="sd35-lora",
-        base_model_filename="sd3.5.safetensors",
-        component_filenames={role: path.name for role, path in _components(files).items()},
-        config=config,
+        config={"learning_rate": 1e-2, "unet_lr": 1e-2},
         sample_prompts=[{"prompt": "demo, a square", "width": SIDE, "height": SIDE, "steps": 2, "seed": 1}],
     )
-    (data / JOB_CHANNEL).mkdir()
-    (data / JOB_CHANNEL / JOB_SPEC_FILENAME).write_text(spec.to_json())
-
-    root = tmp_path / "opt_ml"
     assert run_job(root) == 0, (root / "output" / "failure").read_text()
 
     lora = root / "model" / "sd35-lora.safetensors"
@@ -135,7 +101,7 @@ def test_an_sd35_job_from_uploaded_files_writes_sd_scripts_keys_that_change_the_
     assert sum(1 for k in base if not torch.equal(base[k], merged[k])) == len(modules)  # each found its layer
 
     def render(checkpoint: Path) -> np.ndarray:
-        pipe = load_sd35_pipeline(checkpoint, _components(files), torch.float32)
+        pipe = load_sd35_pipeline(checkpoint, components_of(files), torch.float32)
         generator = torch.Generator().manual_seed(0)
         images = pipe(
             "demo", height=SIDE, width=SIDE, num_inference_steps=2, max_sequence_length=16,

@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import torch
 
@@ -32,6 +33,7 @@ from training_container.engines.kohya_lora_format import kohya_tensors
 from training_container.model_loading import BasePipeline, ensure_family
 
 logger = logging.getLogger(__name__)
+OptionsT = TypeVar("OptionsT")
 
 # The Linear layers of Hugging Face CLIP inside sd-scripts' TEXT_ENCODER_TARGET_REPLACE_MODULE
 # (CLIPAttention, CLIPMLP): networks/lora_flux.py line 711, networks/lora_sd3.py line 232.
@@ -156,6 +158,13 @@ class FlowMatchingAdapter(FamilyAdapter):
 # diffusers ``<block list>.<suffix>`` (the block index left out) -> the original module path
 # (``{i}``: the block index), this layer's place among the fused layer's parts, and their count.
 LoraRules = Mapping[str, tuple[str, int, int]]
+
+
+def options_from_config(options: type[OptionsT], config: Mapping[str, Any]) -> OptionsT:
+    """A family's training options (a dataclass of sd-scripts option names) from the job's config:
+    the options it sets, the dataclass's defaults for the rest."""
+    names = {f.name for f in fields(options)}  # type: ignore[arg-type]
+    return options(**{k: v for k, v in config.items() if k in names and v is not None})
 
 
 def lora_part_from_rules(module_path: str, rules: LoraRules) -> LoraPart:

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +60,7 @@ from training_container.engines.families.flow_matching import (
     FlowMatchingAdapter,
     LoraRules,
     lora_part_from_rules,
+    options_from_config,
 )
 from training_container.engines.families.flux1_files import load_flux_pipeline
 from training_container.engines.families.fused_lora import LoraPart
@@ -161,8 +162,7 @@ class Flux1Adapter(FlowMatchingAdapter):
 
     def configure(self, config: Mapping[str, Any]) -> None:
         """The job's values for the options sd-scripts reads (fields of ``FluxTraining``)."""
-        names = {f.name for f in fields(FluxTraining)}
-        self.training = FluxTraining(**{k: v for k, v in config.items() if k in names and v is not None})
+        self.training = options_from_config(FluxTraining, config)
 
     @property
     def text_encoders(self) -> list[torch.nn.Module]:

@@ -12,30 +12,11 @@ model's own parameter shapes. The mapping is the same one diffusers' converter a
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 import torch
 
 from functions.domain.checkpoint_layout import UNET
-
-
-@dataclass(frozen=True)
-class Fused:
-    """One original tensor (BFL's, SAI's) and the diffusers tensors it holds, concatenated along
-    dim 0 in order.
-
-    ``swap``: the original's final AdaLN gives (shift, scale), diffusers' (scale, shift).
-    """
-
-    original: str
-    diffusers: tuple[str, ...]
-    swap: bool = False
-
-
-def linear_pair(original: str, *diffusers: str, swap: bool = False) -> Iterator[Fused]:
-    """A linear layer's weight and bias."""
-    for param in ("weight", "bias"):
-        yield Fused(f"{original}.{param}", tuple(f"{d}.{param}" for d in diffusers), swap)
+from training_container.engines.families.fused_layout import Fused, from_original, linear_pair, to_original
 
 
 def _double_block(i: int) -> Iterator[Fused]:
@@ -92,21 +73,12 @@ def flux_table(num_layers: int, num_single_layers: int, guidance: bool) -> list[
     return table
 
 
-def swap_halves(tensor: torch.Tensor) -> torch.Tensor:
-    first, second = tensor.chunk(2, dim=0)
-    return torch.cat([second, first], dim=0)
-
-
 def flux_to_bfl(state: Mapping[str, torch.Tensor], config: Mapping[str, object]) -> dict[str, torch.Tensor]:
     """A diffusers FluxTransformer2DModel state dict in BFL's layout (what users upload)."""
     table = flux_table(
         int(str(config["num_layers"])), int(str(config["num_single_layers"])), bool(config["guidance_embeds"])
     )
-    out = {}
-    for entry in table:
-        tensor = torch.cat([state[name] for name in entry.diffusers], dim=0)
-        out[entry.original] = swap_halves(tensor) if entry.swap else tensor
-    return out
+    return to_original(table, state)
 
 
 def _block_count(keys: list[str], prefix: str) -> int:
@@ -129,13 +101,4 @@ def flux_from_bfl(
     ``KeyError`` names a tensor the file lacks (a truncated or foreign file).
     """
     plain = {k.removeprefix(UNET): v for k, v in bfl.items()}
-    layers, single_layers, guidance = flux_architecture(list(plain))
-    out: dict[str, torch.Tensor] = {}
-    for entry in flux_table(layers, single_layers, guidance):
-        tensor = plain[entry.original]
-        if entry.swap:
-            tensor = swap_halves(tensor)
-        sizes = [target_shapes[name][0] for name in entry.diffusers]
-        for name, part in zip(entry.diffusers, torch.split(tensor, sizes, dim=0), strict=True):
-            out[name] = part
-    return out
+    return from_original(flux_table(*flux_architecture(list(plain))), plain, target_shapes)

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -54,6 +54,7 @@ from training_container.engines.families.flow_matching import (
     FlowMatchingAdapter,
     LoraRules,
     lora_part_from_rules,
+    options_from_config,
 )
 from training_container.engines.families.fused_lora import LoraPart
 from training_container.engines.families.sd35_files import load_sd35_pipeline
@@ -124,8 +125,7 @@ class SD35Adapter(FlowMatchingAdapter):
 
     def configure(self, config: Mapping[str, Any]) -> None:
         """The job's values for the options sd-scripts reads (fields of ``SD35Training``)."""
-        names = {f.name for f in fields(SD35Training)}
-        self.training = SD35Training(**{k: v for k, v in config.items() if k in names and v is not None})
+        self.training = options_from_config(SD35Training, config)
 
     @property
     def text_encoders(self) -> list[torch.nn.Module]:

@@ -4,8 +4,9 @@
 (sd-scripts library/sd3_models.py, loaded by library/sd3_utils.py ``load_mmdit``) and the VAE
 under ``first_stage_model.``. This table maps the MMDiT both ways at any width; it is the mapping
 diffusers' ``single_file_utils.convert_sd3_transformer_checkpoint_to_diffusers`` applies
-(tests/container/test_sd35_files.py checks the two agree), and the architecture is read from the
-file's own tensors, as diffusers' converter and sd-scripts' ``analyze_state_dict_state`` do.
+(tests/container/test_sd35_files.py checks the two agree; fused_layout applies it), and the
+architecture is read from the file's own tensors, as diffusers' converter and sd-scripts'
+``analyze_state_dict_state`` do.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from functions.domain.checkpoint_layout import UNET
-from training_container.engines.families.flux1_layout import Fused, linear_pair, swap_halves
+from training_container.engines.families.fused_layout import Fused, from_original, linear_pair, to_original
 
 
 def _joint_block(i: int, last: bool, dual: bool, qk_norm: bool) -> Iterator[Fused]:
@@ -98,11 +99,7 @@ def sd35_to_sai(state: Mapping[str, torch.Tensor], config: Mapping[str, Any]) ->
     table = sd35_table(
         int(config["num_layers"]), tuple(config["dual_attention_layers"]), config.get("qk_norm") is not None
     )
-    out = {}
-    for entry in table:
-        tensor = torch.cat([state[name] for name in entry.diffusers], dim=0)
-        out[UNET + entry.original] = swap_halves(tensor) if entry.swap else tensor
-    return out
+    return to_original(table, state, UNET)
 
 
 def sd35_from_sai(
@@ -111,14 +108,5 @@ def sd35_from_sai(
     """SAI MMDiT tensors as a diffusers state dict (fused qkv split by the target's shapes)."""
     config = sd35_architecture(sai)
     plain = {k.removeprefix(UNET): v for k, v in sai.items() if k.startswith(UNET)}
-    out: dict[str, torch.Tensor] = {}
-    for entry in sd35_table(
-        config["num_layers"], config["dual_attention_layers"], config["qk_norm"] is not None
-    ):
-        tensor = plain[entry.original]
-        if entry.swap:
-            tensor = swap_halves(tensor)
-        sizes = [target_shapes[name][0] for name in entry.diffusers]
-        for name, part in zip(entry.diffusers, torch.split(tensor, sizes, dim=0), strict=True):
-            out[name] = part
-    return out
+    table = sd35_table(config["num_layers"], config["dual_attention_layers"], config["qk_norm"] is not None)
+    return from_original(table, plain, target_shapes)
