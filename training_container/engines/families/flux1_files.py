@@ -63,19 +63,19 @@ def read_metadata(path: Path, what: str) -> dict[str, str]:
         raise JobFailure(f"{what} {path.name} is not a readable .safetensors file ({error})") from error
 
 
+def embedded_config(metadata: Mapping[str, str], name: str) -> dict[str, Any] | None:
+    """The config a file carries for ``name`` (tiny test models), or None."""
+    embedded = metadata.get(DIFFUSERS_CONFIG_METADATA_KEY)
+    bundle = json.loads(embedded) if embedded else {}
+    return dict(bundle[name]) if name in bundle else None
+
+
 def component_config(
     metadata: Mapping[str, str], name: str, committed: Path = FLUX_CONFIGS_DIR
 ) -> dict[str, Any]:
     """A component's diffusers config: the file's own, else the committed full-size one."""
-    embedded = metadata.get(DIFFUSERS_CONFIG_METADATA_KEY)
-    if embedded:
-        bundle = json.loads(embedded)
-        if name in bundle:
-            return dict(bundle[name])
-    return dict(json.loads((committed / f"{name}.json").read_text()))
-
-
-_config = component_config
+    own = embedded_config(metadata, name)
+    return own if own is not None else dict(json.loads((committed / f"{name}.json").read_text()))
 
 
 def materialise(
@@ -94,7 +94,7 @@ def materialise(
 
 def load_flux_transformer(path: Path, dtype: torch.dtype) -> FluxTransformer2DModel:
     tensors, metadata = read_file(path, "the FLUX.1 transformer")
-    config = _config(metadata, "transformer")
+    config = component_config(metadata, "transformer")
     layers, single_layers, guidance = flux_architecture(list(tensors))
     config.update(num_layers=layers, num_single_layers=single_layers, guidance_embeds=guidance)
     with init_empty_weights():
@@ -109,7 +109,7 @@ def load_flux_transformer(path: Path, dtype: torch.dtype) -> FluxTransformer2DMo
 
 def load_ae(path: Path, dtype: torch.dtype) -> AutoencoderKL:
     tensors, metadata = read_file(path, "the AE")
-    config = _config(metadata, "vae")
+    config = component_config(metadata, "vae")
     with init_empty_weights():
         model = AutoencoderKL.from_config(config)
     return materialise(model, convert_ldm_vae_checkpoint(tensors, config), dtype, "the AE")
@@ -118,7 +118,7 @@ def load_ae(path: Path, dtype: torch.dtype) -> AutoencoderKL:
 def load_clip_l(path: Path, dtype: torch.dtype) -> CLIPTextModel:
     tensors, metadata = read_file(path, "the CLIP-L text encoder")
     with init_empty_weights():
-        model = CLIPTextModel(CLIPTextConfig(**_config(metadata, "text_encoder")))
+        model = CLIPTextModel(CLIPTextConfig(**component_config(metadata, "text_encoder")))
     # sd-scripts loads it with strict=False too (flux_utils.py line 352): files differ in extras
     # such as text_projection.weight and position_ids. Files name the layers under ``text_model.``
     # (transformers 4); transformers 5's CLIPTextModel may name them without it.
@@ -131,7 +131,7 @@ def load_t5xxl(path: Path, dtype: torch.dtype) -> tuple[T5EncoderModel, Any]:
     """T5-XXL and its tokenizer (the file's own vocabulary for test models, else the baked one)."""
     tensors, metadata = read_file(path, "the T5-XXL text encoder")
     with init_empty_weights():
-        model = T5EncoderModel(T5Config(**_config(metadata, "text_encoder_2")))
+        model = T5EncoderModel(T5Config(**component_config(metadata, "text_encoder_2")))
     if "encoder.embed_tokens.weight" not in tensors and "shared.weight" in tensors:
         tensors["encoder.embed_tokens.weight"] = tensors["shared.weight"]  # tied in T5
     encoder = materialise(model, tensors, dtype, "the T5-XXL text encoder")
@@ -164,7 +164,7 @@ def load_flux_pipeline(
 ) -> FluxPipeline:
     """FluxPipeline from the uploaded transformer and its three component files."""
     t5, t5_tokenizer = load_t5xxl(_component(components, ComponentRole.T5XXL), dtype)
-    scheduler = _config(read_metadata(model_path, "the FLUX.1 transformer"), "scheduler")
+    scheduler = component_config(read_metadata(model_path, "the FLUX.1 transformer"), "scheduler")
     return FluxPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler.from_config(scheduler),
         vae=load_ae(_component(components, ComponentRole.AE), dtype),

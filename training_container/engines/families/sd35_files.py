@@ -35,6 +35,7 @@ from training_container.clip_tokenizers import (
 )
 from training_container.engines.families.flux1_files import (
     component_config,
+    embedded_config,
     materialise,
     read_file,
     t5_tokenizer,
@@ -102,7 +103,7 @@ def load_sd35_pipeline(
 ) -> StableDiffusion3Pipeline:
     """StableDiffusion3Pipeline from the uploaded SAI single file and any component files."""
     checkpoint, metadata = read_file(model_path, "the SD 3.5 checkpoint")
-    config = {**sd35_architecture(checkpoint), **_embedded(metadata, "transformer")}
+    config = {**sd35_architecture(checkpoint), **(embedded_config(metadata, "transformer") or {})}
     with init_empty_weights():
         transformer = SD3Transformer2DModel.from_config(config)
     state = sd35_from_sai(checkpoint, {k: v.shape for k, v in transformer.state_dict().items()})
@@ -140,11 +141,3 @@ def _without_source(
     entry: tuple[dict[str, torch.Tensor], Any, dict[str, Any]],
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return entry[0], entry[2]
-
-
-def _embedded(metadata: Mapping[str, str], name: str) -> dict[str, Any]:
-    """A tiny model's own config for ``name`` (sizes the tensors cannot tell, e.g. sample_size)."""
-    try:
-        return component_config(metadata, name, Path("/nonexistent"))
-    except FileNotFoundError:
-        return {}
