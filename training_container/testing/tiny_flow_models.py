@@ -46,9 +46,9 @@ from training_container.engines.families.flux1_layout import flux_to_bfl
 from training_container.engines.families.sd35_layout import sd35_to_sai
 from training_container.ldm_layout import UNET_PREFIX, VAE_PREFIX, clip_to_ldm, vae_to_ldm
 from training_container.testing.tiny_models import (
+    SINGLE_FILE_FAMILIES,
     TEXT_2_HIDDEN_SIZE,
     TEXT_HIDDEN_SIZE,
-    TINY_PIPELINES,
     TINY_RESOLUTION,
     _text_config,
     save_tiny_checkpoint,
@@ -295,7 +295,7 @@ def save_tiny_model_files(
         return _save_flux_files(target, seed)
     if family is FmType.SD35:
         return _save_sd35_files(target, seed, include_text_encoders)
-    if family in TINY_PIPELINES:
+    if family in SINGLE_FILE_FAMILIES:
         return {"checkpoint": save_tiny_checkpoint(family, target / f"tiny-{family.value}.safetensors", seed)}
     raise ValueError(f"no tiny files for {family.value}")
 
