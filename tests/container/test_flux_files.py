@@ -157,3 +157,15 @@ def test_a_flux_job_from_uploaded_files_writes_sd_scripts_keys_that_change_the_i
         return np.asarray(images)
 
     assert not np.allclose(render(flux_files["checkpoint"]), render(merged_path))
+
+
+def test_an_unreadable_component_fails_the_job_naming_its_role(
+    tmp_path: Path, flux_files: dict[str, Path]
+) -> None:
+    root = _lay_out_job(tmp_path / "opt_ml", flux_files, [])
+    t5 = root / "input" / "data" / "t5xxl" / flux_files["t5xxl"].name
+    t5.write_bytes(t5.read_bytes()[:100])  # an upload cut short
+
+    assert run_job(root) != 0
+    failure = (root / "output" / "failure").read_text()
+    assert f"component t5xxl file {t5.name} is not a readable .safetensors file" in failure
