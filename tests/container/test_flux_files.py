@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from functions.domain.families import ComponentRole, FmType
 from functions.domain.kohya_params import validate_config
 from functions.domain.training_contract import JOB_CHANNEL, JOB_SPEC_FILENAME, TrainingJobSpec
-from training_container.engines.families.flux1_files import load_flux_pipeline
+from training_container.engines.families.flux1_files import DIFFUSERS_CONFIG_METADATA_KEY, load_flux_pipeline
 from training_container.engines.families.flux1_layout import flux_from_bfl, flux_to_bfl
 from training_container.entrypoint import run_job
 from training_container.errors import JobFailure
@@ -169,3 +169,21 @@ def test_an_unreadable_component_fails_the_job_naming_its_role(
     assert run_job(root) != 0
     failure = (root / "output" / "failure").read_text()
     assert f"component t5xxl file {t5.name} is not a readable .safetensors file" in failure
+
+
+def test_a_component_of_another_width_is_refused_naming_it(
+    tmp_path: Path, flux_files: dict[str, Path]
+) -> None:
+    """A CLIP file whose tensors disagree with the configuration it is loaded with (here: its
+    embedded one, made wider) fails with the component named, not a bare PyTorch error."""
+    with safe_open(str(flux_files["clip_l"]), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    bundle = json.loads(metadata[DIFFUSERS_CONFIG_METADATA_KEY])
+    bundle["text_encoder"]["hidden_size"] *= 2
+    metadata[DIFFUSERS_CONFIG_METADATA_KEY] = json.dumps(bundle)
+    wider = tmp_path / "clip_l.safetensors"
+    save_file(load_file(str(flux_files["clip_l"])), str(wider), metadata)
+    components = {**_components(flux_files), ComponentRole.CLIP_L: wider}
+
+    with pytest.raises(JobFailure, match=r"the CLIP-L text encoder does not match its model's configuration"):
+        load_flux_pipeline(flux_files["checkpoint"], components, torch.float32)
