@@ -5,6 +5,8 @@ width, loading, and a whole diffusers-engine job through the container entrypoin
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from functions.domain.families import ComponentRole, FmType
 from functions.domain.kohya_params import validate_config
 from functions.domain.training_contract import JOB_CHANNEL, JOB_SPEC_FILENAME, TrainingJobSpec
+from tests.container.sd_scripts_source import needs_sd_scripts, sd_scripts_function
 from training_container.engines.families.flux1_files import DIFFUSERS_CONFIG_METADATA_KEY, load_flux_pipeline
 from training_container.engines.families.flux1_layout import flux_from_bfl, flux_to_bfl
 from training_container.entrypoint import run_job
@@ -187,3 +190,23 @@ def test_a_component_of_another_width_is_refused_naming_it(
 
     with pytest.raises(JobFailure, match=r"the CLIP-L text encoder does not match its model's configuration"):
         load_flux_pipeline(flux_files["checkpoint"], components, torch.float32)
+
+
+@needs_sd_scripts
+def test_sd_scripts_reads_the_transformer_as_bfl_dev_with_its_blocks(
+    flux_files: dict[str, Path],
+) -> None:
+    """sd-scripts' own analyser (library/flux_utils.py analyze_checkpoint_state, lines 29-92)."""
+    analyze = sd_scripts_function(
+        "library/flux_utils.py",
+        "analyze_checkpoint_state",
+        os=os,
+        safe_open=safe_open,
+        logger=logging.getLogger("sd-scripts"),
+        Tuple=tuple,
+        List=list,
+    )
+    is_diffusers, is_schnell, blocks, _ = analyze(str(flux_files["checkpoint"]))
+    transformer = build_tiny_flux_pipeline().transformer.config
+    assert (is_diffusers, is_schnell) == (False, False)
+    assert blocks == (transformer.num_layers, transformer.num_single_layers)

@@ -157,11 +157,14 @@ def build_tiny_sd35_pipeline(seed: int = 0) -> Any:
         sample_size=TINY_RESOLUTION // 8,
         patch_size=2,
         in_channels=16,
+        # sd-scripts reads the depth off the width (hidden = 64 * depth, one 64-wide head per
+        # block: library/sd3_utils.py line 35, sd3_models.MMDiT), as in 3.5 Medium (24 x 64) and
+        # Large (38 x 64); the tiny model keeps that rule.
         num_layers=2,
-        attention_head_dim=8,
-        num_attention_heads=4,
+        attention_head_dim=64,
+        num_attention_heads=2,
         joint_attention_dim=SD35_T5_WIDTH,
-        caption_projection_dim=32,
+        caption_projection_dim=128,
         pooled_projection_dim=TEXT_HIDDEN_SIZE + TEXT_2_HIDDEN_SIZE,
         out_channels=16,
         pos_embed_max_size=TINY_RESOLUTION // 8,
