@@ -63,7 +63,7 @@ from training_container.epoch_publishing import (
 )
 from training_container.errors import JobFailure
 from training_container.metrics import MetricsRecorder
-from training_container.model_loading import ensure_family
+from training_container.model_loading import ensure_family, read_checkpoint_header
 from training_container.progress import ProgressReporter, write_json_atomically
 
 logger = logging.getLogger("training_container")
@@ -144,6 +144,13 @@ def component_paths(spec: TrainingJobSpec, paths: JobPaths) -> dict[ComponentRol
             raise JobFailure(f"component {role.value} file {filename} not found in the {role.value} channel")
         found[role] = path
     return found
+
+
+def ensure_components_readable(components: dict[ComponentRole, Path]) -> None:
+    """Read each component's safetensors header (no tensor): a truncated or foreign file fails
+    the job before the long load of the base model, with a message naming its role."""
+    for role, path in components.items():
+        read_checkpoint_header(path, what=f"component {role.value} file")
 
 
 def _problems_text(problems: Sequence[object]) -> str:
@@ -339,6 +346,7 @@ def run_job(root: Path, stop: threading.Event | None = None) -> int:
         inputs = read_job_inputs(root)
         spec = inputs.spec
         ensure_family(inputs.model_path, spec.fm_type)
+        ensure_components_readable(inputs.component_paths)
         engine = choose_engine(spec.engine)
         progress.update(engine=engine, force=True)
         metrics = MetricsRecorder(paths.checkpoints_dir, engine)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -22,7 +23,7 @@ from safetensors import safe_open
 
 from functions.domain.catalog import FmType
 from functions.domain.checkpoint_family import FLOW_FAMILIES
-from functions.domain.families import FAMILIES
+from functions.domain.families import FAMILIES, ComponentRole
 from training_container.clip_tokenizers import load_clip_tokenizer
 from training_container.errors import JobFailure
 
@@ -62,13 +63,14 @@ def write_config_bundle(bundle: dict[str, Any], folder: Path) -> Path:
     return folder
 
 
-def read_checkpoint_header(path: Path) -> tuple[list[str], dict[str, str]]:
-    """Tensor names and metadata of a safetensors file, without loading any tensor."""
+def read_checkpoint_header(path: Path, what: str = "base model") -> tuple[list[str], dict[str, str]]:
+    """Tensor names and metadata of a safetensors file, without loading any tensor; a JobFailure
+    naming ``what`` the file is (the base model, a component) when it cannot be read."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             return list(handle.keys()), dict(handle.metadata() or {})
     except Exception as error:  # safetensors raises several unrelated types for corrupt files
-        raise JobFailure(f"base model {path.name} is not a readable .safetensors file ({error})") from error
+        raise JobFailure(f"{what} {path.name} is not a readable .safetensors file ({error})") from error
 
 
 _SUPPORTED = " or ".join(spec.display_name for spec in FAMILIES.values())
@@ -143,9 +145,29 @@ def _without_safety_checker(pipeline_class: Any) -> dict[str, Any]:
     return {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
 
 
-def load_base_pipeline(model_path: Path, fm_type: FmType, dtype: torch.dtype = torch.float32) -> BasePipeline:
-    """The base pipeline from a single ``.safetensors`` checkpoint or a diffusers folder, fully
-    offline (families made of several files load them in their adapter's ``load``)."""
+def load_base_pipeline(
+    model_path: Path,
+    fm_type: FmType,
+    dtype: torch.dtype = torch.float32,
+    components: Mapping[ComponentRole, Path] | None = None,
+) -> BasePipeline:
+    """The family's base pipeline as users upload it, fully offline: a single-file checkpoint (SD
+    1.5 / SDXL; SD 3.5's SAI file, its text encoders inside or in ``components``), FLUX.1's
+    transformer with its ``ae`` / ``clip_l`` / ``t5xxl`` component files, or a diffusers folder.
+
+    The family's adapter does the loading (``FamilyAdapter.load``): it alone knows how its files
+    fit together. Training and the demo's renders with and without a LoRA go through here."""
+    # Imported here: the adapters build on this module (BasePipeline, load_single_file_pipeline).
+    from training_container.engines.families import ADAPTERS
+
+    return ADAPTERS[FmType(fm_type)].load(model_path, dtype, components or {}).pipe
+
+
+def load_single_file_pipeline(
+    model_path: Path, fm_type: FmType, dtype: torch.dtype = torch.float32
+) -> BasePipeline:
+    """A one-file family's pipeline from a single ``.safetensors`` checkpoint or a diffusers
+    folder, offline, with ``from_single_file`` and the family's configs."""
     ensure_family(model_path, fm_type)
     pipeline_class = _pipeline_class(fm_type)
     extra = _without_safety_checker(pipeline_class)

@@ -12,7 +12,11 @@ import pytest
 from functions.domain.catalog import FmType
 from functions.domain.kohya_params import validate_config
 from functions.domain.training_contract import JOB_CHANNEL, JOB_SPEC_FILENAME, TrainingJobSpec
-from training_container.testing.tiny_models import TINY_PIPELINES, make_tiny_dataset, save_tiny_checkpoint
+from training_container.testing.tiny_models import (
+    SINGLE_FILE_FAMILIES,
+    make_tiny_dataset,
+    save_tiny_checkpoint,
+)
 
 # Small enough for a few CPU steps per test, valid for the service's parameter validation.
 FAST_CONFIG: dict[str, Any] = {
@@ -34,7 +38,9 @@ SDXL_WITH_TEXT_ENCODERS = {"network_train_unet_only": False}
 def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[FmType, Path]:
     folder = tmp_path_factory.mktemp("checkpoints")
     # The single-file families (FLUX.1 and SD 3.5 checkpoints come with component files).
-    return {fm: save_tiny_checkpoint(fm, folder / f"tiny-{fm.value}.safetensors") for fm in TINY_PIPELINES}
+    return {
+        fm: save_tiny_checkpoint(fm, folder / f"tiny-{fm.value}.safetensors") for fm in SINGLE_FILE_FAMILIES
+    }
 
 
 JobFactory = Callable[..., Path]

@@ -17,12 +17,15 @@ from training_container.engines.families import ADAPTERS, adapter_for
 from training_container.engines.families.base import FamilyAdapter
 from training_container.engines.kohya_lora_format import lora_modules
 from training_container.errors import JobFailure
+from training_container.testing.tiny_flow_models import FLUX_T5_WIDTH, SD35_T5_WIDTH
 from training_container.testing.tiny_models import TEXT_2_HIDDEN_SIZE, TEXT_HIDDEN_SIZE, build_tiny_pipeline
 
 CPU = torch.device("cpu")
 TRAINING_CONTAINER = Path(__file__).resolve().parents[2] / "training_container"
 # One LoRA module name per network that sd-scripts v0.10.1 writes for the same architecture
-# (networks/lora.py: lora_unet_/lora_te_ prefixes; SDXL UNet names in the SGM layout).
+# (networks/lora.py: lora_unet_/lora_te_ prefixes; SDXL UNet names in the SGM layout; FLUX.1 in
+# BFL's module names, networks/lora_flux.py lines 707-714 and 826-827; SD 3.5 in MMDiT's,
+# networks/lora_sd3.py lines 230-236 and 333-334: fused qkv / linear1, case kept).
 KNOWN_KOHYA_NAMES = {
     FmType.SD15: {
         "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q",
@@ -37,17 +40,66 @@ KNOWN_KOHYA_NAMES = {
         "lora_te1_text_model_encoder_layers_0_self_attn_q_proj",
         "lora_te2_text_model_encoder_layers_1_mlp_fc1",
     },
+    FmType.FLUX1: {
+        "lora_unet_double_blocks_0_img_attn_qkv",
+        "lora_unet_double_blocks_0_txt_attn_proj",
+        "lora_unet_double_blocks_0_img_mod_lin",
+        "lora_unet_double_blocks_0_txt_mlp_2",
+        "lora_unet_single_blocks_0_linear1",
+        "lora_unet_single_blocks_0_linear2",
+        "lora_unet_single_blocks_0_modulation_lin",
+        "lora_te1_text_model_encoder_layers_0_self_attn_q_proj",
+    },
+    FmType.SD35: {
+        "lora_unet_joint_blocks_0_x_block_attn_qkv",
+        "lora_unet_joint_blocks_0_x_block_attn2_qkv",  # MMDiT-X (3.5 Medium) dual attention
+        "lora_unet_joint_blocks_0_x_block_adaLN_modulation_1",
+        "lora_unet_joint_blocks_0_context_block_attn_proj",
+        "lora_unet_joint_blocks_0_context_block_mlp_fc1",
+        "lora_unet_joint_blocks_1_context_block_adaLN_modulation_1",  # the pre-only block keeps it
+        "lora_te1_text_model_encoder_layers_0_self_attn_q_proj",
+        "lora_te2_text_model_encoder_layers_1_mlp_fc1",
+    },
+}
+# Names that a sd-scripts module of the family never has: FLUX's split diffusers projections and
+# layers outside the blocks lora_flux wraps (final layer, embedders: lines 494-501, off by
+# default); SD 3.5's pre-only last context block has no attention output and no MLP
+# (library/sd3_models.py lines 475 and 604-610: ``if not pre_only``).
+FORBIDDEN_KOHYA_NAMES = {
+    FmType.FLUX1: {
+        "lora_unet_double_blocks_0_img_attn_q",
+        "lora_unet_proj_out",
+        "lora_unet_final_layer_linear",
+    },
+    FmType.SD35: {
+        "lora_unet_joint_blocks_1_context_block_attn_proj",
+        "lora_unet_joint_blocks_1_context_block_mlp_fc1",
+        "lora_unet_final_layer_linear",
+    },
 }
 # The UNet + DDPM families (stable_diffusion.py). FLUX.1 and SD 3.5 (flow matching) have their
-# key names, conditioning, noise and target tested in test_flow_matching_families.py.
+# noise and target tested in test_flow_matching_families.py.
 UNET_FAMILIES = [FmType.SD15, FmType.SDXL]
+# T5 tokens: 512 for FLUX.1 dev (flux_train_network.py lines 171-177), 256 for SD 3.5
+# (docs/sd3_train_network.md line 151); SD 3.5 puts CLIP-L + CLIP-G's 77 tokens before T5's.
 PROMPT_SHAPES = {
     FmType.SD15: {"encoder_hidden_states": (2, 77, TEXT_HIDDEN_SIZE)},
     FmType.SDXL: {
         "encoder_hidden_states": (2, 77, TEXT_HIDDEN_SIZE + TEXT_2_HIDDEN_SIZE),
         "text_embeds": (2, TEXT_2_HIDDEN_SIZE),
     },
+    FmType.FLUX1: {
+        "encoder_hidden_states": (2, 512, FLUX_T5_WIDTH),
+        "pooled_projections": (2, TEXT_HIDDEN_SIZE),
+    },
+    FmType.SD35: {
+        "encoder_hidden_states": (2, 77 + 256, SD35_T5_WIDTH),
+        "pooled_projections": (2, TEXT_HIDDEN_SIZE + TEXT_2_HIDDEN_SIZE),
+    },
 }
+# sd-scripts keeps the module's case in LoRA names (lora_sd3.py line 334 only replaces "."), so
+# SD 3.5's ``adaLN_modulation`` stays mixed case.
+KOHYA_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 def _adapter(fm_type: FmType) -> FamilyAdapter:
@@ -60,16 +112,16 @@ def test_every_family_has_an_adapter_chosen_by_its_spec() -> None:
         assert adapter_for(spec).fm_type == fm_type
 
 
-@pytest.mark.parametrize("fm_type", UNET_FAMILIES)
+@pytest.mark.parametrize("fm_type", list(FmType))
 def test_lora_targets_exist_and_get_sd_scripts_key_names(fm_type: FmType) -> None:
     adapter = _adapter(fm_type)
     for model, targets in [
-        (adapter.denoiser, adapter.denoiser_lora_targets),
+        (adapter.denoiser, adapter.denoiser_lora_target_modules()),
         *[(encoder, adapter.text_encoder_lora_targets) for encoder in adapter.text_encoders],
     ]:
         module_names = [name for name, _ in model.named_modules()]
         for target in targets:
-            assert any(name.endswith("." + target) for name in module_names), target
+            assert any(name == target or name.endswith("." + target) for name in module_names), target
         inject_adapter_in_model(LoraConfig(r=2, lora_alpha=1, target_modules=list(targets)), model)
 
     names_by_network = [
@@ -79,14 +131,19 @@ def test_lora_targets_exist_and_get_sd_scripts_key_names(fm_type: FmType) -> Non
     assert len(names_by_network) == len(prefixes)
     for prefix, names in zip(prefixes, names_by_network, strict=True):
         assert names and all(name.startswith(prefix + "_") for name in names), prefix
-        assert all(re.fullmatch(r"[a-z0-9_]+", name) for name in names)
-        assert len(set(names)) == len(names)  # no two modules share a Kohya name
+        assert all(KOHYA_NAME.fullmatch(name) for name in names), names
+        if fm_type in UNET_FAMILIES:  # FLUX.1 / SD 3.5 fuse several layers into one module
+            assert len(set(names)) == len(names)  # no two modules share a Kohya name
     all_names = {name for names in names_by_network for name in names}
     assert KNOWN_KOHYA_NAMES[fm_type] <= all_names
-    assert set(adapter.model_parts()) == {"unet", *(f"te{i}" for i in range(len(prefixes) - 1))}
+    assert not FORBIDDEN_KOHYA_NAMES.get(fm_type, set()) & all_names
+    exported = {key.split(".")[0] for key in adapter.kohya_lora_tensors(torch.float32)}
+    assert exported == all_names  # every module exported once, fused layers under their one name
+    parts = {adapter.denoiser_state_key, *(f"te{i}" for i in range(len(prefixes) - 1))}
+    assert set(adapter.model_parts()) == parts
 
 
-@pytest.mark.parametrize("fm_type", UNET_FAMILIES)
+@pytest.mark.parametrize("fm_type", list(FmType))
 def test_prompt_embeddings_and_conditioning_have_the_denoiser_shapes(fm_type: FmType) -> None:
     adapter = _adapter(fm_type)
     with torch.no_grad():
@@ -94,7 +151,8 @@ def test_prompt_embeddings_and_conditioning_have_the_denoiser_shapes(fm_type: Fm
         assert {name: tuple(t.shape) for name, t in prompts.items()} == PROMPT_SHAPES[fm_type]
 
         conditioning = adapter.conditioning(prompts, (320, 256))  # bucket: width, height
-        latents = torch.randn(2, 4, 256 // 8, 320 // 8)
+        channels = adapter.vae.config.latent_channels  # 4, or 16 for FLUX.1 / SD 3.5
+        latents = torch.randn(2, channels, 256 // 8, 320 // 8)
         batch = adapter.noisy_input(latents, noise_offset=0.05)
         prediction = adapter.predict(batch, conditioning)
 
@@ -161,7 +219,14 @@ def test_a_flow_matching_or_sample_predicting_scheduler_is_refused_not_trained_a
 # The seam is the only place that knows the families: nothing else in the container names a
 # family, a family's pipeline class, or a component only some families have (the tiny test models
 # under testing/ are one architecture per family by design).
-FAMILY_ONLY_ATTRIBUTES = {"unet", "transformer", "text_encoder_2", "tokenizer_2"}
+FAMILY_ONLY_ATTRIBUTES = {
+    "unet",
+    "transformer",
+    "text_encoder_2",
+    "tokenizer_2",
+    "text_encoder_3",
+    "tokenizer_3",
+}
 FAMILY_VALUES = {fm_type.value for fm_type in FmType}
 
 
@@ -180,7 +245,7 @@ def family_branches(source: str) -> list[str]:
             named = repr(node.value)
         elif isinstance(node, ast.Name | ast.FunctionDef | ast.ClassDef | ast.alias):
             name = str(getattr(node, "id", None) or getattr(node, "name", ""))
-            if re.search(r"sd_?(15|xl)|StableDiffusion", name, flags=re.IGNORECASE):
+            if re.search(r"sd_?(15|xl|3)|StableDiffusion|flux", name, flags=re.IGNORECASE):
                 named = name
         if named:
             found.append(f"line {getattr(node, 'lineno', '?')}: {named}")

@@ -440,3 +440,23 @@ def test_unsupported_sampling_options_are_refused() -> None:
         FluxTraining(timestep_sampling="sigma")  # type: ignore[arg-type]
     with pytest.raises(JobFailure, match="weighting_scheme"):
         SD35Training(weighting_scheme="cosmap")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("family", ["flux1", "sd35"])
+def test_sample_sides_round_down_to_16_as_sd_scripts_does(family: str) -> None:
+    """FLUX.1 / SD 3.5 latents are patched 2x2 after the VAE's 8x: a 72 x 88 request renders at
+    64 x 80 (flux_train_utils.py lines 180-181) instead of failing in diffusers' SD 3 pipeline."""
+    adapter: FlowMatchingAdapter = (
+        TinyFlux(build_tiny_flux_pipeline()) if family == "flux1" else TinySD35(build_tiny_sd35_pipeline())
+    )
+    with torch.no_grad():
+        image = adapter.render_sample(
+            "demo",
+            None,
+            steps=1,
+            guidance_scale=1.0,
+            width=72,
+            height=88,
+            generator=torch.Generator().manual_seed(0),
+        )
+    assert image.size == (64, 80)

@@ -5,6 +5,8 @@ width, loading, and a whole diffusers-engine job through the container entrypoin
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +18,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from functions.domain.families import ComponentRole, FmType
+from tests.container.sd_scripts_source import needs_sd_scripts, sd_scripts_function
 from tests.container.upload_jobs import SIDE, components_of, lay_out_upload_job
-from training_container.engines.families.flux1_files import load_flux_pipeline
+from training_container.engines.families.flux1_files import DIFFUSERS_CONFIG_METADATA_KEY, load_flux_pipeline
 from training_container.engines.families.flux1_layout import flux_from_bfl, flux_to_bfl
 from training_container.entrypoint import run_job
 from training_container.errors import JobFailure
@@ -120,3 +123,59 @@ def test_a_flux_job_from_uploaded_files_writes_sd_scripts_keys_that_change_the_i
         return np.asarray(images)
 
     assert not np.allclose(render(flux_files["checkpoint"]), render(merged_path))
+
+
+def test_an_unreadable_component_fails_the_job_naming_its_role(
+    tmp_path: Path, flux_files: dict[str, Path]
+) -> None:
+    root = lay_out_upload_job(
+        tmp_path / "opt_ml",
+        FmType.FLUX1,
+        flux_files,
+        base_name="flux1-dev.safetensors",
+        output_name="flux-lora",
+    )
+    t5 = root / "input" / "data" / "t5xxl" / flux_files["t5xxl"].name
+    t5.write_bytes(t5.read_bytes()[:100])  # an upload cut short
+
+    assert run_job(root) != 0
+    failure = (root / "output" / "failure").read_text()
+    assert f"component t5xxl file {t5.name} is not a readable .safetensors file" in failure
+
+
+def test_a_component_of_another_width_is_refused_naming_it(
+    tmp_path: Path, flux_files: dict[str, Path]
+) -> None:
+    """A CLIP file whose tensors disagree with the configuration it is loaded with (here: its
+    embedded one, made wider) fails with the component named, not a bare PyTorch error."""
+    with safe_open(str(flux_files["clip_l"]), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    bundle = json.loads(metadata[DIFFUSERS_CONFIG_METADATA_KEY])
+    bundle["text_encoder"]["hidden_size"] *= 2
+    metadata[DIFFUSERS_CONFIG_METADATA_KEY] = json.dumps(bundle)
+    wider = tmp_path / "clip_l.safetensors"
+    save_file(load_file(str(flux_files["clip_l"])), str(wider), metadata)
+    components = {**components_of(flux_files), ComponentRole.CLIP_L: wider}
+
+    with pytest.raises(JobFailure, match=r"the CLIP-L text encoder does not match its model's configuration"):
+        load_flux_pipeline(flux_files["checkpoint"], components, torch.float32)
+
+
+@needs_sd_scripts
+def test_sd_scripts_reads_the_transformer_as_bfl_dev_with_its_blocks(
+    flux_files: dict[str, Path],
+) -> None:
+    """sd-scripts' own analyser (library/flux_utils.py analyze_checkpoint_state, lines 29-92)."""
+    analyze = sd_scripts_function(
+        "library/flux_utils.py",
+        "analyze_checkpoint_state",
+        os=os,
+        safe_open=safe_open,
+        logger=logging.getLogger("sd-scripts"),
+        Tuple=tuple,
+        List=list,
+    )
+    is_diffusers, is_schnell, blocks, _ = analyze(str(flux_files["checkpoint"]))
+    transformer = build_tiny_flux_pipeline().transformer.config
+    assert (is_diffusers, is_schnell) == (False, False)
+    assert blocks == (transformer.num_layers, transformer.num_single_layers)

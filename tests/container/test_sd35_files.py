@@ -5,7 +5,11 @@ converter, loading, and a whole diffusers-engine job through the container entry
 from __future__ import annotations
 
 import json
+import logging
+import math
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +19,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from functions.domain.families import ComponentRole, FmType
+from tests.container.sd_scripts_source import (
+    needs_sd_scripts,
+    sd_scripts_function,
+    sd_scripts_string_literals,
+)
 from tests.container.upload_jobs import SIDE, components_of, lay_out_upload_job
 from training_container.engines.families.sd35_files import load_sd35_pipeline
 from training_container.engines.families.sd35_layout import sd35_architecture, sd35_to_sai
@@ -110,3 +119,34 @@ def test_an_sd35_job_from_uploaded_files_writes_sd_scripts_keys_that_change_the_
         return np.asarray(images)
 
     assert not np.allclose(render(files["checkpoint"]), render(merged_path))
+
+
+@needs_sd_scripts
+def test_sd_scripts_reads_the_sai_file_as_sd35_medium_with_its_text_encoders(tmp_path: Path) -> None:
+    """sd-scripts' own analyser (library/sd3_utils.py analyze_state_dict_state, lines 30-76) on the
+    MMDiT tensors, and the keys its loaders look for to find each text encoder inside the file
+    (lines 109, 169, 224) and to split MMDiT and VAE off (lines 83, 253)."""
+    files = save_tiny_model_files(FmType.SD35, tmp_path, include_text_encoders=True)
+    tensors = load_file(str(files["checkpoint"]))
+    analyze = sd_scripts_function(
+        "library/sd3_utils.py",
+        "analyze_state_dict_state",
+        math=math,
+        re=re,
+        logger=logging.getLogger("sd-scripts"),
+        sd3_models=SimpleNamespace(SD3Params=lambda **params: params),
+        Dict=dict,
+    )
+    params = analyze(tensors, "model.diffusion_model.")
+    transformer = build_tiny_sd35_pipeline().transformer.config
+    assert params["depth"] == transformer.num_layers  # read off the width: 64 per block
+    assert params["x_block_self_attn_layers"] == list(transformer.dual_attention_layers)
+    assert (params["qk_norm"], params["model_type"]) == ("rms", "5-medium")
+    assert params["patch_size"] == transformer.patch_size
+
+    markers = sd_scripts_string_literals("library/sd3_utils.py", "text_encoders.")
+    assert {m for m in markers if m.endswith(".weight")} <= set(tensors)
+    assert {"model.diffusion_model.", "first_stage_model."} <= sd_scripts_string_literals(
+        "library/sd3_utils.py", "_model."
+    )
+    assert any(k.startswith("first_stage_model.decoder.") for k in tensors)

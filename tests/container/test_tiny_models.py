@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from functions.domain.catalog import FmType
+from functions.domain.families import ComponentRole
 from training_container.clip_tokenizers import load_clip_tokenizer
 from training_container.errors import JobFailure
 from training_container.model_loading import detect_family, family_config_bundle, load_base_pipeline
+from training_container.testing.tiny_flow_models import save_tiny_model_files
 from training_container.testing.tiny_models import build_tiny_pipeline, save_tiny_diffusers_folder
 
 # The single-file (LDM layout) families; FLUX.1's files round-trip in test_flux_files.py.
@@ -70,3 +72,28 @@ def test_flux_full_size_configs_are_committed() -> None:
         configs["transformer"]["num_attention_heads"] * configs["transformer"]["attention_head_dim"] == 3072
     )
     assert configs["vae"]["latent_channels"] == 16 and configs["text_encoder_2"]["d_model"] == 4096
+
+
+# --- load_base_pipeline: every family from the files users upload, one call
+def _roles(files: dict[str, Path]) -> dict[ComponentRole, Path]:
+    return {ComponentRole(k): v for k, v in files.items() if k != "checkpoint"}
+
+
+@pytest.mark.parametrize("fm_type", [FmType.FLUX1, FmType.SD35])
+def test_multi_file_families_load_from_their_uploaded_files(tmp_path: Path, fm_type: FmType) -> None:
+    files = save_tiny_model_files(fm_type, tmp_path, seed=0)
+    reference = build_tiny_pipeline(fm_type, seed=0)
+    loaded = load_base_pipeline(files["checkpoint"], fm_type, torch.float32, _roles(files))
+
+    assert type(loaded) is type(reference)
+    expected, actual = reference.transformer.state_dict(), loaded.transformer.state_dict()
+    assert set(expected) == set(actual)
+    assert all(torch.equal(expected[key], actual[key]) for key in expected)
+    with pytest.raises(JobFailure, match="clip_l"):
+        load_base_pipeline(files["checkpoint"], fm_type, torch.float32, {})
+
+
+def test_one_file_families_take_no_components(tiny_checkpoints: dict[FmType, Path], tmp_path: Path) -> None:
+    t5 = save_tiny_model_files(FmType.FLUX1, tmp_path)["t5xxl"]
+    with pytest.raises(JobFailure, match=r"SD 1\.5 models take no component files \(t5xxl\)"):
+        load_base_pipeline(tiny_checkpoints[FmType.SD15], FmType.SD15, components={ComponentRole.T5XXL: t5})

@@ -46,9 +46,9 @@ from training_container.engines.families.flux1_layout import flux_to_bfl
 from training_container.engines.families.sd35_layout import sd35_to_sai
 from training_container.ldm_layout import UNET_PREFIX, VAE_PREFIX, clip_to_ldm, vae_to_ldm
 from training_container.testing.tiny_models import (
+    SINGLE_FILE_FAMILIES,
     TEXT_2_HIDDEN_SIZE,
     TEXT_HIDDEN_SIZE,
-    TINY_PIPELINES,
     TINY_RESOLUTION,
     _text_config,
     save_tiny_checkpoint,
@@ -157,11 +157,14 @@ def build_tiny_sd35_pipeline(seed: int = 0) -> Any:
         sample_size=TINY_RESOLUTION // 8,
         patch_size=2,
         in_channels=16,
+        # sd-scripts reads the depth off the width (hidden = 64 * depth, one 64-wide head per
+        # block: library/sd3_utils.py line 35, sd3_models.MMDiT), as in 3.5 Medium (24 x 64) and
+        # Large (38 x 64); the tiny model keeps that rule.
         num_layers=2,
-        attention_head_dim=8,
-        num_attention_heads=4,
+        attention_head_dim=64,
+        num_attention_heads=2,
         joint_attention_dim=SD35_T5_WIDTH,
-        caption_projection_dim=32,
+        caption_projection_dim=128,
         pooled_projection_dim=TEXT_HIDDEN_SIZE + TEXT_2_HIDDEN_SIZE,
         out_channels=16,
         pos_embed_max_size=TINY_RESOLUTION // 8,
@@ -295,7 +298,7 @@ def save_tiny_model_files(
         return _save_flux_files(target, seed)
     if family is FmType.SD35:
         return _save_sd35_files(target, seed, include_text_encoders)
-    if family in TINY_PIPELINES:
+    if family in SINGLE_FILE_FAMILIES:
         return {"checkpoint": save_tiny_checkpoint(family, target / f"tiny-{family.value}.safetensors", seed)}
     raise ValueError(f"no tiny files for {family.value}")
 

@@ -7,7 +7,7 @@ training step takes well under a second on a CPU.
 
 Public API::
 
-    build_tiny_pipeline(fm_type) -> StableDiffusionPipeline | StableDiffusionXLPipeline
+    build_tiny_pipeline(fm_type) -> the family's pipeline (FLUX.1 / SD 3.5 from tiny_flow_models)
     save_tiny_checkpoint(fm_type, path) -> Path        # single file, original LDM/SGM key layout
     save_tiny_diffusers_folder(fm_type, path) -> Path  # diffusers folder layout
     make_tiny_dataset(path, concept="demo", repeats=2, n_images=4) -> Path
@@ -159,11 +159,34 @@ def _tiny_sdxl_pipeline() -> TinyPipeline:
     )
 
 
+def _tiny_flux1_pipeline() -> TinyPipeline:
+    # Imported when called: tiny_flow_models builds on this module's CLIP encoders.
+    from training_container.testing.tiny_flow_models import build_tiny_flux_pipeline
+
+    return build_tiny_flux_pipeline(seed=torch.initial_seed())
+
+
+def _tiny_sd35_pipeline() -> TinyPipeline:
+    from training_container.testing.tiny_flow_models import build_tiny_sd35_pipeline
+
+    return build_tiny_sd35_pipeline(seed=torch.initial_seed())
+
+
 # One tiny architecture per family: a new family adds its builder here (and its adapter under
-# training_container/engines/families/).
+# training_container/engines/families/); tests/container/test_family_adapters.py runs every
+# adapter on the family's tiny pipeline. FLUX.1 and SD 3.5 are built in tiny_flow_models.
 TINY_PIPELINES: Mapping[FmType, Callable[[], TinyPipeline]] = MappingProxyType(
-    {FmType.SD15: _tiny_sd15_pipeline, FmType.SDXL: _tiny_sdxl_pipeline}
+    {
+        FmType.SD15: _tiny_sd15_pipeline,
+        FmType.SDXL: _tiny_sdxl_pipeline,
+        FmType.FLUX1: _tiny_flux1_pipeline,
+        FmType.SD35: _tiny_sd35_pipeline,
+    }
 )
+# The families whose users upload one single file in the original LDM/SGM layout, which
+# ``save_tiny_checkpoint`` writes; FLUX.1 and SD 3.5 files come from
+# tiny_flow_models.save_tiny_model_files (a checkpoint plus component files).
+SINGLE_FILE_FAMILIES: frozenset[FmType] = frozenset({FmType.SD15, FmType.SDXL})
 
 
 def build_tiny_pipeline(fm_type: FmType | str, seed: int = 0) -> TinyPipeline:
@@ -217,6 +240,8 @@ def checkpoint_state_dict(pipe: TinyPipeline) -> dict[str, torch.Tensor]:
 
 def save_tiny_checkpoint(fm_type: FmType | str, path: Path | str, seed: int = 0) -> Path:
     """Write a tiny single-file ``.safetensors`` checkpoint like the ones users upload."""
+    if FmType(fm_type) not in SINGLE_FILE_FAMILIES:
+        raise ValueError(f"{FmType(fm_type).value} is uploaded as several files: use save_tiny_model_files")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     pipe = build_tiny_pipeline(fm_type, seed=seed)

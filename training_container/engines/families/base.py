@@ -23,7 +23,8 @@ from PIL.Image import Image
 
 from functions.domain.families import FAMILIES, ComponentRole, FamilySpec, FmType
 from training_container.engines import kohya_lora_format as kohya
-from training_container.model_loading import BasePipeline, load_base_pipeline
+from training_container.errors import JobFailure
+from training_container.model_loading import BasePipeline, load_single_file_pipeline
 
 # A batch of encoded captions by name; every tensor has the batch as its first dimension, so the
 # trainer can cache and re-stack them row by row without knowing what they are.
@@ -50,6 +51,10 @@ class FamilyAdapter(ABC):
     text_encoder_lora_targets: ClassVar[tuple[str, ...]]
     # The denoiser's key in the saved resume state (the text encoders are te0, te1, …).
     denoiser_state_key: ClassVar[str]
+    # Sample sides are rounded down to this multiple as sd-scripts rounds them (its 64-pixel floor
+    # is left to the API's size limits): 8 = the VAE's downscale (library/train_util.py lines
+    # 6540-6541); FLUX.1 and SD 3.5 also patch latents 2x2, hence 16 (flux_train_utils.py 180-181).
+    sample_side_multiple: ClassVar[int] = 8
 
     def __init__(self, pipe: BasePipeline) -> None:
         self.pipe = pipe
@@ -62,9 +67,12 @@ class FamilyAdapter(ABC):
     def load(
         cls, model_path: Path, dtype: torch.dtype, components: Mapping[ComponentRole, Path] | None = None
     ) -> Self:
-        """The family's pipeline from a single file (and its component files) or a diffusers
-        folder, offline."""
-        return cls(load_base_pipeline(model_path, cls.fm_type, dtype=dtype))
+        """The family's pipeline from a single file or a diffusers folder, offline; the
+        single-file families take no component files (FamilySpec.components is empty)."""
+        if components:
+            names = ", ".join(sorted(role.value for role in components))
+            raise JobFailure(f"{FAMILIES[cls.fm_type].display_name} models take no component files ({names})")
+        return cls(load_single_file_pipeline(model_path, cls.fm_type, dtype=dtype))
 
     def configure(self, config: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Take the job's family-specific training options (FLUX.1's timestep sampling, SD 3.5's
@@ -161,6 +169,8 @@ class FamilyAdapter(ABC):
         generator: torch.Generator,
     ) -> Image:
         """One sample image with the LoRA as trained so far (the caller sets eval mode, no_grad)."""
+        step = self.sample_side_multiple
+        width, height = (max(step, side - side % step) for side in (width, height))
         self.pipe.set_progress_bar_config(disable=True)
         image: Image = self.pipe(
             prompt=prompt,

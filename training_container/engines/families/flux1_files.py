@@ -88,6 +88,14 @@ def materialise(
         raise JobFailure(
             f"{what} lacks {len(missing)} tensor(s) the model needs, e.g. {', '.join(missing[:3])}"
         )
+    wrong = sorted(k for k, t in model.state_dict().items() if tuple(state[k].shape) != tuple(t.shape))
+    if wrong:
+        shown = ", ".join(
+            f"{k} {tuple(state[k].shape)} (expected {tuple(model.state_dict()[k].shape)})" for k in wrong[:2]
+        )
+        raise JobFailure(
+            f"{what} does not match its model's configuration in {len(wrong)} tensor(s), e.g. {shown}"
+        )
     model.load_state_dict({k: state[k].to(dtype) for k in expected}, assign=True)
     return model.eval()
 
