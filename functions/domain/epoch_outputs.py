@@ -35,7 +35,6 @@ DEFAULT_CFG_SCALE = 7.0
 # FLUX.1 dev's distilled guidance for samples: sd-scripts' (flux_train_utils.sample_image_inference,
 # prompt option --g) and diffusers FluxPipeline's default.
 DEFAULT_EMBEDDED_GUIDANCE = 3.5
-SAMPLE_SIZE_MULTIPLE = 8
 # Smallest and largest sample side per family; the default is the family's native size.
 SAMPLE_SIZE_LIMITS: dict[FmType, tuple[int, int]] = {f: s.sample_side_limits for f, s in FAMILIES.items()}
 DEFAULT_SAMPLE_SIZE: dict[FmType, int] = {f: s.default_sample_side for f, s in FAMILIES.items()}
@@ -80,8 +79,9 @@ def _size_problem(value: int | None, fm_type: FmType) -> str | None:
     low, high = SAMPLE_SIZE_LIMITS[fm_type]
     if not low <= value <= high:
         return f"must be between {low} and {high} pixels for {fm_type.value} models"
-    if value % SAMPLE_SIZE_MULTIPLE:
-        return f"must be a multiple of {SAMPLE_SIZE_MULTIPLE}"
+    multiple = FAMILIES[fm_type].sample_side_multiple
+    if value % multiple:
+        return f"must be a multiple of {multiple} for {fm_type.value} models"
     return None
 
 

@@ -152,6 +152,12 @@ class FamilySpec:
     # --g, library/flux_train_utils.py sample_image_inference "guidance_scale", default 3.5),
     # not classifier-free guidance (--l, "scale", which FLUX samples at 1.0: no negative pass).
     sample_guidance_embedded: bool = False
+    # Sample sides must be a multiple of this: 8 = the VAE's downscale, which sd-scripts rounds
+    # down to (library/train_util.py lines 6540-6541). FLUX.1 and SD 3.5 also patch latents 2x2:
+    # sd-scripts rounds FLUX's to 16 (library/flux_train_utils.py lines 180-181) and diffusers'
+    # SD3 pipeline refuses other sizes (check_inputs: vae_scale_factor * patch_size), so both
+    # engines render the size asked for only at multiples of 16; the API refuses the rest.
+    sample_side_multiple: int = 8
 
     @property
     def native_pixels(self) -> int:
@@ -406,6 +412,7 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                 min_gpu_memory_gb=24,
                 steps_per_second=_FLUX_STEPS_PER_SECOND,
                 sample_side_limits=(256, 2048),
+                sample_side_multiple=16,
                 diffusers_pipeline="FluxPipeline",
                 checkpoint_marker=f"{FLUX_TRANSFORMER}double_blocks.",
                 tokenizer_repos=("openai/clip-vit-large-patch14", "google/t5-v1_1-xxl"),
@@ -463,6 +470,7 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                 min_gpu_memory_gb=24,
                 steps_per_second=_SD35_STEPS_PER_SECOND,
                 sample_side_limits=(256, 2048),
+                sample_side_multiple=16,
                 diffusers_pipeline="StableDiffusion3Pipeline",
                 checkpoint_marker=f"{SD3_MMDIT}joint_blocks.",
                 tokenizer_repos=(

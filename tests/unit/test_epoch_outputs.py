@@ -54,6 +54,17 @@ def test_each_bad_prompt_field_is_named(prompt: SamplePrompt, field: str) -> Non
     assert _fields([prompt]) == [field]
 
 
+@pytest.mark.parametrize("fm_type", [FmType.FLUX1, FmType.SD35])
+def test_flow_families_take_sample_sides_in_multiples_of_16(fm_type: FmType) -> None:
+    """Latents patched 2x2 after the VAE's 8x: a side of 520 would render at 512 (sd-scripts' FLUX
+    sampler) or fail (diffusers' SD 3 pipeline), so the API refuses it naming the multiple."""
+    assert _fields([SamplePrompt(prompt="x", width=512, height=528)], fm_type) == []
+    (problem,) = sample_prompt_problems([SamplePrompt(prompt="x", width=520)], fm_type)
+    assert problem.field == "sample_prompts[0].width"
+    assert f"multiple of 16 for {fm_type.value} models" in problem.problem
+    assert _fields([SamplePrompt(prompt="x", width=520)], FmType.SDXL) == []  # 8 is enough there
+
+
 def test_count_and_total_length_are_bounded() -> None:
     assert _fields([SamplePrompt(prompt="x")] * (MAX_SAMPLE_PROMPTS + 1)) == ["sample_prompts"]
     long = [SamplePrompt(prompt="p" * 400, negative_prompt="n" * 400)] * 4

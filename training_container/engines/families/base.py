@@ -51,10 +51,6 @@ class FamilyAdapter(ABC):
     text_encoder_lora_targets: ClassVar[tuple[str, ...]]
     # The denoiser's key in the saved resume state (the text encoders are te0, te1, …).
     denoiser_state_key: ClassVar[str]
-    # Sample sides are rounded down to this multiple as sd-scripts rounds them (its 64-pixel floor
-    # is left to the API's size limits): 8 = the VAE's downscale (library/train_util.py lines
-    # 6540-6541); FLUX.1 and SD 3.5 also patch latents 2x2, hence 16 (flux_train_utils.py 180-181).
-    sample_side_multiple: ClassVar[int] = 8
 
     def __init__(self, pipe: BasePipeline) -> None:
         self.pipe = pipe
@@ -169,7 +165,8 @@ class FamilyAdapter(ABC):
         generator: torch.Generator,
     ) -> Image:
         """One sample image with the LoRA as trained so far (the caller sets eval mode, no_grad)."""
-        step = self.sample_side_multiple
+        # The API refuses other sides; a job written by hand is rounded down as sd-scripts rounds.
+        step = self.spec.sample_side_multiple
         width, height = (max(step, side - side % step) for side in (width, height))
         self.pipe.set_progress_bar_config(disable=True)
         image: Image = self.pipe(

@@ -46,10 +46,6 @@ class FlowMatchingAdapter(FamilyAdapter):
 
     text_encoder_lora_targets = CLIP_TARGET_MODULES
     denoiser_state_key = "transformer"
-    # VAE 8x times the transformers' 2x2 patches: diffusers' SD3 pipeline refuses other sizes
-    # (check_inputs), its FLUX pipeline resizes them; sd-scripts rounds FLUX's down to 16
-    # (flux_train_utils.py lines 180-181) and SD 3's to 8 (sd3_train_utils.py lines 513-514).
-    sample_side_multiple = 16
     # The diffusers pipeline class the family's folders hold (FluxPipeline, StableDiffusion3Pipeline).
     pipeline_class: ClassVar[Any]
     # Module-path prefixes of the transformer blocks sd-scripts puts LoRA in.
