@@ -23,6 +23,7 @@ AE = "01jae00000000000000000000a"
 T5 = "01jt5xxl000000000000000000"
 CLIP_L = "01jclipl000000000000000000"
 DATASET = "01jdata0000000000000000000"
+JOB = "01jjob00000000000000000000"
 MODELS = [
     {"id": BASE, "name": "FLUX.1 dev", "kind": "checkpoint", "fm_type": "flux1", "status": "ready"},
     {"id": AE, "name": "ae", "kind": "checkpoint", "fm_type": "flux1", "component": "ae", "status": "ready"},
@@ -53,6 +54,13 @@ class RecordingApi:
             return next(m for m in MODELS if m["id"] == path.rsplit("/", 1)[-1])
         if path == "/datasets":
             return {"items": [{"id": DATASET}], "next_token": None}
+        if path == f"/trainings/{JOB}":
+            return {
+                "id": JOB,
+                "status": "TRAINING",
+                "fm_type": "flux1",
+                "components": {"ae": AE, "t5xxl": T5},
+            }
         raise AssertionError(f"unexpected GET {path}")
 
     def list_all(self, path: str, limit: int | None = None, **params: Any) -> list[dict[str, Any]]:
@@ -61,7 +69,7 @@ class RecordingApi:
     def post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
         self.posts.append((path, body))
         if path == "/trainings":
-            return {"training": {"id": "01jjob00000000000000000000", "status": "PENDING", **body}}
+            return {"training": {"id": JOB, "status": "PENDING", **body}}
         if path.endswith("/complete"):
             return {"model": {"id": BASE, "status": "ready", "component": "t5xxl"}}
         model = {"id": BASE, "status": "ready", **body}
@@ -203,3 +211,10 @@ def test_model_lists_and_details_show_the_component(
     code, out, _ = run("models", "get", T5)
     assert code == 0
     assert any(line.split() == ["component", "t5xxl"] for line in out.splitlines())
+
+
+def test_a_training_shows_its_components(recording: RecordingApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run("trainings", "get", JOB)
+    assert code == 0
+    assert any(line.split() == ["components", f"ae={AE},", f"t5xxl={T5}"] for line in out.splitlines()), out
