@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 from functions.domain.families import ComponentRole
 from loractl import commands
 from loractl.main import main as loractl
+from tests.e2e.conftest import PROJECT_ROOT
 
 BASE = "01jflux0000000000000000000"
 AE = "01jae00000000000000000000a"
@@ -57,7 +60,7 @@ class RecordingApi:
         if path == f"/trainings/{JOB}":
             return {
                 "id": JOB,
-                "status": "TRAINING",
+                "status": "COMPLETED",
                 "fm_type": "flux1",
                 "components": {"ae": AE, "t5xxl": T5},
             }
@@ -218,3 +221,48 @@ def test_a_training_shows_its_components(recording: RecordingApi, monkeypatch: p
     code, out, _ = run("trainings", "get", JOB)
     assert code == 0
     assert any(line.split() == ["components", f"ae={AE},", f"t5xxl={T5}"] for line in out.splitlines()), out
+
+
+def documented_commands() -> list[str]:
+    """docs/flux-and-sd35.md's ``loractl`` commands (``VAR=value`` prefixes kept), as written."""
+    markdown = (PROJECT_ROOT / "docs" / "flux-and-sd35.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", markdown, flags=re.DOTALL):
+        text = block.replace("\\\n", " ")
+        commands += [line for line in text.splitlines() if re.match(r"^([A-Z_]+=\S+ )*loractl ", line)]
+    return commands
+
+
+def test_the_flux_guides_commands_send_what_it_says(
+    recording: RecordingApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every loractl command of docs/flux-and-sd35.md, verbatim but for its placeholder ids, parses
+    and sends the components the guide describes."""
+    monkeypatch.setattr(commands, "POLL_SECONDS", 0.0)
+    monkeypatch.chdir(tmp_path)
+    placeholders = {"FLUX_MODEL_ID": BASE, "AE_ID": AE, "CLIP_ID": CLIP_L, "T5_ID": T5, "DATASET_ID": DATASET}
+    documented = documented_commands()
+    assert len(documented) == 6, documented  # 4 uploads, the gated import, the job
+    for line in documented:
+        words = shlex.split(line)
+        while "=" in words[0]:
+            name, value = words.pop(0).split("=", 1)
+            monkeypatch.setenv(name, value)
+        arguments = [re.sub("|".join(placeholders), lambda m: placeholders[m[0]], w) for w in words[1:]]
+        if arguments[:2] == ["models", "upload"]:
+            tiny_file(tmp_path, arguments[2])
+        code, _, err = run(*arguments)
+        assert code == 0, (line, err)
+    bodies = [body for path, body in recording.posts if not path.endswith("/complete")]
+    uploads = {body["filename"]: body.get("component") for body in bodies if "size_bytes" in body}
+    assert uploads == {
+        "flux1-dev.safetensors": None,
+        "ae.safetensors": "ae",
+        "clip_l.safetensors": "clip_l",
+        "t5xxl_fp16.safetensors": "t5xxl",
+    }
+    (imported,) = [body for body in bodies if "source_url" in body]
+    assert imported["fm_type"] == "flux1" and imported["access_token"] == "hf_..."
+    (job,) = [body for body in bodies if "base_model_id" in body]
+    assert job["components"] == {"ae": AE, "clip_l": CLIP_L, "t5xxl": T5}
+    assert job["instance_type"] == "ml.g6e.2xlarge" and job["fm_type"] == "flux1"
