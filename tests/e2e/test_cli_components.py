@@ -25,6 +25,8 @@ BASE = "01jflux0000000000000000000"
 AE = "01jae00000000000000000000a"
 T5 = "01jt5xxl000000000000000000"
 CLIP_L = "01jclipl000000000000000000"
+SD35 = "01jsd35l000000000000000000"
+CLIP_G = "01jclipg000000000000000000"
 DATASET = "01jdata0000000000000000000"
 JOB = "01jjob00000000000000000000"
 MODELS = [
@@ -39,6 +41,8 @@ MODELS = [
         "status": "ready",
     },
     {"id": CLIP_L, "name": "clip", "kind": "checkpoint", "fm_type": "flux1", "component": "clip_l"},
+    {"id": SD35, "name": "sd3.5 large", "kind": "checkpoint", "fm_type": "sd35", "status": "ready"},
+    {"id": CLIP_G, "name": "clip g", "kind": "checkpoint", "fm_type": "sd35", "component": "clip_g"},
 ]
 
 
@@ -158,7 +162,7 @@ def test_training_components_resolve_prefixes_like_every_other_id(recording: Rec
     code, out, err = run(
         "trainings", "create", "--model", BASE[:8], "--dataset", DATASET, "--fm-type", "flux1",
         "--component", f"ae={AE[:6]}", "--component", f"t5xxl={T5}",
-        "--component", f"clip_l={CLIP_L[:7].upper()}",
+        "--component", f"clip_l={CLIP_L[:8].upper()}",
         "--instance-type", "ml.g6e.2xlarge", "--output", "json",
     )  # fmt: skip
     assert code == 0, err
@@ -240,9 +244,17 @@ def test_the_flux_guides_commands_send_what_it_says(
     and sends the components the guide describes."""
     monkeypatch.setattr(commands, "POLL_SECONDS", 0.0)
     monkeypatch.chdir(tmp_path)
-    placeholders = {"FLUX_MODEL_ID": BASE, "AE_ID": AE, "CLIP_ID": CLIP_L, "T5_ID": T5, "DATASET_ID": DATASET}
+    placeholders = {
+        "FLUX_MODEL_ID": BASE,
+        "SD35_MODEL_ID": SD35,
+        "AE_ID": AE,
+        "CLIP_ID": CLIP_L,
+        "CLIP_G_ID": CLIP_G,
+        "T5_ID": T5,
+        "DATASET_ID": DATASET,
+    }
     documented = documented_commands()
-    assert len(documented) == 6, documented  # 4 uploads, the gated import, the job
+    assert len(documented) == 9, documented  # FLUX.1: 4 uploads, the gated import, the job; SD 3.5: 2, 1
     for line in documented:
         words = shlex.split(line)
         while "=" in words[0]:
@@ -260,9 +272,13 @@ def test_the_flux_guides_commands_send_what_it_says(
         "ae.safetensors": "ae",
         "clip_l.safetensors": "clip_l",
         "t5xxl_fp16.safetensors": "t5xxl",
+        "sd3.5_large.safetensors": None,
+        "clip_g.safetensors": "clip_g",
     }
     (imported,) = [body for body in bodies if "source_url" in body]
     assert imported["fm_type"] == "flux1" and imported["access_token"] == "hf_..."
-    (job,) = [body for body in bodies if "base_model_id" in body]
-    assert job["components"] == {"ae": AE, "clip_l": CLIP_L, "t5xxl": T5}
-    assert job["instance_type"] == "ml.g6e.2xlarge" and job["fm_type"] == "flux1"
+    flux, sd35 = [body for body in bodies if "base_model_id" in body]
+    assert flux["components"] == {"ae": AE, "clip_l": CLIP_L, "t5xxl": T5}
+    assert flux["instance_type"] == "ml.g6e.2xlarge" and flux["fm_type"] == "flux1"
+    assert sd35["base_model_id"] == SD35 and sd35["fm_type"] == "sd35"
+    assert sd35["components"] == {"clip_l": CLIP_L, "clip_g": CLIP_G, "t5xxl": T5}  # shared CLIP-L, T5-XXL
