@@ -397,6 +397,8 @@ def test_a_flux_training_names_its_components_in_the_console(
     driver.find_element(By.ID, "submit").click()
     wait_for(lambda: "#/trainings/" in driver.current_url, what="the training page")
     job_id = driver.current_url.rsplit("/", 1)[1]
+    shown = wait_for(lambda: text_of(driver, "#job-inputs"), what="the job's inputs")
+    assert all(f"{role} {ids[role]}" in shown for role in ("ae", "clip_l", "t5xxl")), shown
     stopped = run_cli(runtime, "trainings", "stop", job_id)  # the form's body is what this test checks
     assert stopped.exit_code == 0, stopped.stderr
     job = run_cli(runtime, "trainings", "get", job_id).data

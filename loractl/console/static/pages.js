@@ -189,7 +189,8 @@ async function training(view, jobId) {
       h("div", {}, "Plan", h("b", {}, `${plan.total_steps ?? "?"} steps`), `${duration(plan.estimated_seconds)} · ${dollars(job.use_spot ? plan.estimated_spot_cost_usd : plan.estimated_cost_usd)}`)),
       job.failure_reason && h("p", { class: "error" }, job.failure_reason),
       job.status === "QUEUED" && h("p", { id: "queue-reason" }, `Waiting: ${job.queue_reason || "in the training queue"} (priority ${job.priority ?? 0})`),
-      h("p", { class: "muted mono" }, `id ${job.id} · base model ${job.base_model_id} · dataset ${job.dataset_id} · ${job.fm_type}`));
+      h("p", { class: "muted mono", id: "job-inputs" }, `id ${job.id} · base model ${job.base_model_id} · dataset ${job.dataset_id} · ${job.fm_type}`,
+        ...Object.entries(job.components || {}).map(([role, id]) => ` · ${role} ${id}`)));
     fill(history, ...(job.history || []).map((c) => h("tr", {}, h("td", {}, statusBadge(c.status)), h("td", {}, when(c.at)), h("td", {}, c.cause))));
     const metrics = await get(`/trainings/${jobId}/metrics`);
     fill(charts, lineChart("loss", metrics.points || [], "loss", (v) => v.toFixed(3)),
