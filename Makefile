@@ -61,7 +61,7 @@ SERVE_ARGS ?=
 serve: venv
 	$(PY) -m local_runtime serve $(SERVE_ARGS)
 
-# Everything end to end on this machine with tiny models: make demo [FM_TYPE=sdxl]
+# Everything end to end on this machine with tiny models: make demo [FM_TYPE=sdxl|flux1|sd35]
 demo: venv
 	$(PY) -m local_runtime.demo --fm-type $(FM_TYPE)
 

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import shutil
 import sys
 import time
@@ -173,16 +174,53 @@ EXPECTED_KOHYA_MODULE = {
 }
 
 
+# Every module name sd-scripts' network writes for the family's default targets (no text encoder,
+# no split qkv, no emb_dims): "lora_unet" + the Linear's path with dots as underscores
+# (networks/lora_flux.py:712,826-827 and networks/lora_sd3.py:233,333-334). FLUX.1 targets the
+# Linears of DoubleStreamBlock / SingleStreamBlock (lora_flux.py:709-710; library/flux_models.py:
+# SelfAttention qkv/proj 612-614, Modulation lin 638, img/txt_mlp 0 and 2 661-675, linear1/linear2
+# 783-785); SD 3.5 those of SingleDiTBlock, the joint blocks' context_block / x_block
+# (lora_sd3.py:231; library/sd3_models.py: AttentionLinears qkv/proj 474-476, attn2 602, MLP
+# fc1/fc2 or SwiGLU w1-w3 612-618, adaLN_modulation 630). SD 1.5 / SDXL keep the one-module check.
+KOHYA_MODULE_PATTERNS = {
+    FmType.FLUX1: re.compile(
+        r"lora_unet_(double_blocks_\d+_(img|txt)_(attn_qkv|attn_proj|mod_lin|mlp_0|mlp_2)"
+        r"|single_blocks_\d+_(linear1|linear2|modulation_lin))"
+    ),
+    FmType.SD35: re.compile(
+        r"lora_unet_joint_blocks_\d+_(context_block|x_block)_"
+        r"(attn_qkv|attn_proj|attn2_qkv|attn2_proj|mlp_fc1|mlp_fc2|mlp_w1|mlp_w2|mlp_w3|adaLN_modulation_1)"
+    ),
+}
+# What sd-scripts saves per module: LoRAModule's lora_down / lora_up Linears and its alpha buffer
+# (networks/lora_flux.py:78-101).
+KOHYA_MODULE_TENSORS = {"lora_down.weight", "lora_up.weight", "alpha"}
+
+
 def kohya_key_check(fm_type: FmType, lora: Path) -> str:
-    """Whether the LoRA uses sd-scripts' names for the family; DemoError when it does not."""
+    """Whether the LoRA uses sd-scripts' names for the family; DemoError when it does not: a
+    ComfyUI or sd-scripts user loads the file by these names, so one stray name is a failure."""
     from safetensors import safe_open
 
     with safe_open(str(lora), framework="pt") as handle:
-        modules = {key.split(".")[0] for key in handle.keys()}  # noqa: SIM118 (no dict)
+        keys = list(handle.keys())
+    tensors: dict[str, set[str]] = {}
+    for key in keys:
+        module, _, tensor = key.partition(".")
+        tensors.setdefault(module, set()).add(tensor)
     expected = EXPECTED_KOHYA_MODULE.get(fm_type)
-    if expected is None or expected not in modules:
-        raise DemoError(f"the LoRA lacks sd-scripts' module {expected} ({len(modules)} modules)")
-    return f"{len(modules)} modules named as sd-scripts names them (e.g. {expected})"
+    if expected is None or expected not in tensors:
+        raise DemoError(f"the LoRA lacks sd-scripts' module {expected} ({len(tensors)} modules)")
+    pattern = KOHYA_MODULE_PATTERNS.get(fm_type)
+    foreign = sorted(m for m in tensors if pattern is not None and not pattern.fullmatch(m))
+    if foreign:
+        raise DemoError(f"modules sd-scripts does not write for {fm_type.value}: {', '.join(foreign[:5])}")
+    incomplete = sorted(m for m, names in tensors.items() if names != KOHYA_MODULE_TENSORS)
+    if incomplete:
+        raise DemoError(
+            f"modules without exactly {', '.join(sorted(KOHYA_MODULE_TENSORS))}: {', '.join(incomplete[:5])}"
+        )
+    return f"{len(tensors)} modules named as sd-scripts names them (e.g. {expected})"
 
 
 def _rounded(value: Any, digits: int = 4) -> str:

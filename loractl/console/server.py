@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import httpx
 
 from functions.domain.catalog import INSTANCE_TYPES, MIN_GPU_MEMORY_GB, FmType, instance_fits
-from functions.domain.families import FAMILIES
+from functions.domain.families import FAMILIES, ComponentRole
 from loractl import api_shapes
 from loractl.client import ApiClient, ApiConnectionError, ApiError
 
@@ -231,9 +231,20 @@ class ConsoleHandler(BaseHTTPRequestHandler):
             "min_gpu_memory_gb": {fm.value: gb for fm, gb in MIN_GPU_MEMORY_GB.items()},
             # The family choices of every form, from the one table of families (never in the page).
             "families": [
-                {"fm_type": spec.fm_type.value, "name": spec.display_name, "native_side": spec.native_side}
+                {
+                    "fm_type": spec.fm_type.value,
+                    "name": spec.display_name,
+                    "native_side": spec.native_side,
+                    # FLUX.1 / SD 3.5: the separate files a job names (``components.<role>``)
+                    "components": [
+                        {"role": slot.role.value, "description": slot.description, "required": slot.required}
+                        for slot in spec.components
+                    ],
+                }
                 for spec in FAMILIES.values()
             ],
+            # what an upload or import may be instead of a family's main checkpoint (``component``)
+            "component_roles": [role.value for role in ComponentRole],
         }
 
     def _proxy(self, path: str, query: str) -> None:

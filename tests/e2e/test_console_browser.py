@@ -24,8 +24,10 @@ import pytest
 from safetensors import safe_open
 
 from functions.domain.planning import SD_SCRIPTS_DEFAULT_STEPS
+from tests.e2e.cli_helpers import run_cli
 from tests.e2e.conftest import PROJECT_ROOT, RunningRuntime, RuntimeLauncher
 from tests.e2e.test_workflow import checkpoint, config_file, create_training, upload_inputs
+from training_container.testing.tiny_flow_models import save_tiny_model_files
 from training_container.testing.tiny_models import make_tiny_dataset
 
 __all__ = ["checkpoint"]
@@ -332,3 +334,73 @@ def test_a_running_training_is_stopped_from_its_page(
     wait_for(lambda: "STOPPED" in text_of(driver, "h1"), timeout=120, what="STOPPED")
     assert "STOPPED" in text_of(driver, "table")  # in the status history
     assert not driver.find_elements(By.ID, "stop") and driver.find_elements(By.ID, "delete")
+
+
+@pytest.mark.slow
+def test_a_flux_training_names_its_components_in_the_console(
+    runtimes: RuntimeLauncher, browser: Any, tmp_path: Path
+) -> None:
+    """FLUX.1 from the pages: a component uploaded with its role, the form's one field per
+    component slot (docs/flux-and-sd35.md), host memory in the instance choices, and the job's
+    ``components`` as the API recorded them."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    runtime = runtimes.start()
+    files = save_tiny_model_files("flux1", tmp_path / "flux")
+    ids: dict[str, str] = {}
+    for role in ("checkpoint", "clip_l", "t5xxl"):  # through loractl, as docs/flux-and-sd35.md shows
+        role_flag = [] if role == "checkpoint" else ["--component", role]
+        uploaded = run_cli(runtime, "models", "upload", str(files[role]), "--fm-type", "flux1", *role_flag)
+        assert uploaded.exit_code == 0 and uploaded.data["status"] == "ready", uploaded.stderr
+        ids[role] = str(uploaded.data["id"])
+    dataset = run_cli(runtime, "datasets", "upload", str(make_tiny_dataset(tmp_path / "ds", n_images=2)))
+    assert dataset.exit_code == 0, dataset.stderr
+
+    # The AE through the page, with its role.
+    driver.get(console_url(runtime))
+    driver.get(driver.current_url.split("#")[0] + "#/models")
+    wait_for(lambda: driver.find_elements(By.ID, "model-component"), what="the upload form")
+    driver.find_element(By.CSS_SELECTOR, "#model-file").send_keys(str(files["ae"]))
+    set_field(driver, "model-fm", "flux1")
+    set_field(driver, "model-component", "ae")
+    driver.find_element(By.CSS_SELECTOR, "#model-upload button[type=submit]").click()
+    wait_for(lambda: "checkpoint: ae" in text_of(driver, "#models-table"), what="the AE's row")
+    ae = [m for m in run_cli(runtime, "models", "list", "--all").data if m.get("component") == "ae"]
+    assert len(ae) == 1 and ae[0]["status"] == "ready"
+    ids["ae"] = str(ae[0]["id"])
+    shoot(driver, "11-flux-components")
+
+    driver.get(driver.current_url.split("#")[0] + "#/new")
+    wait_for(lambda: driver.find_elements(By.ID, "param-network_dim"), what="the parameter form")
+    set_field(driver, "family", "flux1")
+    wait_for(lambda: driver.find_elements(By.ID, "component-t5xxl"), what="FLUX.1's component fields")
+    # Component files are no base model; each slot offers the uploads of its role.
+    assert [o.get_attribute("value") for o in Select(driver.find_element(By.ID, "model")).options] == [
+        ids["checkpoint"]
+    ]
+    for role in ("ae", "clip_l", "t5xxl"):
+        assert (
+            Select(driver.find_element(By.ID, f"component-{role}")).first_selected_option.get_attribute(
+                "value"
+            )
+            == ids[role]
+        )
+    assert not driver.find_elements(By.ID, "component-clip_g")  # FLUX.1 takes none
+    instances = [o.text for o in Select(driver.find_element(By.ID, "instance")).options]
+    assert any(text.startswith("ml.g6e.2xlarge") and "64 GiB RAM" in text for text in instances), instances
+    assert not any(text.startswith("ml.g5.xlarge") for text in instances)  # 16 GiB: below FLUX.1's floor
+    set_field(driver, "dataset", str(dataset.data["id"]))
+    set_field(driver, "instance", "ml.g6e.xlarge")
+    shoot(driver, "12-flux-new-training")
+    driver.find_element(By.ID, "submit").click()
+    wait_for(lambda: "#/trainings/" in driver.current_url, what="the training page")
+    job_id = driver.current_url.rsplit("/", 1)[1]
+    shown = wait_for(lambda: text_of(driver, "#job-inputs"), what="the job's inputs")
+    assert all(f"{role} {ids[role]}" in shown for role in ("ae", "clip_l", "t5xxl")), shown
+    stopped = run_cli(runtime, "trainings", "stop", job_id)  # the form's body is what this test checks
+    assert stopped.exit_code == 0, stopped.stderr
+    job = run_cli(runtime, "trainings", "get", job_id).data
+    assert job["fm_type"] == "flux1" and job["base_model_id"] == ids["checkpoint"]
+    assert job["components"] == {role: ids[role] for role in ("ae", "clip_l", "t5xxl")}

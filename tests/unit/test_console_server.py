@@ -162,6 +162,13 @@ def test_pages_ship_in_the_package_with_a_strict_content_security_policy(
     # Every form's family choices come from here (pages.js holds no family of its own).
     assert [f["fm_type"] for f in session["families"]] == [fm.value for fm in FAMILIES]
     assert all(f["name"] and f["native_side"] > 0 for f in session["families"])
+    # The training form's component fields and the upload form's roles come from the same table.
+    slots = {f["fm_type"]: {c["role"]: c["required"] for c in f["components"]} for f in session["families"]}
+    assert slots["flux1"] == {"ae": True, "clip_l": True, "t5xxl": True}
+    # SD 3.5 needs a component only when its checkpoint lacks that text encoder
+    assert slots["sd35"] == {"clip_l": False, "clip_g": False, "t5xxl": False}
+    assert slots["sd15"] == slots["sdxl"] == {}
+    assert session["component_roles"] == ["ae", "clip_l", "clip_g", "t5xxl"]
 
 
 def test_the_console_pages_name_no_family_of_their_own() -> None:

@@ -189,7 +189,8 @@ async function training(view, jobId) {
       h("div", {}, "Plan", h("b", {}, `${plan.total_steps ?? "?"} steps`), `${duration(plan.estimated_seconds)} · ${dollars(job.use_spot ? plan.estimated_spot_cost_usd : plan.estimated_cost_usd)}`)),
       job.failure_reason && h("p", { class: "error" }, job.failure_reason),
       job.status === "QUEUED" && h("p", { id: "queue-reason" }, `Waiting: ${job.queue_reason || "in the training queue"} (priority ${job.priority ?? 0})`),
-      h("p", { class: "muted mono" }, `id ${job.id} · base model ${job.base_model_id} · dataset ${job.dataset_id} · ${job.fm_type}`));
+      h("p", { class: "muted mono", id: "job-inputs" }, `id ${job.id} · base model ${job.base_model_id} · dataset ${job.dataset_id} · ${job.fm_type}`,
+        ...Object.entries(job.components || {}).map(([role, id]) => ` · ${role} ${id}`)));
     fill(history, ...(job.history || []).map((c) => h("tr", {}, h("td", {}, statusBadge(c.status)), h("td", {}, when(c.at)), h("td", {}, c.cause))));
     const metrics = await get(`/trainings/${jobId}/metrics`);
     fill(charts, lineChart("loss", metrics.points || [], "loss", (v) => v.toFixed(3)),
@@ -252,6 +253,7 @@ async function newTraining(view) {
   const family = select(familyOptions(), models[0]?.fm_type || familyOptions()[0][0]);
   const model = h("select"), dataset = select(datasets.map((d) => [d.id, `${d.name} (${d.manifest?.image_count ?? "?"} images)`]), "");
   const instance = h("select");
+  const componentBox = h("div", { class: "grid", id: "components" });
   const name = h("input", { name: "name", placeholder: "my-lora" });
   const spot = h("input", { type: "checkbox", name: "use_spot" });
   const prompts = h("textarea", { name: "sample_prompts", placeholder: "one prompt per line, rendered at each saved epoch" });
@@ -265,14 +267,28 @@ async function newTraining(view) {
   const idempotencyKey = crypto.randomUUID();
 
   const fillModels = () => {
-    const ofFamily = models.filter((m) => m.fm_type === family.value);
+    const ofFamily = models.filter((m) => m.fm_type === family.value && !m.component);
     fill(model, ...ofFamily.map((m) => h("option", { value: m.id }, `${m.name} (${bytes(m.size_bytes)})`)));
     if (!ofFamily.length) model.append(h("option", { value: "" }, "no ready base model of this family: upload one"));
     const minimum = session.min_gpu_memory_gb[family.value];
     fill(instance, ...session.instances.filter((i) => i.families.includes(family.value)).map((i) =>
-      h("option", { value: i.name, selected: i.name === "ml.g5.xlarge" }, `${i.name} — ${i.gpu_count}× ${i.gpu} ${i.gpu_memory_gb} GB · ${dollars(i.price_per_hour_usd)}/h list`)));
+      h("option", { value: i.name, selected: i.name === "ml.g5.xlarge" }, `${i.name} — ${i.gpu_count}× ${i.gpu} ${i.gpu_memory_gb} GB · ${i.memory_gib} GiB RAM · ${dollars(i.price_per_hour_usd)}/h list`)));
     instance.title = `${family.value} needs at least ${minimum} GB of GPU memory`;
+    fillComponents();
   };
+  // FLUX.1 / SD 3.5: one field per component file the family takes (session.families[].components).
+  // Shared files (CLIP-L, T5-XXL) may come from an upload made for the other family; the API checks.
+  const componentSlots = () => session.families.find((f) => f.fm_type === family.value)?.components || [];
+  const fillComponents = () => {
+    fill(componentBox, ...componentSlots().map((slot) => {
+      const ofRole = models.filter((m) => m.component === slot.role).map((m) => [m.id, `${m.name} (${m.fm_type}, ${bytes(m.size_bytes)})`]);
+      const none = slot.required ? (ofRole.length ? [] : [["", `no ready ${slot.role} upload: upload one`]]) : [["", "(in the base checkpoint)"]];
+      return field(`component-${slot.role}`, `${slot.role}: ${slot.description}`, select([...none, ...ofRole], ofRole[0]?.[0] && slot.required ? ofRole[0][0] : ""));
+    }));
+    componentBox.hidden = !componentSlots().length;
+  };
+  const components = () => Object.fromEntries(componentSlots()
+    .map((slot) => [slot.role, document.getElementById(`component-${slot.role}`).value]).filter(([, id]) => id));
   const fillParameters = async () => {
     const response = await get(`/configs/defaults?fm_type=${family.value}`);
     parameters = response.parameters;
@@ -304,7 +320,7 @@ async function newTraining(view) {
   const showProblems = (details) => {
     const unplaced = [];
     for (const detail of details) {
-      const key = String(detail.field).replace(/^config\./, "param-").replace(/\[.*$/, "");
+      const key = String(detail.field).replace(/^config\./, "param-").replace(/^components\./, "component-").replace(/\[.*$/, "");
       const ids = { base_model_id: "model", dataset_id: "dataset", instance_type: "instance", fm_type: "family", name: "name" };
       const target = view.querySelector(`[data-field="${ids[key] || key}"]`);
       if (!target) { unplaced.push(`${detail.field}: ${detail.problem}`); continue; }
@@ -353,6 +369,7 @@ async function newTraining(view) {
       config: config(), name: name.value || null, use_spot: spot.checked,
       sample_prompts: prompts.value.split("\n").map((p) => p.trim()).filter(Boolean).map((prompt) => ({
         prompt, width: Number(sampleSize.value) || null, height: Number(sampleSize.value) || null, steps: Number(sampleSteps.value) || null })) };
+    if (Object.keys(components()).length) body.components = components();
     try {
       const created = await post("/trainings", body, { "Idempotency-Key": idempotencyKey });
       location.hash = `#/trainings/${(created.job || created).id}`;
@@ -372,7 +389,8 @@ async function newTraining(view) {
         h("div", { class: "field" }, h("label", {}, spot, " Managed spot (cheaper, may be interrupted and resumed)")),
         field("prompts", "Sample prompts", prompts, "Rendered after each saved epoch (save_every_n_epochs)."),
         field("sample-size", "Sample size (px, square)", sampleSize, "Empty: the family's native size."),
-        field("sample-steps", "Sample steps", sampleSteps, "Empty: 20."))),
+        field("sample-steps", "Sample steps", sampleSteps, "Empty: 20.")),
+        componentBox),
       h("section", { class: "card" }, h("h2", {}, "Parameters"), h("p", { class: "muted" }, "The family's recommended values. An empty field is not passed to sd-scripts, whose own default applies."), parameterBox,
         h("details", {}, h("summary", {}, "More parameters"), moreBox)),
       h("section", { class: "card" }, h("h2", {}, "Plan"), planBox, message,
@@ -395,7 +413,7 @@ export function storedFilename(name) {
 
 async function uploadModel(file, form, onProgress) {
   if (!/\.safetensors$/i.test(file.name)) throw new Error(`${file.name}: only .safetensors files are accepted`);
-  const created = await post("/models", { name: form.name || file.name.replace(/\.safetensors$/i, ""), kind: form.kind, fm_type: form.fm_type, filename: storedFilename(file.name), size_bytes: file.size });
+  const created = await post("/models", { name: form.name || file.name.replace(/\.safetensors$/i, ""), kind: form.kind, fm_type: form.fm_type, filename: storedFilename(file.name), size_bytes: file.size, component: form.component });
   const { part_size: partSize, parts } = created.upload;
   const etags = await inParallel(parts, PART_WORKERS, async (part) => {
     const start = (part.part_number - 1) * partSize;
@@ -414,10 +432,13 @@ async function models(view) {
   const url = h("input", { type: "url", name: "url", placeholder: "https://…/model.safetensors" });
   const urlFm = select(familyOptions(), familyOptions()[0][0]), sha = h("input", { name: "sha256", placeholder: "optional" });
   const urlKind = select([["checkpoint", "checkpoint"], ["lora", "LoRA"]], "checkpoint");
+  // FLUX.1 / SD 3.5 files other than the main checkpoint name their role (POST /models component).
+  const roles = () => select([["", "main checkpoint"], ...pages.session.component_roles.map((role) => [role, role])], "");
+  const component = roles(), urlComponent = roles();
   const render = async () => {
     const items = await listAll("/models");
     fill(body, ...items.map((m) => h("tr", { "data-model": m.id },
-      h("td", {}, m.name, h("div", { class: "muted mono" }, m.id)), h("td", {}, m.kind), h("td", {}, m.fm_type), h("td", {}, bytes(m.size_bytes)),
+      h("td", {}, m.name, h("div", { class: "muted mono" }, m.id)), h("td", {}, m.component ? `${m.kind}: ${m.component}` : m.kind), h("td", {}, m.fm_type), h("td", {}, bytes(m.size_bytes)),
       h("td", {}, statusBadge(m.status), m.failure_reason && h("div", { class: "error" }, m.failure_reason)),
       h("td", {}, m.status === "ready" && h("a", { href: `/console/download/models/${m.id}`, download: "" }, "download"), " ",
         h("button", { class: "danger", onclick: async () => { if (confirm(`Delete ${m.name}?`)) { await del(`/models/${m.id}`); render(); } } }, "delete")))));
@@ -429,7 +450,7 @@ async function models(view) {
     progress.hidden = false; progress.max = chosen.size; progress.value = 0; message.className = "";
     message.textContent = `Uploading ${chosen.name} …`;
     try {
-      const model = await uploadModel(chosen, { name: name.value, kind: kind.value, fm_type: fmType.value }, (n) => { progress.value += n; });
+      const model = await uploadModel(chosen, { name: name.value, kind: kind.value, fm_type: fmType.value, component: component.value || undefined }, (n) => { progress.value += n; });
       message.textContent = `Uploaded: ${model.name || chosen.name} is ${model.status}.`;
       await render();
     } catch (error) { message.className = "error"; message.textContent = `Upload failed: ${errorText(error)}`; }
@@ -437,7 +458,7 @@ async function models(view) {
   const importUrl = async (event) => {
     event.preventDefault();
     try {
-      const created = await post("/models", { name: url.value.split("/").pop().replace(/\.safetensors.*$/i, "") || "imported", kind: urlKind.value, fm_type: urlFm.value, source_url: url.value, sha256: sha.value || null });
+      const created = await post("/models", { name: url.value.split("/").pop().replace(/\.safetensors.*$/i, "") || "imported", kind: urlKind.value, fm_type: urlFm.value, source_url: url.value, sha256: sha.value || null, component: urlComponent.value || undefined });
       message.className = ""; message.textContent = `Importing: ${(created.model || created).id} (the service fetches it; the list updates).`;
       await render();
     } catch (error) { message.className = "error"; message.textContent = `Import refused: ${errorText(error)}`; }
@@ -445,10 +466,10 @@ async function models(view) {
   view.append(h("h1", {}, "Base models"),
     h("div", { class: "grid" },
       h("form", { class: "card", id: "model-upload", onsubmit: upload }, h("h2", {}, "Upload a .safetensors file"),
-        field("model-file", "File", file), field("model-fm", "Family", fmType), field("model-kind", "Kind", kind), field("model-name", "Name (default: file name)", name),
+        field("model-file", "File", file), field("model-fm", "Family", fmType), field("model-kind", "Kind", kind), field("model-component", "Component (FLUX.1 / SD 3.5)", component), field("model-name", "Name (default: file name)", name),
         h("div", { class: "actions" }, h("button", { type: "submit" }, "Upload")), progress),
       h("form", { class: "card", id: "model-import", onsubmit: importUrl }, h("h2", {}, "Import from a URL"),
-        field("import-url", "https URL", url), field("import-fm", "Family", urlFm), field("import-kind", "Kind", urlKind),
+        field("import-url", "https URL", url), field("import-fm", "Family", urlFm), field("import-kind", "Kind", urlKind), field("import-component", "Component (FLUX.1 / SD 3.5)", urlComponent),
         field("import-sha", "SHA-256", sha, "A mismatch fails the import."),
         h("div", { class: "actions" }, h("button", { type: "submit" }, "Import")))),
     message,
