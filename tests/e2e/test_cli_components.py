@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from functions.domain.families import ComponentRole
-from loractl import commands
+from loractl import commands, output
 from loractl.main import main as loractl
 from tests.e2e.conftest import PROJECT_ROOT
 
@@ -209,7 +210,8 @@ def test_a_role_given_twice_is_a_usage_error(recording: RecordingApi) -> None:
 def test_model_lists_and_details_show_the_component(
     recording: RecordingApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "200")  # one table row per model
+    # rich reads COLUMNS once, when loractl.output's console is made: set the width on it instead.
+    monkeypatch.setattr(output, "console", Console(width=200))  # one table row per model
     code, out, _ = run("models", "list", "--output", "table")
     assert code == 0
     rows = {line.split()[1]: line for line in out.splitlines() if "01j" in line}
@@ -221,7 +223,7 @@ def test_model_lists_and_details_show_the_component(
 
 
 def test_a_training_shows_its_components(recording: RecordingApi, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setattr(output, "console", Console(width=200))
     code, out, _ = run("trainings", "get", JOB)
     assert code == 0
     assert any(line.split() == ["components", f"ae={AE},", f"t5xxl={T5}"] for line in out.splitlines()), out
