@@ -74,7 +74,15 @@ class LocalBatchStack:
             if job["status"] in statuses:
                 return job
             time.sleep(0.05)
-        raise AssertionError(f"{job_id} did not reach {statuses} in {timeout}s: {self.describe(job_id)}")
+        raise AssertionError(
+            f"{job_id} did not reach {statuses} in {timeout}s: {self.describe(job_id)}\n"
+            f"SageMaker's side: {self.training_jobs()}"
+        )
+
+    def training_jobs(self) -> list[tuple[str, str, str, bool]]:
+        """Each training job's status, secondary status and whether a stop was asked for: when a
+        service job does not follow, this says whether SageMaker or the queue is behind."""
+        return [(r.name, r.status, r.secondary_status, r.stop_requested) for r in self.sagemaker.store.all()]
 
     def stop(self) -> None:
         self.server.stop()
