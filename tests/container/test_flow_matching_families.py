@@ -18,12 +18,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
 from diffusers import FluxPipeline
 from peft import LoraConfig, inject_adapter_in_model
+from PIL import Image
 from safetensors.torch import load_file
 
 from functions.domain.families import FmType
@@ -460,3 +462,39 @@ def test_sample_sides_round_down_to_16_as_sd_scripts_does(family: str) -> None:
             generator=torch.Generator().manual_seed(0),
         )
     assert image.size == (64, 80)
+
+
+def test_the_flux_t5_budget_is_sd_scripts_own_unless_set() -> None:
+    """sd-scripts: 512 T5 tokens for dev, 256 for schnell, told apart by the guidance embedding
+    (flux_train_network.py lines 171-177, flux_utils.py line 63); a job's value wins."""
+    dev, schnell = (
+        Flux1Adapter(build_tiny_flux_pipeline()),
+        Flux1Adapter(build_tiny_flux_pipeline(schnell=True)),
+    )
+    assert (dev.t5_token_length, schnell.t5_token_length) == (512, 256)
+    schnell.configure({"t5xxl_max_token_length": 300, "guidance_scale": 1.0})
+    assert schnell.t5_token_length == 300
+    dev.configure({"timestep_sampling": "shift"})
+    assert dev.t5_token_length == 512
+
+
+@pytest.mark.parametrize("family", ["flux1", "sd35"])
+def test_samples_read_prompts_with_the_training_t5_budget(
+    family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sd-scripts renders samples through the tokenize strategy it trains with
+    (flux_train_utils.py line 208, sd3_train_utils.py line 536): the same T5 length."""
+    adapter: FlowMatchingAdapter = (
+        TinyFlux(build_tiny_flux_pipeline()) if family == "flux1" else TinySD35(build_tiny_sd35_pipeline())
+    )
+    seen: dict[str, Any] = {}
+
+    def fake_call(pipe: Any, **arguments: Any) -> SimpleNamespace:
+        seen.update(arguments)
+        return SimpleNamespace(images=[Image.new("RGB", (SIDE, SIDE))])
+
+    monkeypatch.setattr(type(adapter.pipe), "__call__", fake_call)
+    adapter.render_sample(
+        "demo", None, steps=1, guidance_scale=1.0, width=SIDE, height=SIDE, generator=torch.Generator()
+    )
+    assert seen["max_sequence_length"] == T5_MAX_LENGTH == adapter.t5_token_length

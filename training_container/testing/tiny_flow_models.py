@@ -108,8 +108,10 @@ def tiny_flux_transformer(
     num_layers: int = 1,
     num_single_layers: int = 1,
     axes_dims_rope: tuple[int, int, int] = (4, 6, 6),  # sums to head_dim; FLUX.1: (16, 56, 56)
+    guidance_embeds: bool = True,
 ) -> FluxTransformer2DModel:
-    """A FLUX.1 dev transformer (guidance-distilled) of ``heads * head_dim`` channels."""
+    """A FLUX.1 transformer of ``heads * head_dim`` channels: dev (guidance-distilled), or
+    schnell with ``guidance_embeds=False``."""
     return FluxTransformer2DModel(
         patch_size=1,
         in_channels=64,  # 16 latent channels in 2x2 patches
@@ -119,7 +121,7 @@ def tiny_flux_transformer(
         num_attention_heads=heads,
         joint_attention_dim=FLUX_T5_WIDTH,
         pooled_projection_dim=TEXT_HIDDEN_SIZE,
-        guidance_embeds=True,
+        guidance_embeds=guidance_embeds,
         axes_dims_rope=axes_dims_rope,
     )
 
@@ -136,7 +138,7 @@ def flux_scheduler() -> FlowMatchEulerDiscreteScheduler:
     )
 
 
-def build_tiny_flux_pipeline(seed: int = 0) -> Any:
+def build_tiny_flux_pipeline(seed: int = 0, *, schnell: bool = False) -> Any:
     torch.manual_seed(seed)
     tokenizer_2 = tiny_t5_tokenizer()
     return FluxPipeline(
@@ -146,7 +148,7 @@ def build_tiny_flux_pipeline(seed: int = 0) -> Any:
         tokenizer=load_clip_tokenizer(CLIP_L_TOKENIZER_REPO),
         text_encoder_2=tiny_t5_encoder(FLUX_T5_WIDTH, len(tokenizer_2)),
         tokenizer_2=tokenizer_2,
-        transformer=tiny_flux_transformer(),
+        transformer=tiny_flux_transformer(guidance_embeds=not schnell),
     )
 
 

@@ -70,6 +70,11 @@ class FamilyAdapter(ABC):
             raise JobFailure(f"{FAMILIES[cls.fm_type].display_name} models take no component files ({names})")
         return cls(load_single_file_pipeline(model_path, cls.fm_type, dtype=dtype))
 
+    def sample_pipeline_options(self) -> dict[str, Any]:
+        """Extra arguments of the pipeline's call for samples, so that they read prompts as
+        training did (the flow families' T5 token budget); none for the Stable Diffusion families."""
+        return {}
+
     def configure(self, config: Mapping[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Take the job's family-specific training options (FLUX.1's timestep sampling, SD 3.5's
         weighting); the Stable Diffusion families have none beyond what the trainer reads."""
@@ -177,5 +182,6 @@ class FamilyAdapter(ABC):
             width=width,
             height=height,
             generator=generator,
+            **self.sample_pipeline_options(),
         ).images[0]
         return image

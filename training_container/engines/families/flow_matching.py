@@ -59,6 +59,16 @@ class FlowMatchingAdapter(FamilyAdapter):
             encoder.requires_grad_(False)
             encoder.eval()
 
+    @property
+    @abstractmethod
+    def t5_token_length(self) -> int:
+        """T5-XXL's token budget for captions and sample prompts alike: sd-scripts samples through
+        the same tokenize strategy it trains with (flux_train_utils.py line 208, sd3_train_utils.py
+        line 536)."""
+
+    def sample_pipeline_options(self) -> dict[str, Any]:
+        return {"max_sequence_length": self.t5_token_length}
+
     @classmethod
     def load(
         cls, model_path: Path, dtype: torch.dtype, components: Mapping[ComponentRole, Path] | None = None

@@ -96,6 +96,10 @@ FLUX_RULES: LoraRules = {
 }
 
 
+DEV_T5_TOKENS = 512
+SCHNELL_T5_TOKENS = 256
+
+
 @dataclass(frozen=True)
 class FluxTraining:
     """sd-scripts' FLUX.1 training options this adapter honours (library/flux_train_utils.py
@@ -105,7 +109,9 @@ class FluxTraining:
     sigmoid_scale: float = 1.0
     discrete_flow_shift: float = 3.0  # argparse default (line 81); used by "shift" only
     guidance_scale: float = 1.0
-    t5xxl_max_token_length: int = 512  # FLUX.1 dev; schnell: 256
+    # None: as sd-scripts decides from the checkpoint (flux_train_network.py lines 171-177):
+    # 512 for dev, 256 for schnell, told apart by the guidance embedding (flux_utils.py line 63).
+    t5xxl_max_token_length: int | None = None
 
     def __post_init__(self) -> None:
         if self.timestep_sampling not in TIMESTEP_SAMPLINGS:
@@ -165,6 +171,13 @@ class Flux1Adapter(FlowMatchingAdapter):
         self.training = options_from_config(FluxTraining, config)
 
     @property
+    def t5_token_length(self) -> int:
+        if self.training.t5xxl_max_token_length is not None:
+            return self.training.t5xxl_max_token_length
+        transformer: Any = self.denoiser
+        return DEV_T5_TOKENS if transformer.config.guidance_embeds else SCHNELL_T5_TOKENS
+
+    @property
     def text_encoders(self) -> list[torch.nn.Module]:
         return [self.pipe.text_encoder]  # CLIP-L: lora_te1
 
@@ -179,7 +192,7 @@ class Flux1Adapter(FlowMatchingAdapter):
         ``clip_skip``: only the pooled CLIP output is used)."""
         clip_ids = self.token_ids(self.pipe.tokenizer, captions, 77, device)
         pooled = self.pipe.text_encoder(clip_ids).pooler_output
-        t5_ids = self.token_ids(self.pipe.tokenizer_2, captions, self.training.t5xxl_max_token_length, device)
+        t5_ids = self.token_ids(self.pipe.tokenizer_2, captions, self.t5_token_length, device)
         with torch.no_grad():
             t5 = self.pipe.text_encoder_2(t5_ids).last_hidden_state
         return {"encoder_hidden_states": t5, "pooled_projections": pooled}

@@ -128,6 +128,10 @@ class SD35Adapter(FlowMatchingAdapter):
         self.training = options_from_config(SD35Training, config)
 
     @property
+    def t5_token_length(self) -> int:
+        return self.training.t5xxl_max_token_length
+
+    @property
     def text_encoders(self) -> list[torch.nn.Module]:
         return [self.pipe.text_encoder, self.pipe.text_encoder_2]  # CLIP-L, CLIP-G: lora_te1, lora_te2
 
@@ -146,7 +150,7 @@ class SD35Adapter(FlowMatchingAdapter):
             output = encoder(self.token_ids(tokenizer, captions, 77, device), output_hidden_states=True)
             clip_states.append(output.hidden_states[-2])
             pooled.append(output.text_embeds)
-        t5_ids = self.token_ids(self.pipe.tokenizer_3, captions, self.training.t5xxl_max_token_length, device)
+        t5_ids = self.token_ids(self.pipe.tokenizer_3, captions, self.t5_token_length, device)
         with torch.no_grad():
             t5 = self.pipe.text_encoder_3(t5_ids).last_hidden_state
         clip = torch.cat(clip_states, dim=-1)
