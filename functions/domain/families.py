@@ -383,8 +383,11 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                 native_side=1024,
                 kohya_script="flux_train_network.py",
                 network_module="networks.lora_flux",
-                # flux_train_network.py assert_extra_args: train_dataset_group.verify_bucket_reso_steps(32)
-                bucket_step_multiple=32,
+                # flux_train_network.py assert_extra_args first calls train_network.py's (line 46),
+                # which verifies bucket_reso_steps against 64 (lines 174-176); its own check of 32
+                # (line 95) is then the weaker one. (sd3_train_network.py does not call it.) Found
+                # by the real-engine contract test (tests/container/test_sd_scripts_contract.py).
+                bucket_step_multiple=64,
                 kohya_defaults=MappingProxyType(
                     {
                         **_DIT_DEFAULTS,
@@ -441,7 +444,8 @@ FAMILIES: Mapping[FmType, FamilySpec] = MappingProxyType(
                 native_side=1024,
                 kohya_script="sd3_train_network.py",
                 network_module="networks.lora_sd3",
-                # sd3_train_network.py assert_extra_args: verify_bucket_reso_steps(32)
+                # sd3_train_network.py assert_extra_args: verify_bucket_reso_steps(32) (lines 64-66;
+                # its call of train_network.py's, which checks 64, is commented out at line 36)
                 bucket_step_multiple=32,
                 kohya_defaults=MappingProxyType(
                     {

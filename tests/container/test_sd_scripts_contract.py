@@ -1,6 +1,6 @@
 """Contract test against the real sd-scripts: every config the API accepts passes sd-scripts' checks.
 
-Hypothesis generates user configs over the whole parameter catalogue (both families); the ones
+Hypothesis generates user configs over the whole parameter catalogue (all four families); the ones
 ``validate_config`` accepts go through the service's wrapper (``build_kohya_configs``) into the
 TOMLs a job would run with, and then through sd-scripts' *own* parser and argument checks
 (``real_engine/check_sd_scripts_args.py``, no model loading), which must raise for none of them.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from functions.domain.catalog import FmType
+from functions.domain.families import ComponentRole
 from functions.domain.kohya_params import (
     DEFAULTS,
     NETWORK_ARG_KINDS,
@@ -44,6 +46,7 @@ from tests.container.real_engine.harness import (
 )
 from training_container.dataset_staging import StagedDataset, validate_dataset
 from training_container.kohya_config import build_kohya_configs
+from training_container.testing.tiny_flow_models import save_tiny_model_files
 from training_container.testing.tiny_models import make_tiny_dataset
 
 CHECKER = Path(__file__).parent / "real_engine" / "check_sd_scripts_args.py"
@@ -134,24 +137,44 @@ def accepted_configs(fm_type: FmType, count: int) -> list[dict[str, ParamValue]]
     return list(found.values())[:count]
 
 
-def _write_case(
-    fm_type: FmType,
-    config: dict[str, Any],
-    folder: Path,
-    dataset: StagedDataset,
-    tokenizers: Path,
-    scripts: Path,
-) -> dict[str, str]:
+@dataclass(frozen=True)
+class CaseInputs:
+    """What every case of a family shares: images, tokenizers, the checkout and the base files
+    (FLUX.1's script reads the transformer's header before anything else: dev or schnell)."""
+
+    dataset: StagedDataset
+    tokenizers: Path
+    scripts: Path
+    model: Path
+    components: dict[ComponentRole, Path]
+
+
+def _case_inputs(fm_type: FmType, folder: Path, scripts: Path) -> CaseInputs:
+    # Images no smaller than the largest bucket_reso_steps (512): smaller ones are a data problem the
+    # container refuses before sd-scripts starts (kohya_config.no_upscale_bucket_problems).
+    dataset = validate_dataset(make_tiny_dataset(folder / "data", n_images=2, repeats=1, size=(1024, 1024)))
+    files = save_tiny_model_files(fm_type, folder / "model")
+    return CaseInputs(
+        dataset=dataset,
+        tokenizers=write_tokenizer_cache(folder / "tokenizers"),
+        scripts=scripts,
+        model=files["checkpoint"],
+        components={ComponentRole(role): path for role, path in files.items() if role != "checkpoint"},
+    )
+
+
+def _write_case(fm_type: FmType, config: dict[str, Any], folder: Path, inputs: CaseInputs) -> dict[str, str]:
     files = build_kohya_configs(
         fm_type=fm_type,
         config=config,
-        dataset=dataset,
-        model_path=folder / "base.safetensors",
+        dataset=inputs.dataset,
+        model_path=inputs.model,
         output_dir=folder / "out",
         output_name="lora",
         work_dir=folder,
-        sd_scripts_dir=scripts,
-        tokenizer_cache_dir=tokenizers,
+        sd_scripts_dir=inputs.scripts,
+        tokenizer_cache_dir=inputs.tokenizers,
+        component_paths=inputs.components,
     )
     return {
         "fm_type": fm_type.value,
@@ -185,34 +208,55 @@ def _run_checker(setup: SdScriptsSetup, cases: list[dict[str, str]], folder: Pat
     return results
 
 
-# The checker drives train_network.py's and sdxl_train_network.py's trainers. FLUX.1's and SD 3.5's
-# would also need a T5-XXL tokenizer cache and, for FLUX.1, a checkpoint header to read
-# (flux_train_network.py get_tokenize_strategy -> flux_utils.analyze_checkpoint_state); their
-# emitted options are checked statically against the pinned parsers (test_kohya_wrapper.py and the
-# stand-in, fake_sd_scripts/train_network.py check_options).
-CHECKED_FAMILIES = (FmType.SD15, FmType.SDXL)
+# What flux_train_network.py and sd3_train_network.py refuse on top (their assert_extra_args,
+# lines 40-97 and 30-66, and train_network.py line 833 for fp8_base, which both families default to).
+KNOWN_BAD_FLOW: dict[str, dict[str, Any]] = {
+    "blocks_to_swap with cpu_offload_checkpointing": {
+        "blocks_to_swap": 8,
+        "cpu_offload_checkpointing": True,
+        "gradient_checkpointing": True,
+    },
+    "fp8 base without mixed precision": {"fp8_base": True, "mixed_precision": "no"},
+    "text-encoder outputs cached with shuffled captions": {"cache_text_encoder_outputs": True},
+}
+# flux_train_network.py runs train_network.py's bucket check (64) before its own (32): lines 46, 95
+# and train_network.py 174-176. The contract test found the API accepting 32; it now refuses it.
+KNOWN_BAD_FLUX: dict[str, dict[str, Any]] = {"FLUX.1 bucket steps of 32": {}}
+# The dataset-side halves (caption shuffling and bucket steps live in the dataset TOML's [general]).
+_DATASET_EDITS = {
+    "text-encoder outputs cached with shuffled captions": {"shuffle_caption": True},
+    "FLUX.1 bucket steps of 32": {"bucket_reso_steps": 32},
+}
 
 
-@pytest.mark.parametrize("fm_type", CHECKED_FAMILIES)
+def _known_bad(fm_type: FmType) -> dict[str, dict[str, Any]]:
+    flow = KNOWN_BAD_FLOW if fm_type in (FmType.FLUX1, FmType.SD35) else {}
+    return KNOWN_BAD | flow | (KNOWN_BAD_FLUX if fm_type is FmType.FLUX1 else {})
+
+
+def _edit_case(case: dict[str, str], name: str, edit: dict[str, Any]) -> None:
+    training = toml.load(case["training_toml"]) | edit
+    Path(case["training_toml"]).write_text(toml.dumps(training), encoding="utf-8")
+    if name in _DATASET_EDITS:
+        dataset = toml.load(case["dataset_toml"])
+        dataset["general"] = dataset.get("general", {}) | _DATASET_EDITS[name]
+        Path(case["dataset_toml"]).write_text(toml.dumps(dataset), encoding="utf-8")
+
+
+# Every family runs its own script's trainer (FamilySpec.kohya_script): FLUX.1 and SD 3.5 with the
+# tiny component files and the T5 tokenizer in the cache, as a job has them.
+@pytest.mark.parametrize("fm_type", list(FmType))
 def test_every_accepted_config_passes_sd_scripts_own_checks(fm_type: FmType, tmp_path: Path) -> None:
     assert SETUP is not None
     configs = accepted_configs(fm_type, CONFIGS_PER_FAMILY)
     assert len(configs) >= CONFIGS_PER_FAMILY
-    # Images no smaller than the largest bucket_reso_steps (512): smaller ones are a data problem the
-    # container refuses before sd-scripts starts (kohya_config.no_upscale_bucket_problems).
-    dataset = validate_dataset(make_tiny_dataset(tmp_path / "data", n_images=2, repeats=1, size=(1024, 1024)))
-    tokenizers = write_tokenizer_cache(tmp_path / "tokenizers")
-    cases = [
-        _write_case(fm_type, config, tmp_path / f"case{index}", dataset, tokenizers, SETUP.directory)
-        for index, config in enumerate(configs)
-    ]
+    inputs = _case_inputs(fm_type, tmp_path / "inputs", SETUP.directory)
+    cases = [_write_case(fm_type, config, tmp_path / f"case{i}", inputs) for i, config in enumerate(configs)]
+    known_bad = _known_bad(fm_type)
     bad_cases = []
-    for index, edit in enumerate(KNOWN_BAD.values()):
-        case = _write_case(
-            fm_type, dict(DEFAULTS[fm_type]), tmp_path / f"bad{index}", dataset, tokenizers, SETUP.directory
-        )
-        training = toml.load(case["training_toml"]) | edit
-        Path(case["training_toml"]).write_text(toml.dumps(training), encoding="utf-8")
+    for index, (name, edit) in enumerate(known_bad.items()):
+        case = _write_case(fm_type, dict(DEFAULTS[fm_type]), tmp_path / f"bad{index}", inputs)
+        _edit_case(case, name, edit)
         bad_cases.append(case)
 
     results = _run_checker(SETUP, cases + bad_cases, tmp_path)
@@ -220,7 +264,7 @@ def test_every_accepted_config_passes_sd_scripts_own_checks(fm_type: FmType, tmp
     failures = [(configs[i], r["error"]) for i, r in enumerate(results[: len(cases)]) if not r["ok"]]
     assert not failures, f"{len(failures)} accepted configs crash sd-scripts; first: {failures[:3]}"
     caught = [r["ok"] is False for r in results[len(cases) :]]
-    assert all(caught), dict(zip(KNOWN_BAD, results[len(cases) :], strict=True))
+    assert all(caught), dict(zip(known_bad, results[len(cases) :], strict=True))
 
 
 def test_the_diffusers_engine_clips_gradients_like_sd_scripts() -> None:

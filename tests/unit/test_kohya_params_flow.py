@@ -223,10 +223,21 @@ def test_cached_text_encoder_outputs_exclude_changing_captions(fm_type: FmType) 
     assert "cache_text_encoder_outputs" not in normalised({"shuffle_caption": True}, fm_type)
 
 
-@pytest.mark.parametrize("fm_type", FLOW)
-def test_bucket_steps_are_multiples_of_32(fm_type: FmType) -> None:
-    assert "multiple of 32" in problems_of({"bucket_reso_steps": 48}, fm_type)["config.bucket_reso_steps"]
-    assert normalised({"bucket_reso_steps": 32}, fm_type)["bucket_reso_steps"] == 32
+def test_flux_bucket_steps_are_multiples_of_64() -> None:
+    """flux_train_network.py's assert_extra_args runs train_network.py's first, which checks 64
+    (lines 46 and 174-176); a step of 32 or 96 crashes the real script."""
+    for steps in (32, 96):
+        problem = problems_of({"bucket_reso_steps": steps}, FLUX)["config.bucket_reso_steps"]
+        assert "must be a multiple of 64 for flux1 models" in problem
+    assert normalised({"bucket_reso_steps": 128}, FLUX)["bucket_reso_steps"] == 128
+
+
+def test_sd35_bucket_steps_are_multiples_of_32() -> None:
+    """sd3_train_network.py checks 32 only (lines 64-66; the call of train_network.py's is
+    commented out)."""
+    problem = problems_of({"bucket_reso_steps": 48}, FmType.SD35)["config.bucket_reso_steps"]
+    assert "multiple of 32" in problem
+    assert normalised({"bucket_reso_steps": 96}, FmType.SD35)["bucket_reso_steps"] == 96
 
 
 # --- values sd-scripts would never read

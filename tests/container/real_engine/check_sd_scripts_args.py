@@ -1,26 +1,33 @@
 """Run sd-scripts' own argument parsing and checks on TOMLs the service's wrapper wrote.
 
 Runs with sd-scripts' interpreter, from its checkout (``cwd = $SD_SCRIPTS_DIR``), and loads no
-model: for each case it goes through the steps ``train_network.py``/``sdxl_train_network.py``
-take before loading weights, in their order, and then builds the optimizer and schedule on a
-dummy parameter and the LoRA network on empty modules:
+model: for each case it goes through the steps the family's script (``train_network.py``,
+``sdxl_train_network.py``, ``flux_train_network.py``, ``sd3_train_network.py``) takes before
+loading weights, in their order, and then builds the optimizer and schedule on a dummy parameter
+and the LoRA network on empty modules:
 
     setup_parser -> verify_command_line_training_args -> read_config_from_file
-    -> NetworkTrainer.train: verify_training_args, prepare_dataset_args, tokenize and latent
-       caching strategies, ConfigSanitizer + BlueprintGenerator (voluptuous schemas),
-       generate_dataset_group_by_blueprint (datasets, bucket checks), the cache_latents assert,
-       assert_extra_args, the full_fp16/full_bf16 asserts
-    -> networks.lora.create_network (network_args as train_network.py passes them)
+    -> NetworkTrainer.train (train_network.py lines 491-590): verify_training_args,
+       prepare_dataset_args, tokenize and latent caching strategies (FLUX.1's reads the
+       checkpoint's header to tell dev from schnell), ConfigSanitizer + BlueprintGenerator
+       (voluptuous schemas), generate_dataset_group_by_blueprint (datasets, bucket checks), the
+       cache_latents assert, assert_extra_args (FLUX.1's / SD 3.5's: text-encoder caching,
+       blocks_to_swap, bucket steps of 32)
+    -> the text-encoder outputs caching strategy (lines 630-632)
+    -> the network module's create_network (network_args as train_network.py passes them,
+       lines 665-687; networks.lora, lora_flux or lora_sd3)
     -> train_util.get_optimizer (ast.literal_eval of optimizer_args, the optimizer's constructor)
     -> train_util.get_scheduler_fix
+    -> the full_fp16/full_bf16 and fp8_base asserts (lines 813-834)
 
 Usage: ``python check_sd_scripts_args.py CASES.json RESULTS.json`` where CASES.json is
-``[{"fm_type": "sd15"|"sdxl", "training_toml": path, "dataset_toml": path}, ...]``; RESULTS.json
-gets one ``{"ok": bool, "error": str | null}`` per case.
+``[{"fm_type": "sd15"|"sdxl"|"flux1"|"sd35", "training_toml": path, "dataset_toml": path}, ...]``;
+RESULTS.json gets one ``{"ok": bool, "error": str | null}`` per case.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
@@ -29,27 +36,43 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import flux_train_network
+import sd3_train_network
 import sdxl_train_network
 import torch
 import train_network
 from library import config_util, strategy_base, train_util
 from library.config_util import BlueprintGenerator, ConfigSanitizer
-from networks import lora
 
-_TOKENIZE_STRATEGIES: dict[tuple[str, str], Any] = {}
+_TOKENIZE_STRATEGIES: dict[tuple[str, ...], Any] = {}
+# What each family's load_target_model returns as text encoders: CLIP-L (SD 1.5); CLIP-L and
+# bigG (SDXL); CLIP-L and T5-XXL (FLUX.1); CLIP-L, CLIP-G and T5-XXL (SD 3.5).
+_TEXT_ENCODERS = {"sd15": 1, "sdxl": 2, "flux1": 2, "sd35": 3}
 
 
 def _tokenize_strategy(fm_type: str, trainer: Any, args: Any) -> Any:
-    """Built once per (family, max_token_length): loading tokenizers 1,000 times adds nothing."""
-    key = (fm_type, repr(args.max_token_length))
+    """Built once per family, token budgets and checkpoint (FLUX.1's reads its header): loading
+    tokenizers 1,000 times adds nothing. (FLUX.1's trainer also notes ``is_schnell`` then, which
+    nothing reads before the model is loaded.)"""
+    key = (
+        fm_type,
+        repr(args.max_token_length),
+        repr(getattr(args, "t5xxl_max_token_length", None)),
+        args.pretrained_model_name_or_path,
+    )
     if key not in _TOKENIZE_STRATEGIES:
         _TOKENIZE_STRATEGIES[key] = trainer.get_tokenize_strategy(args)
     return _TOKENIZE_STRATEGIES[key]
 
 
 def _setup(fm_type: str) -> tuple[Any, Any]:
+    """The family's script's parser and trainer (FamilySpec.kohya_script)."""
     if fm_type == "sdxl":
         return sdxl_train_network.setup_parser(), sdxl_train_network.SdxlNetworkTrainer()
+    if fm_type == "flux1":
+        return flux_train_network.setup_parser(), flux_train_network.FluxNetworkTrainer()
+    if fm_type == "sd35":
+        return sd3_train_network.setup_parser(), sd3_train_network.Sd3NetworkTrainer()
     return train_network.setup_parser(), train_network.NetworkTrainer()
 
 
@@ -94,25 +117,43 @@ def check(case: dict[str, str]) -> None:
         assert train_dataset_group.is_latent_cacheable(), (
             "when caching latents, color_aug/random_crop cannot be used"
         )
-    trainer.assert_extra_args(args, train_dataset_group, val_dataset_group)
+    trainer.assert_extra_args(args, train_dataset_group, val_dataset_group)  # may change some args
+    trainer.get_text_encoder_outputs_caching_strategy(args)
+    _check_network(case["fm_type"], args)
+    optimizer = _check_optimizer(args)
+    _check_scheduler(args, optimizer, len(train_dataset_group))
+    _check_precision(args)
+
+
+def _check_precision(args: Any) -> None:
+    """train_network.py's asserts once the network is made (lines 813-834)."""
     if args.full_fp16:
         assert args.mixed_precision == "fp16", "full_fp16 requires mixed precision='fp16'"
     elif args.full_bf16:
         assert args.mixed_precision == "bf16", "full_bf16 requires mixed precision='bf16'"
-    _check_network(args)
-    optimizer = _check_optimizer(args)
-    _check_scheduler(args, optimizer, len(train_dataset_group))
+    if args.fp8_base or args.fp8_base_unet:
+        assert args.mixed_precision != "no", "fp8_base requires mixed precision='fp16' or 'bf16'"
 
 
-def _check_network(args: Any) -> None:
-    """train_network.py's network_args parsing, then networks/lora.py create_network on empty modules."""
-    net_kwargs: dict[str, str] = {}
+def _check_network(fm_type: str, args: Any) -> None:
+    """train_network.py's network_args parsing, then the network module's create_network (imported
+    by name as train_network.py does) on empty modules, one per text encoder of the family."""
+    net_kwargs: dict[str, Any] = {}
     for net_arg in args.network_args or []:
         key, value = net_arg.split("=", 1)
         net_kwargs[key] = value
     net_kwargs.setdefault("dropout", args.network_dropout)
-    lora.create_network(
-        1.0, args.network_dim, args.network_alpha, None, [torch.nn.Module()], torch.nn.Module(), **net_kwargs
+    network_module = importlib.import_module(args.network_module)
+    text_encoders = [torch.nn.Module() for _ in range(_TEXT_ENCODERS[fm_type])]
+    network_module.create_network(
+        1.0,
+        args.network_dim,
+        args.network_alpha,
+        None,
+        text_encoders,
+        torch.nn.Module(),
+        neuron_dropout=args.network_dropout,
+        **net_kwargs,
     )
 
 

@@ -8,6 +8,7 @@ tests run it the way the training image does: as a child process, with its own i
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +19,12 @@ from functions.domain.kohya_params import ParamValue, validate_config
 from training_container.clip_tokenizers import (
     CLIP_L_TOKENIZER_REPO,
     OPEN_CLIP_BIGG_TOKENIZER_REPO,
+    T5_TOKENIZER_REPO,
     cache_folder_name,
     write_clip_tokenizer_files,
 )
 from training_container.kohya_config import SD_SCRIPTS_TAG
+from training_container.testing.tiny_flow_models import tiny_t5_tokenizer
 
 SD_SCRIPTS_DIR_ENV = "SD_SCRIPTS_DIR"
 SD_SCRIPTS_PYTHON_ENV = "SD_SCRIPTS_PYTHON"
@@ -55,10 +58,26 @@ def accelerate_launcher(python: Path) -> list[str]:
 
 
 def write_tokenizer_cache(folder: Path) -> Path:
-    """sd-scripts' ``--tokenizer_cache_dir`` layout, built offline from open_clip's BPE file."""
+    """sd-scripts' ``--tokenizer_cache_dir`` layout, built offline: both CLIPs from open_clip's BPE
+    file, and the tiny T5 tokenizer (a SentencePiece-style vocabulary; FLUX.1 and SD 3.5 load it
+    with ``T5TokenizerFast``, library/strategy_flux.py line 27, strategy_sd3.py line 31)."""
     write_clip_tokenizer_files(folder / cache_folder_name(CLIP_L_TOKENIZER_REPO))
     write_clip_tokenizer_files(folder / cache_folder_name(OPEN_CLIP_BIGG_TOKENIZER_REPO), pad_token="!")
+    _write_t5_tokenizer_for_transformers_4(folder / cache_folder_name(T5_TOKENIZER_REPO))
     return folder
+
+
+def _write_t5_tokenizer_for_transformers_4(folder: Path) -> None:
+    """The tiny T5 tokenizer as sd-scripts' transformers (4.54.1) reads it. The project's
+    transformers 5 writes ``extra_special_tokens`` as a list, which 4.x's ``from_pretrained`` takes
+    for a dict and fails on (``'list' object has no attribute 'keys'``). Only tests meet this: the
+    image bakes the real tokenizer with its own transformers (bake_assets.bake_t5_tokenizer)."""
+    tiny_t5_tokenizer().save_pretrained(str(folder))
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if config.get("extra_special_tokens") == []:
+        del config["extra_special_tokens"]
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
 @dataclass(frozen=True)
