@@ -123,6 +123,7 @@ def test_lora_targets_exist_and_get_sd_scripts_key_names(fm_type: FmType) -> Non
         for target in targets:
             assert any(name == target or name.endswith("." + target) for name in module_names), target
         inject_adapter_in_model(LoraConfig(r=2, lora_alpha=1, target_modules=list(targets)), model)
+    adapter.share_denoiser_lora_parts()  # as the trainer does
 
     names_by_network = [
         [name_of(path) for path in lora_modules(model)] for model, name_of in adapter.lora_namers()

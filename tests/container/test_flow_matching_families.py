@@ -247,12 +247,9 @@ def _check_file(
     }
     for name, (out_dim, in_dim) in expected.items():
         down, up = tensors[f"{name}.lora_down.weight"], tensors[f"{name}.lora_up.weight"]
-        rank = down.shape[0]
-        assert down.shape == (rank, in_dim) and up.shape == (out_dim, rank), name
-        # fused modules: rank * parts, alpha * parts: the trained alpha / rank is kept
-        assert rank % RANK == 0 and float(tensors[f"{name}.alpha"]) == pytest.approx(ALPHA * rank / RANK), (
-            name
-        )
+        # fused modules too: one rank-r module on the fused layer, as sd-scripts' LoRAModule
+        assert down.shape == (RANK, in_dim) and up.shape == (out_dim, RANK), name
+        assert float(tensors[f"{name}.alpha"]) == ALPHA, name
     for name in te_names:
         assert tensors[f"{name}.lora_down.weight"].shape[0] == RANK
         assert float(tensors[f"{name}.alpha"]) == ALPHA
@@ -281,6 +278,7 @@ def _randomised_lora(adapter: FlowMatchingAdapter, text: bool) -> None:
     """LoRA on the adapter's targets with random (non-zero) up weights: a trained-looking LoRA."""
     config = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=adapter.denoiser_lora_target_modules())
     inject_adapter_in_model(config, adapter.denoiser)
+    adapter.share_denoiser_lora_parts()  # as the trainer does
     if text:
         for encoder in adapter.text_encoders:
             inject_adapter_in_model(
@@ -384,8 +382,8 @@ def test_flux_export_loads_in_diffusers_with_every_key(
 @pytest.mark.parametrize("family", ["flux1", "sd35"])
 def test_export_matches_the_original_layout_reference(family: str) -> None:
     """Every module, merged as sd-scripts merges into the fused original layer and split like the
-    single-file converters, reproduces the PEFT-trained transformer: names, fusion order, block
-    diagonal, alpha and the pre-only modulation swap all hold."""
+    single-file converters, reproduces the PEFT-trained transformer: names, fusion order, the
+    shared down projection, alpha and the pre-only modulation swap all hold."""
     torch.manual_seed(0)
     if family == "flux1":
         pipe, adapter_class, splits = build_tiny_flux_pipeline(), TinyFlux, FLUX_SPLITS
@@ -410,6 +408,29 @@ def test_export_matches_the_original_layout_reference(family: str) -> None:
         }
     with torch.no_grad():
         torch.testing.assert_close(base(**inputs)[0], pipe.transformer(**inputs)[0], atol=2e-4, rtol=1e-3)
+
+
+def test_the_parts_of_a_fused_layer_train_one_down_projection() -> None:
+    """sd-scripts' LoRAModule on BFL's fused qkv / linear1 has one lora_down (lora_flux.py lines
+    79-101): the diffusers parts share theirs, so the trainer optimises the same parameters and the
+    export cannot hold parts that drifted apart."""
+    adapter = TinyFlux(build_tiny_flux_pipeline())
+    config = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=adapter.denoiser_lora_target_modules())
+    inject_adapter_in_model(config, adapter.denoiser)
+    single = adapter.denoiser.single_transformer_blocks[0]
+    parts: list[Any] = [single.attn.to_q, single.attn.to_k, single.attn.to_v, single.proj_mlp]
+    assert len({id(part.lora_A["default"]) for part in parts}) == 4
+    with pytest.raises(ValueError, match="do not share one down projection"):
+        adapter.kohya_lora_tensors(torch.float32)
+
+    adapter.share_denoiser_lora_parts()
+
+    assert len({id(part.lora_A["default"]) for part in parts}) == 1
+    trainable = [name for name, _ in adapter.denoiser.named_parameters() if "lora_A" in name]
+    # sd-scripts' three modules of a single block: modulation_lin, linear1 (4 parts), linear2
+    assert len([name for name in trainable if name.startswith("single_transformer_blocks.0.")]) == 3
+    tensors = adapter.kohya_lora_tensors(torch.float32)
+    assert tensors["lora_unet_single_blocks_0_linear1.lora_down.weight"].shape[0] == RANK
 
 
 # --- noise, target and the sampling options

@@ -22,6 +22,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -215,9 +216,14 @@ class DiffusersTrainer:
         )
 
     @staticmethod
-    def _inject_lora(model: torch.nn.Module, config: LoraConfig) -> list[torch.nn.Parameter]:
-        """PEFT's model-agnostic injection (no transformers/diffusers version coupling)."""
+    def _inject_lora(
+        model: torch.nn.Module, config: LoraConfig, share_parts: Callable[[], None] | None = None
+    ) -> list[torch.nn.Parameter]:
+        """PEFT's model-agnostic injection (no transformers/diffusers version coupling), then the
+        family's sharing of fused layers' parts (before the parameters are listed, once each)."""
         inject_adapter_in_model(config, model)
+        if share_parts is not None:
+            share_parts()
         trainable = []
         for name, parameter in model.named_parameters():
             parameter.requires_grad_("lora_" in name)
@@ -232,7 +238,9 @@ class DiffusersTrainer:
         if self.train_denoiser:
             denoiser: Any = family.denoiser
             self.denoiser_params = self._inject_lora(
-                denoiser, self._lora_config(tuple(family.denoiser_lora_target_modules()))
+                denoiser,
+                self._lora_config(tuple(family.denoiser_lora_target_modules())),
+                family.share_denoiser_lora_parts,
             )
             denoiser.train()
             if self.settings.gradient_checkpointing:

@@ -100,6 +100,12 @@ class FamilyAdapter(ABC):
         paths (a suffix that also names a layer sd-scripts leaves alone, like FLUX's final ``proj_out``)."""
         return list(self.denoiser_lora_targets)
 
+    def share_denoiser_lora_parts(self) -> None:  # noqa: B027 (optional hook)
+        """Called once PEFT has put LoRA on the denoiser, before its parameters are collected:
+        make the LoRAs the modules sd-scripts trains. SD 1.5 / SDXL: one PEFT layer is one
+        sd-scripts module already; FLUX.1 / SD 3.5 share one down projection among the diffusers
+        layers of a fused original layer (fused_lora.share_fused_downs)."""
+
     def model_parts(self) -> dict[str, torch.nn.Module]:
         """The networks LoRA can train, by their key in the saved resume state."""
         encoders = {f"te{index}": encoder for index, encoder in enumerate(self.text_encoders)}

@@ -11,8 +11,8 @@ sd3_models.SDVAE). Neither script applies ``--noise_offset`` or min-SNR weightin
 matching, so the adapters do not either (``loss_weights`` is None: uniform weighting).
 
 The LoRA layers are the ``Linear`` layers inside the transformer blocks sd-scripts wraps, named
-after the original (BFL / MMDiT) modules; the diffusers layers that the original fuses are
-exported fused (``training_container.engines.families.fused_lora``).
+after the original (BFL / MMDiT) modules; the diffusers layers that the original fuses share one
+down projection and are exported as one module (``training_container.engines.families.fused_lora``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 
 from functions.domain.families import ComponentRole
 from training_container.engines.families.base import FamilyAdapter, NoisyBatch
-from training_container.engines.families.fused_lora import LoraPart, fused_kohya_tensors
+from training_container.engines.families.fused_lora import LoraPart, fused_kohya_tensors, share_fused_downs
 from training_container.engines.kohya_lora_format import kohya_tensors
 from training_container.model_loading import BasePipeline, ensure_family
 
@@ -147,6 +147,9 @@ class FlowMatchingAdapter(FamilyAdapter):
 
     def denoiser_lora_name(self, module_path: str) -> str:
         return self.denoiser_lora_part(module_path).name
+
+    def share_denoiser_lora_parts(self) -> None:
+        share_fused_downs(self.denoiser, self.denoiser_lora_part)
 
     def kohya_lora_tensors(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The transformer's layers fused back into sd-scripts' modules; CLIP layers one by one."""

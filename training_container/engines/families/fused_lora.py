@@ -1,22 +1,23 @@
-"""Exporting PEFT LoRA weights trained on diffusers' split layers under sd-scripts' fused names.
+"""sd-scripts' LoRA on a fused layer, trained on diffusers' split layers, and written under its name.
 
 FLUX.1 and SD 3.5 keep fused projections in their original code (BFL's ``img_attn.qkv``,
 ``single_blocks.N.linear1``; MMDiT's ``attn.qkv``), which is what sd-scripts v0.10.1 trains and
-names its LoRA modules after (networks/lora_flux.py, networks/lora_sd3.py). diffusers splits
-them (``to_q``/``to_k``/``to_v``, ``proj_mlp``), so PEFT trains one LoRA per part. The parts of
-one fused layer are written as one LoRA module that computes exactly the same update::
+names its LoRA modules after (networks/lora_flux.py, networks/lora_sd3.py). By default
+(``split_qkv`` False, lora_flux.py lines 561-563) that is one ``LoRAModule`` per fused layer: one
+``lora_down`` (r, in) and one ``lora_up`` (out_q + out_k + out_v, r). diffusers splits the layer
+(``to_q``/``to_k``/``to_v``, ``proj_mlp``), all fed the same input, so PEFT puts one LoRA on each
+part. ``share_fused_downs`` makes the parts of one fused layer share a single ``lora_A``: the
+update of part i is then ``B_i @ A``, and the fused layer's is ``[B_q; B_k; B_v] @ A``, which is
+sd-scripts' module exactly: the same parameters, the same rank, the same alpha::
 
-    lora_down = [A_q; A_k; A_v]                 (n*r, in)
-    lora_up   = block_diag(B_q, B_k, B_v)       (out_q + out_k + out_v, n*r)
-    alpha     = n * alpha_part                  (so alpha / rank = alpha_part / r, unchanged)
+    lora_down = A                               (r, in)
+    lora_up   = [B_q; B_k; B_v]                 (out_q + out_k + out_v, r)
+    alpha     = alpha                           (alpha / r as trained)
 
-That is the layout sd-scripts itself saves with ``split_qkv=True`` (lora_flux.py
-``LoRANetwork.state_dict``, lines 1090-1130: ``torch.cat`` of the downs, block-diagonal up), and
-the one diffusers' ``_convert_kohya_flux_lora_to_diffusers`` recognises as "sparse" and splits
-back. sd-scripts keeps the per-part alpha there while the rank triples, so a file it saves with
-``split_qkv`` is applied at a third of its trained strength by loaders that take the rank from
-``lora_down`` (ComfyUI, diffusers, sd-scripts' own ``create_network_from_weights``); scaling
-alpha by ``n`` keeps the trained update exact instead.
+``fused_kohya_tensors`` writes that; the keys, shapes and alphas equal what sd-scripts' own
+``create_network`` makes for the same file (tests/container/test_real_sd_scripts_flow_lora.py).
+Every loader reads it as sd-scripts' default output (ComfyUI; diffusers'
+``_convert_kohya_flux_lora_to_diffusers`` splits the up rows and copies the down).
 """
 
 from __future__ import annotations
@@ -48,13 +49,32 @@ def _swap_halves(up: torch.Tensor) -> torch.Tensor:
     return torch.cat([second, first], dim=0)
 
 
+def share_fused_downs(
+    model: torch.nn.Module, part_of: Callable[[str], LoraPart], adapter: str = "default"
+) -> None:
+    """Give the parts of each fused layer one ``lora_A`` (the first part's): see the module doc.
+
+    Call it right after PEFT's injection, before the trainable parameters are collected (a shared
+    module's parameters are listed once by ``named_parameters``)."""
+    downs: dict[str, Any] = {}
+    for path, layer in lora_modules(model).items():
+        part = part_of(path)
+        if part.count == 1:
+            continue
+        module: Any = layer  # a PEFT LoraLayer: lora_A is a ModuleDict keyed by adapter
+        shared = downs.setdefault(part.name, module.lora_A[adapter])
+        if shared.weight.shape != module.lora_A[adapter].weight.shape:
+            raise ValueError(f"{path}: its input differs from the other parts of {part.name}")
+        module.lora_A[adapter] = shared
+
+
 def fused_kohya_tensors(
     model: torch.nn.Module,
     part_of: Callable[[str], LoraPart],
     dtype: torch.dtype,
     adapter: str = "default",
 ) -> dict[str, torch.Tensor]:
-    """One model's PEFT LoRA weights under sd-scripts' names, fusing split layers (see module doc)."""
+    """One model's PEFT LoRA weights under sd-scripts' names, a fused layer's parts as its one module."""
     groups: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor, float]]] = defaultdict(dict)
     counts: dict[str, int] = {}
     for path, layer in lora_modules(model).items():
@@ -74,12 +94,10 @@ def fused_kohya_tensors(
             # every loader reads as all of them.
             raise ValueError(f"{name}: trained parts {sorted(parts)} of {counts[name]}")
         ordered = [parts[index] for index in range(counts[name])]
-        alphas = {alpha / down.shape[0] for down, _, alpha in ordered}
-        if len(alphas) != 1:
-            raise ValueError(f"{name}: parts trained with different alpha / rank")
-        down = torch.cat([down for down, _, _ in ordered], dim=0)
-        up = torch.block_diag(*[up for _, up, _ in ordered])
-        alpha = alphas.pop() * down.shape[0]  # the parts' alpha / rank at the fused rank
+        down, _, alpha = ordered[0]
+        if any(not torch.equal(other, down) or other_alpha != alpha for other, _, other_alpha in ordered):
+            raise ValueError(f"{name}: its parts do not share one down projection (see share_fused_downs)")
+        up = torch.cat([up for _, up, _ in ordered], dim=0)
         tensors[f"{name}.lora_down.weight"] = down.to("cpu", dtype).contiguous()
         tensors[f"{name}.lora_up.weight"] = up.to("cpu", dtype).contiguous()
         tensors[f"{name}.alpha"] = torch.tensor(alpha).to(dtype)
