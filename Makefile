@@ -48,14 +48,15 @@ clean:
 
 # The tests against the real sd-scripts (docs/real-engine-tests.md): the pinned checkout and its own
 # venv (fetched once into ignored folders), then the contract test over >= 500 generated configs per
-# family, the FLUX.1 / SD 3.5 LoRA comparison and the 2-step CPU training run. About 5 minutes and 9 GB of memory on 2 cores.
+# family, the FLUX.1 / SD 3.5 LoRA comparison, the container under the image's versions and the
+# 2-step CPU training run. About 8 minutes and 9 GB of memory on 2 cores.
 SD_SCRIPTS_DIR ?= $(CURDIR)/.sd-scripts
 SD_SCRIPTS_VENV ?= $(CURDIR)/.sd-venv
 real-engine-tests: venv
 	bash tests/container/real_engine/setup_sd_scripts.sh $(SD_SCRIPTS_DIR) $(SD_SCRIPTS_VENV)
 	SD_SCRIPTS_DIR=$(SD_SCRIPTS_DIR) SD_SCRIPTS_PYTHON=$(SD_SCRIPTS_VENV)/bin/python \
 		$(PY) -m pytest -n 0 -s tests/container/test_sd_scripts_contract.py tests/container/test_real_sd_scripts_flow_lora.py \
-			tests/container/test_real_sd_scripts_training.py
+			tests/container/test_real_image_stack.py tests/container/test_real_sd_scripts_training.py
 
 # The local runtime (API + emulated AWS + local SageMaker) until Ctrl-C; SERVE_ARGS e.g. "--port 9000 --user alice".
 SERVE_ARGS ?=

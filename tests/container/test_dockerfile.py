@@ -41,3 +41,18 @@ def test_jobs_run_offline() -> None:
     env = " ".join(v for k, v in _instructions() if k == "ENV")
     assert "HF_HUB_OFFLINE=1" in env and "TRANSFORMERS_OFFLINE=1" in env
     assert any(k == "RUN" and "training_container.bake_assets" in v for k, v in _instructions())
+
+
+def test_the_image_and_the_real_engine_tests_install_the_same_additions() -> None:
+    """One list (image-requirements.txt) for the image and for the venv test_real_image_stack.py
+    runs the container's code with; the venv's torch is the base image's."""
+    requirements = DOCKERFILE.parent / "image-requirements.txt"
+    pins = [line for line in requirements.read_text().splitlines() if line and not line.startswith("#")]
+    assert pins and all("==" in pin or "<" in pin for pin in pins), pins
+    rows = _instructions()
+    assert ("COPY", "training_container/image-requirements.txt /tmp/image-requirements.txt") in rows
+    assert any(k == "RUN" and "pip install -r /tmp/image-requirements.txt" in v for k, v in rows)
+    setup = Path(__file__).parent / "real_engine" / "setup_sd_scripts.sh"
+    assert "training_container/image-requirements.txt" in setup.read_text()
+    assert "FROM pytorch/pytorch:" in setup.read_text()
+    assert next(v for k, v in rows if k == "FROM").startswith("pytorch/pytorch:")

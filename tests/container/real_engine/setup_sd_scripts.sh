@@ -4,7 +4,7 @@
 #
 #   tests/container/real_engine/setup_sd_scripts.sh SD_SCRIPTS_DIR SD_SCRIPTS_VENV
 #
-# Idempotent: an existing checkout (at the right commit) and venv are kept.
+# Idempotent: an existing checkout (at the right commit) and venv are kept, and brought to the pins.
 set -euo pipefail
 SD_SCRIPTS_DIR=${1:?usage: setup_sd_scripts.sh SD_SCRIPTS_DIR SD_SCRIPTS_VENV}
 SD_SCRIPTS_VENV=${2:?usage: setup_sd_scripts.sh SD_SCRIPTS_DIR SD_SCRIPTS_VENV}
@@ -20,12 +20,21 @@ if [ -d "$SD_SCRIPTS_DIR/.git" ]; then
         || { echo "$SD_SCRIPTS_DIR is not at $TAG ($COMMIT)" >&2; exit 1; }
 fi
 
+REPO=$(cd "$(dirname "$0")/../../.." && pwd)
+# The image's torch is its base image's (FROM pytorch/pytorch:<torch version>-...); pip picks the
+# torchvision built for it.
+TORCH=$(sed -n 's|^FROM pytorch/pytorch:\([0-9.]*\)-.*|\1|p' "$REPO/training_container/Dockerfile")
+test -n "$TORCH" || { echo "no pytorch/pytorch base image in training_container/Dockerfile" >&2; exit 1; }
+
 if [ ! -x "$SD_SCRIPTS_VENV/bin/python" ]; then
     python3 -m venv "$SD_SCRIPTS_VENV"
-    # Its requirements without the trailing "-e ." (the tests put the checkout on PYTHONPATH).
-    grep -v '^-e' "$SD_SCRIPTS_DIR/requirements.txt" > "$SD_SCRIPTS_VENV/sd-scripts-requirements.txt"
-    "$SD_SCRIPTS_VENV/bin/pip" install -q torch torchvision -r "$SD_SCRIPTS_VENV/sd-scripts-requirements.txt"
 fi
+# Its requirements without the trailing "-e ." (the tests put the checkout on PYTHONPATH), then
+# what the image adds (training_container/image-requirements.txt): the image's Python stack, so the
+# diffusers engine is tested with the versions `engine: diffusers` jobs run (test_real_image_stack.py).
+grep -v '^-e' "$SD_SCRIPTS_DIR/requirements.txt" > "$SD_SCRIPTS_VENV/sd-scripts-requirements.txt"
+"$SD_SCRIPTS_VENV/bin/pip" install -q "torch==$TORCH" torchvision \
+    -r "$SD_SCRIPTS_VENV/sd-scripts-requirements.txt" -r "$REPO/training_container/image-requirements.txt"
 
 # A CPU-only torch with torchvision's CUDA wheel: torchvision's compiled ops cannot load, and
 # its fake-op registrations for nms/qnms then fail at import ("operator torchvision::nms does not
