@@ -16,6 +16,7 @@ About 2 minutes on 2 CPU cores.
 
 from __future__ import annotations
 
+import functools
 import os
 import pkgutil
 import subprocess
@@ -46,18 +47,21 @@ FLOW = (FmType.FLUX1, FmType.SD35)
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _image_python(setup: SdScriptsSetup) -> list[str]:
-    if subprocess.run([str(setup.python), "-c", "import peft"], capture_output=True).returncode:
+@functools.cache
+def _has_the_image_additions(python: Path) -> bool:
+    """Asked once per session: each test would otherwise start the interpreter once more."""
+    return subprocess.run([str(python), "-c", "import peft"], capture_output=True).returncode == 0
+
+
+def _run(setup: SdScriptsSetup, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The container's code (this repository on the path) with the image's interpreter."""
+    if not _has_the_image_additions(setup.python):
         pytest.skip(
             f"{setup.python} lacks the image's additions (peft, ...): run "
             "tests/container/real_engine/setup_sd_scripts.sh (make real-engine-tests) again"
         )
-    return [str(setup.python), "-W", "ignore"]
-
-
-def _run(setup: SdScriptsSetup, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*_image_python(setup), *args],
+        [str(setup.python), "-W", "ignore", *args],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), **env},
         capture_output=True,

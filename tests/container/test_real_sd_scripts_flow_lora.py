@@ -16,8 +16,6 @@ About 40 s for both families on 2 CPU cores.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,12 @@ import pytest
 from safetensors.torch import load_file
 
 from functions.domain.families import FmType
-from tests.container.real_engine.harness import SKIP_REASON, SdScriptsSetup, sd_scripts_setup
+from tests.container.real_engine.harness import (
+    SKIP_REASON,
+    SdScriptsSetup,
+    sd_scripts_python,
+    sd_scripts_setup,
+)
 from tests.container.upload_jobs import FAST_FLOW_CONFIG, lay_out_upload_job
 from training_container.entrypoint import run_job
 from training_container.testing.tiny_flow_models import save_tiny_model_files
@@ -38,24 +41,15 @@ BASE_NAMES = {FmType.FLUX1: "flux1-dev.safetensors", FmType.SD35: "sd3.5_medium.
 
 def sd_scripts_lora(setup: SdScriptsSetup, family: FmType, checkpoint: Path) -> dict[str, Any]:
     """What flow_lora_keys.py prints, run with sd-scripts' interpreter from its checkout."""
-    printed = subprocess.run(
-        [
-            str(setup.python),
-            "-W",
-            "ignore",
-            str(SCRIPT),
-            family.value,
-            str(checkpoint),
-            str(FAST_FLOW_CONFIG["network_dim"]),
-            str(FAST_FLOW_CONFIG["network_alpha"]),
-        ],
-        cwd=setup.directory,
-        env={**os.environ, "PYTHONPATH": str(setup.directory)},
-        capture_output=True,
-        text=True,
-        check=True,
+    printed = sd_scripts_python(
+        setup,
+        str(SCRIPT),
+        family.value,
+        str(checkpoint),
+        str(FAST_FLOW_CONFIG["network_dim"]),
+        str(FAST_FLOW_CONFIG["network_alpha"]),
         timeout=600,
-    ).stdout
+    )
     result: dict[str, Any] = json.loads(printed.strip().splitlines()[-1])
     return result
 

@@ -26,8 +26,8 @@ from functions.domain.training_contract import JOB_CHANNEL, JOB_SPEC_FILENAME, E
 from tests.container.real_engine.harness import (
     REAL_RUN_CONFIG,
     SKIP_REASON,
-    SdScriptsSetup,
     accelerate_launcher,
+    sd_scripts_python,
     sd_scripts_setup,
     write_tokenizer_cache,
 )
@@ -39,19 +39,6 @@ CHECKPOINT_ENV = "SD15_CHECKPOINT"  # reuse a checkpoint make_random_sd15.py wro
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(SETUP is None, reason=SKIP_REASON)]
 
 
-def _sd_scripts_python(setup: SdScriptsSetup, *args: str) -> str:
-    result = subprocess.run(
-        [str(setup.python), "-W", "ignore", *args],
-        cwd=setup.directory,
-        env={**os.environ, "PYTHONPATH": str(setup.directory)},
-        stdout=subprocess.PIPE,
-        text=True,
-        check=True,
-        timeout=900,
-    )
-    return result.stdout
-
-
 @pytest.fixture(scope="module")
 def random_sd15(tmp_path_factory: pytest.TempPathFactory) -> Path:
     configured = os.environ.get(CHECKPOINT_ENV)
@@ -59,7 +46,7 @@ def random_sd15(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return Path(configured)
     assert SETUP is not None
     path = tmp_path_factory.mktemp("sd15") / "random-sd15.safetensors"
-    _sd_scripts_python(SETUP, str(REAL_ENGINE / "make_random_sd15.py"), str(path))
+    sd_scripts_python(SETUP, str(REAL_ENGINE / "make_random_sd15.py"), str(path))
     return path
 
 
@@ -116,7 +103,7 @@ def test_two_real_steps_write_the_lora_sd_scripts_itself_would(random_sd15: Path
     assert metadata["ss_network_module"] == "networks.lora" and metadata["ss_base_model_version"] == "sd_v1"
     config = REAL_RUN_CONFIG.normalised()
     expected = json.loads(
-        _sd_scripts_python(
+        sd_scripts_python(
             SETUP, str(REAL_ENGINE / "lora_keys.py"), str(config["network_dim"]), str(config["network_alpha"])
         ).splitlines()[-1]
     )

@@ -14,8 +14,6 @@ Skipped unless ``SD_SCRIPTS_DIR`` and ``SD_SCRIPTS_PYTHON`` are set; see docs/re
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from functions.domain.kohya_params import (
 from tests.container.real_engine.harness import (
     SKIP_REASON,
     SdScriptsSetup,
+    sd_scripts_python,
     sd_scripts_setup,
     write_tokenizer_cache,
 )
@@ -196,13 +195,7 @@ KNOWN_BAD: dict[str, dict[str, Any]] = {
 def _run_checker(setup: SdScriptsSetup, cases: list[dict[str, str]], folder: Path) -> list[dict[str, Any]]:
     cases_file, results_file = folder / "cases.json", folder / "results.json"
     cases_file.write_text(json.dumps(cases), encoding="utf-8")
-    subprocess.run(
-        [str(setup.python), "-W", "ignore", str(CHECKER), str(cases_file), str(results_file)],
-        cwd=setup.directory,
-        env={**os.environ, "PYTHONPATH": str(setup.directory)},
-        check=True,
-        timeout=1800,
-    )
+    sd_scripts_python(setup, str(CHECKER), str(cases_file), str(results_file), timeout=1800)
     results: list[dict[str, Any]] = json.loads(results_file.read_text(encoding="utf-8"))
     assert len(results) == len(cases)
     return results
@@ -274,19 +267,10 @@ def test_the_diffusers_engine_clips_gradients_like_sd_scripts() -> None:
     engine_default = EngineConfig.from_parameters({}).max_grad_norm
 
     assert SETUP is not None
-    printed = subprocess.run(
-        [
-            str(SETUP.python),
-            "-W",
-            "ignore",
-            "-c",
-            "import train_network; print(train_network.setup_parser().get_default('max_grad_norm'))",
-        ],
-        cwd=SETUP.directory,
-        env={**os.environ, "PYTHONPATH": str(SETUP.directory)},
-        capture_output=True,
-        text=True,
-        check=True,
+    printed = sd_scripts_python(
+        SETUP,
+        "-c",
+        "import train_network; print(train_network.setup_parser().get_default('max_grad_norm'))",
         timeout=300,
-    ).stdout.split()[-1]
+    ).split()[-1]
     assert float(printed) == engine_default

@@ -41,13 +41,11 @@ import sd3_train_network
 import sdxl_train_network
 import torch
 import train_network
+from flow_lora_keys import TEXT_ENCODERS  # this folder is sys.path[0] when run as a script
 from library import config_util, strategy_base, train_util
 from library.config_util import BlueprintGenerator, ConfigSanitizer
 
 _TOKENIZE_STRATEGIES: dict[tuple[str, ...], Any] = {}
-# What each family's load_target_model returns as text encoders: CLIP-L (SD 1.5); CLIP-L and
-# bigG (SDXL); CLIP-L and T5-XXL (FLUX.1); CLIP-L, CLIP-G and T5-XXL (SD 3.5).
-_TEXT_ENCODERS = {"sd15": 1, "sdxl": 2, "flux1": 2, "sd35": 3}
 
 
 def _tokenize_strategy(fm_type: str, trainer: Any, args: Any) -> Any:
@@ -144,7 +142,7 @@ def _check_network(fm_type: str, args: Any) -> None:
         net_kwargs[key] = value
     net_kwargs.setdefault("dropout", args.network_dropout)
     network_module = importlib.import_module(args.network_module)
-    text_encoders = [torch.nn.Module() for _ in range(_TEXT_ENCODERS[fm_type])]
+    text_encoders = [torch.nn.Module() for _ in range(TEXT_ENCODERS[fm_type])]
     network_module.create_network(
         1.0,
         args.network_dim,

@@ -28,9 +28,11 @@ from library import flux_models, flux_utils, sd3_utils
 from library.safetensors_utils import load_safetensors
 from networks import lora_flux, lora_sd3
 
-# What load_target_model returns as text encoders (flux_train_network.py line 160,
-# sd3_train_network.py); a transformer-only LoRA never looks inside them.
-TEXT_ENCODERS = {"flux1": 2, "sd35": 3}
+# How many text encoders each family's load_target_model returns (flux_train_network.py line 160,
+# sd3_train_network.py): CLIP-L (SD 1.5); CLIP-L and bigG (SDXL); CLIP-L and T5-XXL (FLUX.1);
+# CLIP-L, CLIP-G and T5-XXL (SD 3.5). check_sd_scripts_args.py reads it too. A transformer-only
+# LoRA never looks inside them.
+TEXT_ENCODERS = {"sd15": 1, "sdxl": 2, "flux1": 2, "sd35": 3}
 
 
 def _flux_params(state: dict[str, torch.Tensor], num_double: int, num_single: int) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,21 @@ def sd_scripts_setup() -> SdScriptsSetup | None:
     if not (setup.directory / "train_network.py").is_file() or not setup.python.exists():
         return None
     return setup
+
+
+def sd_scripts_python(setup: SdScriptsSetup, *args: str, timeout: float = 900) -> str:
+    """Run sd-scripts' interpreter on ``args`` from its checkout, with the checkout on the path
+    (as the image runs it); returns what it printed, and raises if it failed."""
+    result = subprocess.run(
+        [str(setup.python), "-W", "ignore", *args],
+        cwd=setup.directory,
+        env={**os.environ, "PYTHONPATH": str(setup.directory)},
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+        timeout=timeout,
+    )
+    return result.stdout
 
 
 def accelerate_launcher(python: Path) -> list[str]:
