@@ -82,17 +82,15 @@ def materialise(
     model: torch.nn.Module, state: Mapping[str, torch.Tensor], dtype: torch.dtype, what: str
 ) -> Any:
     """Give a meta-device model the file's tensors; refuse a file missing any of them."""
-    expected = set(model.state_dict())
-    missing = sorted(expected - set(state))
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
     if missing:
         raise JobFailure(
             f"{what} lacks {len(missing)} tensor(s) the model needs, e.g. {', '.join(missing[:3])}"
         )
-    wrong = sorted(k for k, t in model.state_dict().items() if tuple(state[k].shape) != tuple(t.shape))
+    wrong = sorted(k for k, shape in expected.items() if tuple(state[k].shape) != shape)
     if wrong:
-        shown = ", ".join(
-            f"{k} {tuple(state[k].shape)} (expected {tuple(model.state_dict()[k].shape)})" for k in wrong[:2]
-        )
+        shown = ", ".join(f"{k} {tuple(state[k].shape)} (expected {expected[k]})" for k in wrong[:2])
         raise JobFailure(
             f"{what} does not match its model's configuration in {len(wrong)} tensor(s), e.g. {shown}"
         )
